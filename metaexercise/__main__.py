@@ -1,0 +1,3 @@
+from metaexercise.cli import main
+
+raise SystemExit(main())

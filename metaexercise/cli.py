@@ -1,0 +1,66 @@
+"""The `metaexercise` command. Thin: each verb lives in `metaexercise/commands/<verb>.py`, which defines
+`register(parser)` (adds the verb's arguments) and `run(args) -> int` (the exit code).
+
+Every verb works on the project in the current directory (`extraction/`, `analyses/`, `results/`,
+`searches/`, `book/`); `--project DIR` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from metaexercise import __version__
+
+#: verb -> (module, one-line help). Modules are imported only when their verb runs, so `--help` is fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "template": ("metaexercise.commands.template", "write an empty, documented extraction workbook (XLSX)"),
+    "validate": ("metaexercise.commands.validate", "check extraction sheets and report every problem at once"),
+    "import": ("metaexercise.commands.import_workbook", "import a filled extraction workbook into extraction/*.csv"),
+    "run": ("metaexercise.commands.run", "run every analysis in analyses/*.yaml and write results/"),
+    "audit": ("metaexercise.commands.audit", "check published numbers for internal consistency"),
+    "book": ("metaexercise.commands.book", "run the analyses and build the HTML book (book/_build/html)"),
+    "search": ("metaexercise.commands.search", "update the literature search: import, dedupe, screen, status"),
+    "simulate": ("metaexercise.commands.simulate", "simulation study of tau^2 estimators and interval methods"),
+    "replica": ("metaexercise.commands.replica", "generate the labelled synthetic replica of the review"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metaexercise",
+        description="Reproduce, audit and update the meta-analysis of individualized exercise in chronic "
+        "non-specific low back pain (Fleckenstein et al. 2022).",
+    )
+    parser.add_argument("--version", action="version", version=f"metaexercise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument(
+            "--project", type=Path, default=Path("."), help="project folder (default: current directory)"
+        )
+        sp.set_defaults(_verb=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    # Let the verb's own module add its arguments before the full parse.
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb in COMMANDS:
+        module = importlib.import_module(COMMANDS[verb][0])
+        sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        module.register(sub_action.choices[verb])
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI verb: `register(parser)` and `run(args) -> int`."""

@@ -1,0 +1,21 @@
+"""Exceptions raised by metaexercise. Each message says what is wrong, where, and what to do."""
+
+
+class MetaexerciseError(Exception):
+    """Base class of every error metaexercise raises on purpose."""
+
+
+class ConvergenceError(MetaexerciseError):
+    """An iterative estimator (e.g. REML Fisher scoring) did not converge."""
+
+
+class ExtractionError(MetaexerciseError):
+    """An extraction sheet is malformed; the message names file, sheet, row and column."""
+
+
+class SpecError(MetaexerciseError):
+    """An analysis spec (analyses/*.yaml) is malformed."""
+
+
+class SearchImportError(MetaexerciseError):
+    """A search export (RIS, nbib, CSV) could not be imported; the message names file and line."""
