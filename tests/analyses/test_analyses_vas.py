@@ -1,0 +1,42 @@
+"""VAS back-transformation: points = SMD x patient-level SD (Cochrane Handbook 5.1, 12.6.4), judged
+against the review's thresholds (1.5 pain, 1.0 disability) and its 'CI on one side of zero' rule."""
+
+import math
+
+import pytest
+
+from metaexercise.vas import THRESHOLDS, pooled_sd, to_vas
+
+
+def test_pooled_sd_by_hand():
+    # sqrt((9 * 2^2 + 19 * 1^2) / (9 + 19)) = sqrt(55 / 28) = 1.401530...
+    assert pooled_sd([2.0, 1.0], [10, 20]) == pytest.approx(math.sqrt(55 / 28), rel=1e-12)
+    # missing SDs are skipped; nothing left gives NaN
+    assert pooled_sd([2.0, float("nan")], [10, 20]) == pytest.approx(2.0)
+    assert math.isnan(pooled_sd([float("nan")], [10]))
+
+
+def test_review_thresholds():
+    assert THRESHOLDS == {"pain": 1.5, "disability": 1.0}
+
+
+def test_points_and_verdicts_by_hand():
+    # SMD -0.28 [-0.42, -0.14] (the review's pain vs active, short term) x NRS SD 1.64:
+    # -0.4592 [-0.6888, -0.2296]: CI below zero, |points| < 1.5 -> "probably meaningful".
+    v = to_vas("pain", -0.28, -0.42, -0.14, 1.64, "NRS typical SD")
+    assert (v.points, v.ci_lb, v.ci_ub) == pytest.approx((-0.4592, -0.6888, -0.2296), rel=1e-12)
+    assert v.probably_meaningful and not v.clinically_important and v.verdict == "probably meaningful"
+    # SMD -0.10 [-0.21, 0.01]: CI crosses zero -> not shown.
+    assert to_vas("pain", -0.10, -0.21, 0.01, 2.0, "x").verdict == "not shown"
+    # SMD -0.6 [-0.9, -0.3] x 2.0 = -1.2 points: disability threshold 1.0 -> clinically important.
+    big = to_vas("disability", -0.6, -0.9, -0.3, 2.0, "x")
+    assert big.points == pytest.approx(-1.2) and big.verdict == "clinically important"
+    # the same on pain (threshold 1.5) is only probably meaningful
+    assert to_vas("pain", -0.6, -0.9, -0.3, 2.0, "x").verdict == "probably meaningful"
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="positive"):
+        to_vas("pain", -0.2, -0.3, -0.1, 0.0, "zero SD")
+    with pytest.raises(ValueError, match="no VAS threshold"):
+        to_vas("mood", -0.2, -0.3, -0.1, 1.0, "x")
