@@ -19,3 +19,8 @@ class SpecError(MetaexerciseError):
 
 class SearchImportError(MetaexerciseError):
     """A search export (RIS, nbib, CSV) could not be imported; the message names file and line."""
+
+
+class SearchDataError(MetaexerciseError):
+    """A file under searches/ (overrides, previous edition, screening log) is malformed; the message names
+    file, sheet, row and column."""
