@@ -1,0 +1,148 @@
+"""Instrument registry: each scale's range and direction of benefit.
+
+Built-in instruments live in `metaexercise/data/instruments.yaml`; a project's
+`extraction/instruments.yaml` (same format) adds instruments or replaces built-in ones by id.
+An instrument whose range is not printed by its source has `minimum`/`maximum` = None: it still gives
+an SMD, but it cannot be normalised to the review's 0-10 scale (`Instrument.has_range` is False).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from metaexercise.errors import ExtractionError
+from metaexercise.schema import OUTCOMES
+
+_FIELDS = ("id", "name", "outcome", "minimum", "maximum", "higher_is_worse", "rank", "source")
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One instrument. `higher_is_worse`: a higher score means more burden (pain, disability)."""
+
+    id: str
+    name: str
+    outcome: str
+    minimum: float | None
+    maximum: float | None
+    higher_is_worse: bool
+    rank: int
+    source: str
+
+    @property
+    def has_range(self) -> bool:
+        """True when both ends of the scale are known and finite (needed for 0-10 normalisation)."""
+        return (
+            self.minimum is not None
+            and self.maximum is not None
+            and math.isfinite(self.minimum)
+            and math.isfinite(self.maximum)
+        )
+
+    @property
+    def width(self) -> float:
+        """maximum - minimum; NaN when the range is not known."""
+        return (self.maximum - self.minimum) if self.has_range else math.nan
+
+    def contains(self, value: float) -> bool:
+        """True when `value` lies within the instrument's range (unknown bounds never exclude)."""
+        lo_ok = self.minimum is None or value >= self.minimum
+        hi_ok = self.maximum is None or value <= self.maximum
+        return lo_ok and hi_ok
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The instruments known to a project, by id."""
+
+    instruments: dict[str, Instrument]
+
+    def __contains__(self, instrument_id: str) -> bool:
+        return instrument_id in self.instruments
+
+    def get(self, instrument_id: str) -> Instrument:
+        """The instrument `instrument_id`; KeyError names every known id."""
+        try:
+            return self.instruments[instrument_id]
+        except KeyError:
+            raise KeyError(
+                f"unknown instrument {instrument_id!r}; known: {', '.join(self.known())}. "
+                "Add new instruments to extraction/instruments.yaml"
+            ) from None
+
+    def known(self) -> list[str]:
+        return sorted(self.instruments, key=str.lower)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([{f: getattr(i, f) for f in _FIELDS} for i in self.instruments.values()])
+
+
+def _number(value, where: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExtractionError(f"{where}: expected a number or blank, got {value!r}")
+    return float(value)
+
+
+def _parse(entries, path: str) -> dict[str, Instrument]:
+    if not isinstance(entries, list):
+        raise ExtractionError(f"{path}: expected a list of instruments (YAML '- id: ...' items)")
+    out: dict[str, Instrument] = {}
+    for i, e in enumerate(entries, start=1):
+        where = f"{path}, instrument #{i}"
+        if not isinstance(e, dict):
+            raise ExtractionError(f"{where}: expected a mapping with fields {', '.join(_FIELDS)}")
+        missing = [f for f in ("id", "name", "outcome", "higher_is_worse") if f not in e]
+        if missing:
+            raise ExtractionError(f"{where}: missing field(s) {', '.join(missing)}")
+        unknown = sorted(set(e) - set(_FIELDS))
+        if unknown:
+            raise ExtractionError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+        if e["outcome"] not in OUTCOMES:
+            raise ExtractionError(f"{where}: outcome {e['outcome']!r} is not one of {', '.join(OUTCOMES)}")
+        if not isinstance(e["higher_is_worse"], bool):
+            raise ExtractionError(f"{where}: higher_is_worse must be true or false")
+        lo, hi = _number(e.get("minimum"), where), _number(e.get("maximum"), where)
+        if lo is not None and hi is not None and not lo < hi:
+            raise ExtractionError(f"{where}: minimum {lo:g} is not below maximum {hi:g}")
+        inst = Instrument(
+            id=str(e["id"]),
+            name=str(e["name"]),
+            outcome=e["outcome"],
+            minimum=lo,
+            maximum=hi,
+            higher_is_worse=e["higher_is_worse"],
+            rank=int(e.get("rank") or 99),
+            source=str(e.get("source") or ""),
+        )
+        if inst.id in out:
+            raise ExtractionError(f"{where}: duplicate instrument id {inst.id!r}")
+        out[inst.id] = inst
+    return out
+
+
+def builtin_registry() -> Registry:
+    """The instruments shipped with metaexercise (`metaexercise/data/instruments.yaml`)."""
+    text = resources.files("metaexercise").joinpath("data/instruments.yaml").read_text(encoding="utf-8")
+    return Registry(_parse(yaml.safe_load(text), "metaexercise/data/instruments.yaml"))
+
+
+def load_registry(extra: str | Path | None = None) -> Registry:
+    """Built-in instruments plus those in `extra` (a YAML file, e.g. `extraction/instruments.yaml`)
+    when it exists; an id in `extra` replaces the built-in one."""
+    reg = dict(builtin_registry().instruments)
+    if extra is not None and Path(extra).is_file():
+        try:
+            data = yaml.safe_load(Path(extra).read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ExtractionError(f"{extra}: not valid YAML ({exc})") from None
+        reg.update(_parse(data or [], str(extra)))
+    return Registry(reg)
