@@ -1,0 +1,260 @@
+"""RevMan-style forest plot of a random-effects fit (the column set of RevMan 5, Cochrane Handbook §10.2.4
+and metafor's `forest.rma` (Viechtbauer 2010) for the graph).
+
+Columns, left to right: study; individualised arm Mean/SD/Total; comparator arm Mean/SD/Total (on the
+normalised 0-10 scale); Weight (%, 1 dp); "Std. Mean Difference IV, Random (REML), 95% CI" as text; the graph
+(squares with area proportional to weight, CI lines with arrows past the symmetric axis, pooled diamond,
+95% prediction interval bar). Below: RevMan's heterogeneity line with the REML tau^2 and its Q-profile CI,
+and the test for overall effect. Negative SMD = improvement, so the left side favours individualised exercise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import transforms
+from matplotlib.patches import Polygon
+
+from metaexercise.plots.style import (
+    DIAMOND,
+    INK,
+    MUTED,
+    PREDICTION,
+    add_synthetic_banner,
+    format_p,
+    new_figure,
+    plain_text,
+    styled,
+)
+
+#: Text columns, as (key, heading, inches left of the graph, alignment).
+_ARM_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
+    ("m1i", "Mean", 5.0, "right"),
+    ("sd1i", "SD", 4.55, "right"),
+    ("n1i", "Total", 4.1, "right"),
+    ("m2i", "Mean", 3.5, "right"),
+    ("sd2i", "SD", 3.05, "right"),
+    ("n2i", "Total", 2.6, "right"),
+)
+_STUDY_X = 7.4
+_LABEL_CHARS = 30
+_WEIGHT_X = 2.0
+_EFFECT_X = 0.15
+_GRAPH_WIDTH = 3.0
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)) or pd.isna(value):
+        return ""
+    return format(value, spec)
+
+
+def _short(label: object) -> str:
+    text = plain_text(label)
+    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "\u2026"
+
+
+def _ci_text(est: float, lb: float, ub: float) -> str:
+    return f"{est:.2f} [{lb:.2f}, {ub:.2f}]"
+
+
+def heterogeneity_text(fit, tau2_ci: Sequence[float] | None = None) -> str:
+    """RevMan's heterogeneity line, with the fit's tau^2 estimator named and its Q-profile CI if given."""
+    if fit.k < 2:
+        return "Heterogeneity: Not applicable"
+    ci = f" [{tau2_ci[0]:.2f}, {tau2_ci[1]:.2f}]" if tau2_ci is not None else ""
+    qp = "; Q-profile 95% CI" if tau2_ci is not None else ""
+    return (
+        f"Heterogeneity: Tau\u00b2 = {fit.tau2:.2f}{ci} ({fit.method}{qp}); "
+        f"Chi\u00b2 = {fit.QE:.2f}, df = {fit.k - fit.p} ({format_p(fit.QEp, revman=True)}); "
+        f"I\u00b2 = {fit.I2:.0f}%"
+    )
+
+
+def overall_effect_text(fit) -> str:
+    """RevMan's "Test for overall effect" line (Z unsigned, 2 dp); t with df under Knapp-Hartung."""
+    stat = float(np.asarray(fit.zval).ravel()[0])
+    p = float(np.asarray(fit.pval).ravel()[0])
+    if getattr(fit, "test", "z") == "knha":
+        return f"Test for overall effect: t = {abs(stat):.2f}, df = {fit.ddf} ({format_p(p, revman=True)})"
+    return f"Test for overall effect: Z = {abs(stat):.2f} ({format_p(p, revman=True)})"
+
+
+def _tau2_ci(fit):
+    """The Q-profile CI of tau^2 from `fit.confint()`, whatever shape the engine returns, or None."""
+    try:
+        ci = fit.confint()
+    except Exception:  # noqa: BLE001 - a missing CI only drops the bracket from the text
+        return None
+    for name in ("tau2",):
+        row = getattr(ci, name, None)
+        if row is not None:
+            vals = [getattr(row, a, None) for a in ("ci_lb", "ci_ub")]
+            if None not in vals:
+                return float(vals[0]), float(vals[1])
+            arr = np.asarray(row, dtype=float).ravel()
+            if arr.size >= 3:
+                return float(arr[1]), float(arr[2])
+    if isinstance(ci, pd.DataFrame) and "tau2" in ci.index:
+        row = ci.loc["tau2"]
+        lb = [c for c in ci.columns if "lb" in str(c) or "lower" in str(c)]
+        ub = [c for c in ci.columns if "ub" in str(c) or "upper" in str(c)]
+        if lb and ub:
+            return float(row[lb[0]]), float(row[ub[0]])
+    return None
+
+
+@styled
+def forest_plot(
+    fit,
+    studies: pd.DataFrame | None = None,
+    *,
+    comparator: str = "comparator",
+    experimental: str = "Individualised",
+    title: str | None = None,
+    synthetic: bool = False,
+    tau2_ci: Sequence[float] | None | str = "auto",
+    xlim: float = 2.0,
+    ax=None,
+):
+    """Draw the forest plot of `fit` (an RMAResult of an intercept-only model) and return the Figure.
+
+    `studies` has one row per study in the fit's order: a `study` label and optionally the arms' `m1i`,
+    `sd1i`, `n1i` (individualised) and `m2i`, `sd2i`, `n2i` (comparator) on the 0-10 scale. `tau2_ci` is the
+    Q-profile CI of tau^2; "auto" asks `fit.confint()`. `synthetic=True` stamps the replica banner.
+    """
+    yi = np.asarray(fit.yi, dtype=float)
+    vi = np.asarray(fit.vi, dtype=float)
+    k = yi.size
+    weights = np.asarray(fit.weights, dtype=float)
+    if studies is None:
+        studies = pd.DataFrame({"study": [f"Study {i + 1}" for i in range(k)]})
+    if len(studies) != k:
+        raise ValueError(f"forest_plot: the fit has k = {k} studies but `studies` has {len(studies)} rows")
+    if tau2_ci == "auto":
+        tau2_ci = _tau2_ci(fit)
+
+    rows = np.arange(k, 0, -1, dtype=float)  # first study on top
+    y_total, y_pi = -0.6, -1.6
+    if ax is None:
+        height = 2.6 + 0.22 * (k + 6)
+        fig = new_figure(_STUDY_X + _GRAPH_WIDTH + 0.4, height)
+        left = (_STUDY_X + 0.1) / fig.get_figwidth()
+        bottom = 1.35 / height
+        top = 1 - (0.95 if synthetic or title else 0.6) / height
+        ax = fig.add_axes((left, bottom, _GRAPH_WIDTH / fig.get_figwidth(), top - bottom))
+    fig = ax.figure
+    ax_width_in = ax.get_position().width * fig.get_figwidth()
+
+    def col(inches_left: float) -> float:
+        return -inches_left / ax_width_in
+
+    text_tf = transforms.blended_transform_factory(ax.transAxes, ax.transData)
+    ax.set_ylim(-2.3, k + 2.6)
+    ax.set_xlim(-xlim, xlim)
+    ax.set_yticks([])
+    ax.spines["left"].set_visible(False)
+    ax.set_xticks(np.linspace(-xlim, xlim, 5))
+    ax.axvline(0, color=INK, lw=0.8, zorder=1)
+
+    def put(x, y, s, ha="left", **kw):
+        ax.text(x, y, s, transform=text_tf, ha=ha, va="center", clip_on=False, **kw)
+
+    # headings
+    y_h1, y_h2 = k + 1.9, k + 1.0
+    put(col(_STUDY_X), y_h2, "Study or Subgroup", fontweight="bold")
+    put(col(4.55), y_h1, plain_text(experimental), ha="center", fontweight="bold")
+    put(col(3.05), y_h1, plain_text(comparator), ha="center", fontweight="bold")
+    for _key, head, x, ha in _ARM_COLUMNS:
+        put(col(x), y_h2, head, ha=ha, fontweight="bold")
+    put(col(_WEIGHT_X), y_h2, "Weight", ha="right", fontweight="bold")
+    put(col(_EFFECT_X), y_h1, "Std. Mean Difference", ha="right", fontweight="bold")
+    put(col(_EFFECT_X), y_h2, "IV, Random (REML), 95% CI", ha="right", fontweight="bold")
+    put(0.5, y_h1, "Std. Mean Difference", ha="center", fontweight="bold")
+    put(0.5, y_h2, "IV, Random (REML), 95% CI", ha="center", fontweight="bold")
+    ax.axhline(k + 0.55, xmin=col(_STUDY_X), xmax=1.0, color=INK, lw=0.6, clip_on=False)
+
+    # study rows
+    sei = np.sqrt(vi)
+    lb, ub = yi - 1.959963984540054 * sei, yi + 1.959963984540054 * sei
+    for i in range(k):
+        r = studies.iloc[i]
+        y = rows[i]
+        put(col(_STUDY_X), y, _short(r.get("study", f"Study {i + 1}")))
+        for key, _head, x, ha in _ARM_COLUMNS:
+            spec = "d" if key.startswith("n") else ".2f"
+            val = r.get(key, None)
+            if spec == "d" and val is not None and not pd.isna(val):
+                val = int(round(float(val)))
+            put(col(x), y, _fmt(val, spec), ha=ha)
+        put(col(_WEIGHT_X), y, f"{weights[i]:.1f}%", ha="right")
+        put(col(_EFFECT_X), y, _ci_text(yi[i], lb[i], ub[i]), ha="right")
+    sizes = 12 + 140 * weights / weights.max()
+    ax.scatter(yi.clip(-xlim, xlim), rows, s=sizes, marker="s", color=INK, zorder=3, gid="study-squares")
+    for i in range(k):
+        lo, hi = max(lb[i], -xlim), min(ub[i], xlim)
+        ax.plot([lo, hi], [rows[i], rows[i]], color=INK, lw=0.9, zorder=2, gid=f"study-ci-{i}")
+        if lb[i] < -xlim:
+            ax.plot([-xlim], [rows[i]], marker="<", color=INK, ms=5, clip_on=False, gid="ci-arrow")
+        if ub[i] > xlim:
+            ax.plot([xlim], [rows[i]], marker=">", color=INK, ms=5, clip_on=False, gid="ci-arrow")
+
+    # pooled rows
+    est, clb, cub = float(fit.estimate), float(np.ravel(fit.ci_lb)[0]), float(np.ravel(fit.ci_ub)[0])
+    ax.axhline(0.3, xmin=col(_STUDY_X), xmax=1.0, color=INK, lw=0.4, clip_on=False)
+    put(col(_STUDY_X), y_total, "Total (95% CI)", fontweight="bold")
+    for key, x in (("n1i", 4.1), ("n2i", 2.6)):
+        if key in studies.columns and studies[key].notna().all():
+            put(col(x), y_total, f"{int(round(studies[key].astype(float).sum()))}", ha="right", fontweight="bold")
+    put(col(_WEIGHT_X), y_total, "100.0%", ha="right", fontweight="bold")
+    put(col(_EFFECT_X), y_total, _ci_text(est, clb, cub), ha="right", fontweight="bold")
+    diamond = Polygon(
+        [(max(clb, -xlim), y_total), (est, y_total + 0.38), (min(cub, xlim), y_total), (est, y_total - 0.38)],
+        closed=True,
+        facecolor=DIAMOND,
+        edgecolor=DIAMOND,
+        zorder=3,
+        gid="pooled-diamond",
+    )
+    ax.add_patch(diamond)
+    pi_lb, pi_ub = float(fit.pi_lb), float(fit.pi_ub)
+    put(col(_STUDY_X), y_pi, "95% prediction interval", color=PREDICTION)
+    put(col(_EFFECT_X), y_pi, f"[{pi_lb:.2f}, {pi_ub:.2f}]", ha="right", color=PREDICTION)
+    ax.errorbar(
+        [est],
+        [y_pi],
+        xerr=[[est - max(pi_lb, -xlim)], [min(pi_ub, xlim) - est]],
+        fmt="none",
+        ecolor=PREDICTION,
+        elinewidth=2.2,
+        capsize=4,
+        gid="prediction-interval",
+    )
+
+    # texts under the axis
+    for j, line in enumerate((heterogeneity_text(fit, tau2_ci), overall_effect_text(fit))):
+        ax.annotate(
+            line,
+            xy=(col(_STUDY_X), 0),
+            xycoords="axes fraction",
+            xytext=(0, -14 - 12 * j),
+            textcoords="offset points",
+            ha="left",
+            va="top",
+            fontsize=8,
+            gid=f"summary-line-{j}",
+        )
+    ax.annotate("Favours\nindividualised exercise", xy=(0.47, 0), xycoords="axes fraction",
+                xytext=(0, -22), textcoords="offset points", ha="right", va="top", fontsize=8,
+                color=MUTED, gid="favours-left")
+    ax.annotate(f"Favours\n{plain_text(comparator)}", xy=(0.53, 0), xycoords="axes fraction",
+                xytext=(0, -22), textcoords="offset points", ha="left", va="top", fontsize=8,
+                color=MUTED, gid="favours-right")
+    if title:
+        fig.text(0.01, 0.985 if not synthetic else 0.94, plain_text(title), ha="left", va="top",
+                 fontsize=10, fontweight="bold")
+    if synthetic:
+        add_synthetic_banner(fig)
+    return fig

@@ -1,0 +1,86 @@
+"""Contour-enhanced funnel plot (Peters et al. 2008, J Clin Epidemiol 61:991-996), as metafor's
+`funnel(res, level=c(90, 95, 99), shade=c("white", "gray55", "gray75"), refline=0, legend=TRUE)`.
+
+The contours are centred on the null (SMD = 0), not on the pooled estimate: a study in a shaded band has a
+two-sided p-value in that band. The y-axis is the standard error, reversed (0 on top). Egger's regression test
+(metafor `regtest`) and the Begg-Mazumdar rank test (`ranktest`) are printed in the panel when given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from scipy import stats
+
+from metaexercise.plots.style import INK, add_synthetic_banner, figure_and_axes, format_p, styled
+
+#: metafor's shades for levels (90, 95, 99); outside the outermost contour the panel is light grey.
+_SHADES = ("white", "#8c8c8c", "#bfbfbf")
+_OUTSIDE = "#e6e6e6"
+
+
+def _test_lines(regtest, ranktest) -> list[str]:
+    lines = []
+    if regtest is not None:
+        stat = getattr(regtest, "zval", None)
+        name = "z"
+        if stat is None:
+            stat, name = regtest.tval, "t"
+        lines.append(f"Egger's test: {name} = {float(stat):.3f}, {format_p(float(regtest.pval))}")
+    if ranktest is not None:
+        lines.append(f"Rank test: Kendall's tau = {float(ranktest.tau):.3f}, {format_p(float(ranktest.pval))}")
+    return lines
+
+
+@styled
+def funnel_plot(
+    fit,
+    *,
+    regtest=None,
+    ranktest=None,
+    levels: tuple[float, ...] = (90, 95, 99),
+    title: str | None = None,
+    synthetic: bool = False,
+    ax=None,
+):
+    """Draw the contour-enhanced funnel of `fit` (yi against sqrt(vi)) and return the Figure."""
+    yi = np.asarray(fit.yi, dtype=float)
+    sei = np.sqrt(np.asarray(fit.vi, dtype=float))
+    own = ax is None
+    fig, ax = figure_and_axes(ax, 5.6, 4.6)
+    if own:
+        fig.subplots_adjust(top=0.84 if synthetic else 0.92, bottom=0.12, left=0.13, right=0.97)
+    se_max = float(sei.max()) * 1.08
+    se_grid = np.array([0.0, se_max])
+    levels = tuple(sorted(levels))
+    z = [stats.norm.ppf(0.5 + lv / 200.0) for lv in levels]
+    x_half = max(z[-1] * se_max, float(np.abs(yi).max()) * 1.05)
+    ax.set_facecolor(_OUTSIDE)
+    # Outermost band first, then inner ones on top, so each band shows its own shade.
+    for zi, shade in reversed(list(zip(z, _SHADES, strict=False))):
+        ax.fill_betweenx(se_grid, -zi * se_grid, zi * se_grid, color=shade, lw=0, zorder=1)
+    ax.axvline(0, color=INK, lw=0.7, ls=":", zorder=2)
+    ax.axvline(float(fit.estimate), color=INK, lw=0.9, zorder=2, gid="pooled-estimate-line")
+    ax.scatter(yi, sei, s=22, color=INK, zorder=3, gid="funnel-studies")
+    ax.set_ylim(se_max, 0)
+    ax.set_xlim(-x_half, x_half)
+    ax.set_xlabel("Standardised mean difference (Hedges' g)")
+    ax.set_ylabel("Standard error")
+    bands = [f"{1 - levels[0] / 100:.2f} < p \u2264 1.00"]
+    for lo, hi in zip(levels[:-1], levels[1:], strict=False):
+        bands.append(f"{1 - hi / 100:.2f} < p \u2264 {1 - lo / 100:.2f}")
+    bands.append(f"0.00 < p \u2264 {1 - levels[-1] / 100:.2f}")
+    handles = [Patch(facecolor=s, edgecolor="#777777", label=b) for s, b in zip((*_SHADES, _OUTSIDE), bands,
+                                                                                  strict=False)]
+    handles.append(Line2D([], [], marker="o", ls="none", color=INK, label="Studies"))
+    ax.legend(handles=handles, loc="lower right", frameon=True, fontsize=7)
+    lines = _test_lines(regtest, ranktest)
+    if lines:
+        ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, ha="left", va="bottom", fontsize=7.5,
+                gid="funnel-tests", bbox={"facecolor": "white", "edgecolor": "#777777", "pad": 3})
+    if title:
+        ax.set_title(title, loc="left", fontweight="bold", pad=6)
+    if synthetic:
+        add_synthetic_banner(fig)
+    return fig

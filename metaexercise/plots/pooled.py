@@ -1,0 +1,60 @@
+"""The "forest of pooled results": the review's own published pooled SMDs with 95% CIs, one row per main
+contrast (Fleckenstein et al. 2022: Figures 3-6 and Appendix H, as recorded in the published registry).
+Drawn from the published numbers themselves, so it is real and citable; nothing here is recomputed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from metaexercise.plots.style import INK, new_figure, plain_text, styled
+
+_REQUIRED = ("label", "estimate", "ci_lb", "ci_ub")
+
+
+@styled
+def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: float = 1.0, ax=None):
+    """One row per published pooled result: `label`, `estimate`, `ci_lb`, `ci_ub`, and optionally `k`,
+    `I2` (percent) and `certainty` (GRADE word), drawn in the frame's order, top to bottom."""
+    missing = [c for c in _REQUIRED if c not in published.columns]
+    if missing:
+        raise ValueError(f"pooled_forest: the published table lacks columns {missing}")
+    n = len(published)
+    rows = np.arange(n, 0, -1, dtype=float)
+    if ax is None:
+        fig = new_figure(10.0, 1.4 + 0.3 * n)
+        ax = fig.add_axes((0.5, 0.9 / fig.get_figheight(), 0.3, 1 - 1.4 / fig.get_figheight()))
+    fig = ax.figure
+    est = published["estimate"].to_numpy(dtype=float)
+    lb = published["ci_lb"].to_numpy(dtype=float)
+    ub = published["ci_ub"].to_numpy(dtype=float)
+    ax.hlines(rows, lb.clip(-xlim, xlim), ub.clip(-xlim, xlim), color=INK, lw=1.0)
+    ax.scatter(est, rows, marker="D", s=30, color=INK, zorder=3, gid="published-estimates")
+    ax.axvline(0, color=INK, lw=0.7)
+    ax.set_xlim(-xlim, xlim)
+    ax.set_ylim(0.4, n + 1.2)
+    ax.set_yticks([])
+    ax.spines["left"].set_visible(False)
+    ax.set_xlabel("SMD (negative favours individualised exercise)")
+    from matplotlib import transforms
+
+    tf = transforms.blended_transform_factory(ax.transAxes, ax.transData)
+    head_y = n + 0.8
+    cols = ((-1.62, "Contrast", "left"), (-0.32, "k", "right"), (1.05, "SMD [95% CI]", "left"),
+            (1.55, "I\u00b2", "right"), (1.62, "GRADE", "left"))
+    for x, head, ha in cols:
+        ax.text(x, head_y, head, transform=tf, ha=ha, va="center", fontweight="bold", clip_on=False)
+    for y, (_, r) in zip(rows, published.iterrows(), strict=False):
+        ax.text(-1.62, y, plain_text(r["label"]), transform=tf, ha="left", va="center", clip_on=False)
+        if "k" in r and pd.notna(r["k"]):
+            ax.text(-0.32, y, f"{int(r['k'])}", transform=tf, ha="right", va="center", clip_on=False)
+        ax.text(1.05, y, f"{r['estimate']:.2f} [{r['ci_lb']:.2f}, {r['ci_ub']:.2f}]", transform=tf,
+                ha="left", va="center", clip_on=False)
+        if "I2" in r and pd.notna(r["I2"]):
+            ax.text(1.55, y, f"{r['I2']:.0f}%", transform=tf, ha="right", va="center", clip_on=False)
+        if "certainty" in r and pd.notna(r["certainty"]):
+            ax.text(1.62, y, plain_text(r["certainty"]), transform=tf, ha="left", va="center", clip_on=False)
+    if source:
+        fig.text(0.01, 0.01, plain_text(source), fontsize=7, color="#555555", ha="left", va="bottom")
+    return fig
