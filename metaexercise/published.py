@@ -1,0 +1,359 @@
+"""The review's published numbers (`analyses/published.yaml`), each with its place in the paper.
+
+Every number is kept as printed (a string such as "-0.10"), so that its printed precision, and with it the
+interval of true values that rounding allows, is known: "-0.10" stands for any value in [-0.105, -0.095].
+`metaexercise.audit` checks the registry's internal consistency on those intervals.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from metaexercise.errors import SpecError
+
+PLACES = ("abstract", "methods", "results", "discussion", "conclusions", "reported")
+CERTAINTY_LEVELS = ("very low", "low", "moderate", "high")
+CLAIMS = ("effect", "no effect")
+SCALES = ("difference", "ratio")
+#: Pooled-effect ids shared with analyses/*.yaml: {outcome}_{comparator}_{window}[_{suffix}].
+CONTRAST_PATTERN = re.compile(r"^(pain|disability)_(active|passive)_(short|long)(?:_([a-z0-9]+))?$")
+
+_NUMBER = re.compile(r"^(?P<rel>[<>=]?)\s*(?P<num>[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Printed:
+    """A number as printed: its text, value, decimals and relation ("=", "<" or ">", as in "p > .05")."""
+
+    text: str
+    value: float
+    decimals: int
+    relation: str = "="
+    exact: bool = False
+
+    @classmethod
+    def parse(cls, text: str, *, exact: bool = False) -> Printed:
+        """Parse "-0.10", ".1", "1,172", "> .05", "73%" (a trailing % is dropped)."""
+        raw = str(text).strip().replace("\u2212", "-").replace("\u2013", "-").removesuffix("%").strip()
+        m = _NUMBER.match(raw)
+        if not m or not any(ch.isdigit() for ch in m["num"]):
+            raise ValueError(f"{text!r} is not a number as printed (expected e.g. -0.10, .1, 1,172 or > .05)")
+        num = m["num"].replace(",", "")
+        decimals = len(num.split(".")[1]) if "." in num else 0
+        return cls(str(text).strip(), float(num), decimals, m["rel"] or "=", exact)
+
+    @property
+    def half_unit(self) -> float:
+        """Half a unit in the last printed digit (0 for exact counts)."""
+        return 0.0 if self.exact else 0.5 * 10.0 ** (-self.decimals)
+
+    @property
+    def lo(self) -> float:
+        """Smallest true value consistent with the printed text."""
+        if self.relation == "<":
+            return -math.inf
+        return self.value - (0.0 if self.relation == ">" else self.half_unit)
+
+    @property
+    def hi(self) -> float:
+        """Largest true value consistent with the printed text."""
+        if self.relation == ">":
+            return math.inf
+        return self.value + (0.0 if self.relation == "<" else self.half_unit)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+#: Fields that hold printed numbers; counts (k, n) are exact.
+NUMBER_FIELDS = (
+    "k", "estimate", "ci_lb", "ci_ub", "i2", "q", "p", "statistic", "value", "lo", "hi",
+    "mean", "sd", "n", "percent", "median",
+)  # fmt: skip
+EXACT_FIELDS = ("k", "n")
+TEXT_FIELDS = (
+    "contrast", "certainty", "claim", "scale", "test", "outcome", "group", "timepoint", "spread", "unit",
+    "of", "reduction_from", "reduction_to", "percent_qualifier", "note",
+)  # fmt: skip
+COMMON_REQUIRED = ("id", "kind", "place", "section", "quote")
+
+#: kind -> (required fields, optional fields), besides COMMON_REQUIRED and `note`.
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "effect": (("contrast", "estimate", "ci_lb", "ci_ub"), ("k", "i2", "q", "p", "certainty", "claim", "scale")),
+    "certainty": (("contrast", "certainty"), ()),
+    "points": (("value",), ("contrast",)),
+    "range": (("lo", "hi"), ()),
+    "test": (("test", "statistic", "p"), ("contrast",)),
+    "mean_sd": (("outcome", "group", "timepoint", "mean", "sd"), ()),
+    "percent": (("value",), ("contrast", "reduction_from", "reduction_to")),
+    "count": (("n",), ("percent", "of", "percent_qualifier")),
+    "median": (("median", "lo", "hi", "spread"), ("unit",)),
+}
+RELATION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "sum": (("id", "kind", "parts", "total", "why"), ()),
+    "at_most": (("id", "kind", "contrast", "parts", "why"), ()),
+    "equal": (("id", "kind", "parts", "why"), ()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One published result: where it stands (place, section, verbatim quote) and its numbers as printed."""
+
+    id: str
+    kind: str
+    place: str
+    section: str
+    quote: str
+    k: Printed | None = None
+    estimate: Printed | None = None
+    ci_lb: Printed | None = None
+    ci_ub: Printed | None = None
+    i2: Printed | None = None
+    q: Printed | None = None
+    p: Printed | None = None
+    statistic: Printed | None = None
+    value: Printed | None = None
+    lo: Printed | None = None
+    hi: Printed | None = None
+    mean: Printed | None = None
+    sd: Printed | None = None
+    n: Printed | None = None
+    percent: Printed | None = None
+    median: Printed | None = None
+    contrast: str | None = None
+    certainty: str | None = None
+    claim: str | None = None
+    scale: str | None = None
+    test: str | None = None
+    outcome: str | None = None
+    group: str | None = None
+    timepoint: str | None = None
+    spread: str | None = None
+    unit: str | None = None
+    of: str | None = None
+    reduction_from: str | None = None
+    reduction_to: str | None = None
+    percent_qualifier: str | None = None
+    note: str | None = None
+
+    @property
+    def certainty_levels(self) -> frozenset[str]:
+        """The certainty as a set of GRADE levels ("low to moderate" -> {low, moderate})."""
+        return parse_certainty(self.certainty) if self.certainty else frozenset()
+
+    @property
+    def contrast_parts(self) -> tuple[str, str, str, str | None] | None:
+        """(outcome, comparator, window, suffix) when the contrast follows the shared id pattern."""
+        m = CONTRAST_PATTERN.match(self.contrast or "")
+        return (m[1], m[2], m[3], m[4]) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """An arithmetic relation the paper's wording implies (parts add up to a total; k at most a count)."""
+
+    id: str
+    kind: str
+    parts: tuple[str, ...]
+    why: str
+    total: str | None = None
+    contrast: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The published registry: source, entries and relations."""
+
+    entries: tuple[Entry, ...]
+    relations: tuple[Relation, ...] = ()
+    source: tuple[tuple[str, str], ...] = ()
+    path: str = ""
+
+    def get(self, entry_id: str) -> Entry:
+        for e in self.entries:
+            if e.id == entry_id:
+                return e
+        raise KeyError(entry_id)
+
+    def for_contrast(self, contrast: str, kind: str | None = None) -> tuple[Entry, ...]:
+        return tuple(e for e in self.entries if e.contrast == contrast and (kind is None or e.kind == kind))
+
+    def effect(self, contrast: str, place: str = "results") -> Entry | None:
+        """The pooled-effect entry of `contrast` printed at `place` (None if there is none)."""
+        hits = [e for e in self.for_contrast(contrast, "effect") if e.place == place]
+        return hits[0] if hits else None
+
+    def certainty(self, contrast: str, place: str = "results") -> str | None:
+        """The review's certainty rating for `contrast` as printed at `place`."""
+        for e in self.for_contrast(contrast):
+            if e.place == place and e.certainty:
+                return e.certainty
+        return None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per entry; numbers as printed (text) and as floats (`<field>_value`)."""
+        rows = []
+        for e in self.entries:
+            row: dict[str, object] = {"id": e.id, "kind": e.kind, "place": e.place, "section": e.section}
+            for f in TEXT_FIELDS:
+                row[f] = getattr(e, f)
+            for f in NUMBER_FIELDS:
+                v = getattr(e, f)
+                row[f] = None if v is None else v.text
+                row[f"{f}_value"] = math.nan if v is None else v.value
+            row["quote"] = e.quote
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def parse_certainty(text: str) -> frozenset[str]:
+    """'low', 'very low' or a range 'low to moderate' -> the set of GRADE levels it names."""
+    parts = [p.strip().lower() for p in str(text).split(" to ")]
+    bad = [p for p in parts if p not in CERTAINTY_LEVELS]
+    if bad or len(parts) > 2:
+        raise ValueError(f"certainty {text!r} is not one of {CERTAINTY_LEVELS} or a range 'A to B'")
+    idx = sorted(CERTAINTY_LEVELS.index(p) for p in parts)
+    return frozenset(CERTAINTY_LEVELS[idx[0] : idx[-1] + 1])
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys (plain safe_load keeps the last one silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _where(path: str, section: str, index: int, entry_id: object) -> str:
+    return f"{path}: {section}[{index}] (id {entry_id!r})"
+
+
+def entry_from_mapping(raw: dict, *, where: str) -> Entry:
+    """Validate one registry entry (unknown or missing keys, bad numbers or words are errors)."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise SpecError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
+    required, optional = KINDS[kind]
+    allowed = set(COMMON_REQUIRED) | set(required) | set(optional) | {"note"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown} for kind {kind!r}; allowed: {sorted(allowed)}")
+    missing = [k for k in (*COMMON_REQUIRED, *required) if raw.get(k) in (None, "")]
+    if missing:
+        raise SpecError(f"{where}: missing key(s) {missing} for kind {kind!r}")
+    if raw["place"] not in PLACES:
+        raise SpecError(f"{where}: place {raw['place']!r} is not one of {PLACES}")
+    values: dict[str, object] = {}
+    for key, val in raw.items():
+        if val is None:
+            continue
+        if key in NUMBER_FIELDS:
+            if not isinstance(val, str | int):
+                raise SpecError(f"{where}: {key} must be the number as printed, quoted (e.g. \"-0.10\"); got {val!r}")
+            try:
+                values[key] = Printed.parse(str(val), exact=key in EXACT_FIELDS)
+            except ValueError as exc:
+                raise SpecError(f"{where}: {key}: {exc}") from None
+        else:
+            values[key] = str(val)
+    if "certainty" in values:
+        try:
+            parse_certainty(values["certainty"])
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+    if values.get("claim") not in (None, *CLAIMS):
+        raise SpecError(f"{where}: claim {values['claim']!r} is not one of {CLAIMS}")
+    if values.get("scale") not in (None, *SCALES):
+        raise SpecError(f"{where}: scale {values['scale']!r} is not one of {SCALES}")
+    return Entry(**values)
+
+
+def _relation(raw: dict, *, where: str) -> Relation:
+    if not isinstance(raw, dict) or raw.get("kind") not in RELATION_KINDS:
+        raise SpecError(f"{where}: relation kind must be one of {sorted(RELATION_KINDS)}")
+    required, optional = RELATION_KINDS[raw["kind"]]
+    unknown = sorted(set(raw) - set(required) - set(optional))
+    missing = [k for k in required if raw.get(k) in (None, "", [])]
+    if unknown or missing:
+        raise SpecError(f"{where}: unknown key(s) {unknown}, missing key(s) {missing}")
+    if not isinstance(raw["parts"], list) or not all(isinstance(p, str) for p in raw["parts"]):
+        raise SpecError(f"{where}: parts must be a list of entry ids")
+    return Relation(
+        id=str(raw["id"]),
+        kind=raw["kind"],
+        parts=tuple(raw["parts"]),
+        why=str(raw["why"]),
+        total=raw.get("total"),
+        contrast=raw.get("contrast"),
+    )
+
+
+def load_published(path: str | Path) -> Registry:
+    """Load and validate `analyses/published.yaml` (safe YAML; unknown, missing or duplicate keys are errors)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the published registry ({exc.strerror})") from None
+    try:
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SpecError(f"{path}: expected a mapping with keys source, entries, relations")
+    unknown = sorted(set(doc) - {"source", "entries", "relations"})
+    if unknown:
+        raise SpecError(f"{path}: unknown top-level key(s) {unknown}; allowed: source, entries, relations")
+    if not isinstance(doc.get("entries"), list) or not doc["entries"]:
+        raise SpecError(f"{path}: 'entries' must be a non-empty list")
+    entries = tuple(
+        entry_from_mapping(raw, where=_where(str(path), "entries", i, (raw or {}).get("id")))
+        for i, raw in enumerate(doc["entries"])
+    )
+    relations = tuple(
+        _relation(raw, where=_where(str(path), "relations", i, (raw or {}).get("id")))
+        for i, raw in enumerate(doc.get("relations") or [])
+    )
+    _check_ids(path, entries, relations)
+    source = tuple((str(k), str(v)) for k, v in (doc.get("source") or {}).items())
+    return Registry(entries=entries, relations=relations, source=source, path=str(path))
+
+
+def _check_ids(path: Path, entries: tuple[Entry, ...], relations: tuple[Relation, ...]) -> None:
+    ids = [e.id for e in entries]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise SpecError(f"{path}: duplicate entry id(s) {dupes}")
+    known = set(ids)
+    refs: list[tuple[str, str]] = []
+    for e in entries:
+        refs += [(e.id, r) for r in (e.of, e.reduction_from, e.reduction_to) if r]
+    for r in relations:
+        refs += [(r.id, p) for p in (*r.parts, *([r.total] if r.total else []))]
+    bad = [f"{owner} -> {ref}" for owner, ref in refs if ref not in known]
+    if bad:
+        raise SpecError(f"{path}: reference(s) to unknown entry id(s): {bad}")
+    for r in relations:
+        if r.kind == "at_most" and not any(e.contrast == r.contrast and e.k for e in entries):
+            raise SpecError(f"{path}: relation {r.id!r} names contrast {r.contrast!r}, which has no entry with k")
+
