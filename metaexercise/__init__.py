@@ -8,10 +8,18 @@ and the same defaults, so results can be compared line by line.
 
 __version__ = "0.1.0"
 
+from metaexercise.effects import EffectSizes, escalc  # noqa: E402
 from metaexercise.errors import ConvergenceError, ExtractionError, MetaexerciseError  # noqa: E402
+from metaexercise.model import RMAResult, rma  # noqa: E402
+from metaexercise.tau2 import Control  # noqa: E402
 
 __all__ = [
     "__version__",
+    "escalc",
+    "EffectSizes",
+    "rma",
+    "RMAResult",
+    "Control",
     "ConvergenceError",
     "ExtractionError",
     "MetaexerciseError",

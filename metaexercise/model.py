@@ -1,0 +1,505 @@
+"""`rma`: equal-effects, random-effects and mixed-effects (meta-regression) models, as metafor 3.8's `rma.uni`.
+
+Model (Viechtbauer 2010, J Stat Softw 36(3), doi:10.18637/jss.v036.i03, eqs. 1–5):
+    yᵢ = xᵢ'β + uᵢ + εᵢ,   uᵢ ~ N(0, τ²),   εᵢ ~ N(0, vᵢ),
+with β̂ = (X'WX)⁻¹X'Wy, W = diag(1/(vᵢ + τ̂²)), Var(β̂) = (X'WX)⁻¹; under ``test="knha"`` Var(β̂) is multiplied
+by s² = Σ wᵢ (yᵢ − xᵢ'β̂)² / (k − p) and tests use t(k − p) (Knapp & Hartung 2003, Stat Med 22:2693).
+Heterogeneity: Q_E = Σ (yᵢ − xᵢ'β̂_EE)²/vᵢ (Cochran 1954); I² = 100·τ̂²/(τ̂² + ṽ) and H² = τ̂²/ṽ + 1 with the
+"typical" within-study variance ṽ = (k − p)/tr(P) (Higgins & Thompson 2002, Stat Med 21:1539, eq. 9;
+metafor's default ``i2def="1"``). Pseudo-R² = (τ̂²_RE − τ̂²_ME)/τ̂²_RE in percent (Raudenbush 2009).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from metaexercise import __version__
+from metaexercise.tau2 import ESTIMATORS, Control, generalized_q
+from metaexercise.wls import wls
+
+Method = Literal["EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM"]
+Test = Literal["z", "knha"]
+METHODS: tuple[str, ...] = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")
+TESTS: tuple[str, ...] = ("z", "knha")
+PI_DISTS: tuple[str, ...] = ("default", "riley")
+
+
+def _pval_z(z):
+    """Two-sided normal p-value via the log survival function (no underflow to 0 for large |z|)."""
+    return np.exp(np.log(2) + stats.norm.logsf(np.abs(z)))
+
+
+def _pval_t(t, df):
+    return np.exp(np.log(2) + stats.t.logsf(np.abs(t), df))
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Predicted (average) true effect with CI and prediction interval, as metafor's `predict.rma`."""
+
+    pred: np.ndarray
+    se: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+    pi_lb: np.ndarray
+    pi_ub: np.ndarray
+    pi_df: float | None
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"pred": self.pred, "se": self.se, "ci_lb": self.ci_lb, "ci_ub": self.ci_ub,
+             "pi_lb": self.pi_lb, "pi_ub": self.pi_ub}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeterogeneityCI:
+    """Q-profile confidence intervals for τ², τ, I² (%) and H² (Viechtbauer 2007, Stat Med 26:37;
+    metafor's `confint.rma.uni`, ``type="QP"``)."""
+
+    level: float
+    tau2: tuple[float, float, float]
+    tau: tuple[float, float, float]
+    I2: tuple[float, float, float]
+    H2: tuple[float, float, float]
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = {"tau^2": self.tau2, "tau": self.tau, "I^2(%)": self.I2, "H^2": self.H2}
+        return pd.DataFrame(rows, index=["estimate", "ci_lb", "ci_ub"]).T
+
+    def summary(self) -> str:
+        """Laid out as metafor's `print.confint.rma`."""
+        df = self.to_frame()
+        names = list(df.index)
+        vals = [[f"{v:.4f}" for v in row] for row in df.to_numpy()]
+        rw = max(len(n) for n in names)
+        widths = [max(len(h), *(len(r[j]) for r in vals)) for j, h in enumerate(["estimate", "ci.lb", "ci.ub"])]
+        head = " " * rw + "".join(" " + h.rjust(w) for h, w in zip(["estimate", "ci.lb", "ci.ub"], widths))
+        body = [n.ljust(rw) + "".join(" " + v.rjust(w) for v, w in zip(r, widths)) for n, r in zip(names, vals)]
+        return "\n".join(["", head + " ", *(b + " " for b in body), ""]) + "\n"
+
+    __str__ = summary
+
+
+@dataclass(frozen=True, slots=True)
+class RMAResult:
+    """A fitted model. Coefficient-level fields are 1-D arrays (one entry per coefficient, intercept first);
+    heterogeneity summaries are floats. Immutable: every quantity is computed once, when the model is fitted."""
+
+    k: int
+    p: int
+    method: str
+    test: str
+    level: float
+    yi: np.ndarray
+    vi: np.ndarray
+    X: np.ndarray
+    coef_names: tuple[str, ...]
+    beta: np.ndarray
+    se: np.ndarray
+    zval: np.ndarray
+    pval: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+    vb: np.ndarray
+    ddf: float | None
+    tau2: float
+    se_tau2: float
+    tau2_fixed: bool
+    I2: float
+    H2: float
+    vt: float
+    QE: float
+    QEp: float
+    QM: float
+    QMp: float
+    QM_df: tuple[float, float | None]
+    R2: float | None
+    pi_lb: float
+    pi_ub: float
+    ll: float
+    deviance: float
+    AIC: float
+    BIC: float
+    AICc: float
+    converged: bool
+    iterations: int
+    control: Control
+    version: str = __version__
+    checksum: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    # -- convenience -------------------------------------------------------------------------------------------
+    @property
+    def estimate(self) -> float:
+        """The (first) coefficient: the pooled effect for an intercept-only model."""
+        return float(self.beta[0])
+
+    @property
+    def tau(self) -> float:
+        return float(np.sqrt(self.tau2))
+
+    @property
+    def int_only(self) -> bool:
+        return self.p == 1
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Percentage weights 100·wᵢ/Σw with wᵢ = 1/(vᵢ + τ̂²) (metafor's `weights.rma.uni`)."""
+        w = 1 / (self.vi + self.tau2)
+        return 100 * w / w.sum()
+
+    @property
+    def fitted(self) -> np.ndarray:
+        return self.X @ self.beta
+
+    # -- derived results ---------------------------------------------------------------------------------------
+    def predict(self, newmods=None, *, level: float | None = None, pi_dist: str = "default") -> Prediction:
+        """Predicted values with CI and prediction interval (metafor's `predict.rma`).
+
+        ``pi_dist="default"``: the PI uses z under ``test="z"`` and t(k − p) under Knapp–Hartung, as
+        `predict.rma`; ``"riley"``: t(k − p − 1), i.e. the Higgins–Thompson–Spiegelhalter / Riley et al.
+        (2011, BMJ 342:d549) t(k − 2) interval for an intercept-only model (`pi.type="riley"`).
+        """
+        if pi_dist not in PI_DISTS:
+            raise ValueError(f"predict: pi_dist must be one of {PI_DISTS}, got {pi_dist!r}")
+        level = self.level if level is None else level
+        alpha = 1 - level / 100
+        if newmods is None:
+            Xn = self.X[:1] if self.int_only else self.X
+        else:
+            nm = np.asarray(newmods, dtype=float)
+            nm = nm.reshape(-1, 1) if nm.ndim == 1 and self.p == 2 else np.atleast_2d(nm)
+            if nm.shape[1] != self.p - 1:
+                raise ValueError(f"predict: newmods needs {self.p - 1} column(s), got {nm.shape[1]}")
+            Xn = np.column_stack([np.ones(len(nm)), nm])
+        pred = Xn @ self.beta
+        vpred = np.einsum("ij,jk,ik->i", Xn, self.vb, Xn)
+        se = np.sqrt(np.where(vpred < 0, np.nan, vpred))
+        ddf = self.k - self.p
+        if self.test == "knha":
+            crit = stats.t.isf(alpha / 2, ddf) if ddf > 0 else np.nan
+        else:
+            crit = stats.norm.isf(alpha / 2)
+        ci_lb, ci_ub = pred - crit * se, pred + crit * se
+        pi_df = float(ddf) if self.test == "knha" else None
+        if pi_dist == "riley":
+            parms = self.p + (0 if self.method == "EE" or self.tau2_fixed else 1)
+            pi_df = float(max(1, ddf - parms + self.p))
+            crit = stats.t.isf(alpha / 2, pi_df)
+        half = crit * np.sqrt(vpred + self.tau2)
+        return Prediction(pred, se, ci_lb, ci_ub, pred - half, pred + half, pi_df)
+
+    def confint(self, level: float | None = None) -> HeterogeneityCI:
+        """Q-profile CIs for τ², τ, I², H² (Viechtbauer 2007; metafor `confint.rma.uni`, default type "QP")."""
+        if self.method == "EE":
+            raise ValueError("confint: an equal-effects model has no random-effects component")
+        if self.tau2_fixed:
+            raise ValueError("confint: tau^2 was fixed by the user, not estimated")
+        if self.k == 1:
+            raise ValueError("confint: not available for k = 1")
+        level = self.level if level is None else level
+        alpha = 1 - level / 100
+        df = self.k - self.p
+        tmin = min(0.0, self.tau2)
+        tmax = max(100.0, self.tau2 * 10, tmin * 10)
+        crit_u, crit_l = stats.chi2.isf(alpha / 2, df), stats.chi2.ppf(alpha / 2, df)
+        q = lambda t: generalized_q(self.yi, self.vi, self.X, t)  # noqa: E731
+        q_min, q_max = q(tmin), q(tmax)
+
+        def root(target):
+            return optimize.brentq(lambda t: q(t) - target, tmin, tmax, xtol=self.control.tol, rtol=1e-15)
+
+        lb = ub = np.nan
+        if q_min < crit_l:
+            lb = ub = tmin
+        else:
+            ub = tmax if q_max > crit_l else root(crit_l)
+        if q_max > crit_u:
+            lb = ub = tmax
+        elif not q_min < crit_l:
+            lb = tmin if q_min < crit_u else root(crit_u)
+        vt = self.vt
+        tau2 = (self.tau2, lb, ub)
+        return HeterogeneityCI(
+            level=level,
+            tau2=tau2,
+            tau=tuple(float(np.sqrt(t)) if t >= 0 else np.nan for t in tau2),
+            I2=(self.I2, 100 * lb / (vt + lb), 100 * ub / (vt + ub)),
+            H2=(self.H2, lb / vt + 1, ub / vt + 1),
+        )
+
+    def conf_int(self, level: float = 95) -> pd.DataFrame:
+        """Wald (or t) confidence intervals for the coefficients at another level, from the stored fit."""
+        alpha = 1 - level / 100
+        crit = stats.t.isf(alpha / 2, self.ddf) if self.test == "knha" else stats.norm.isf(alpha / 2)
+        return pd.DataFrame(
+            {"estimate": self.beta, "ci_lb": self.beta - crit * self.se, "ci_ub": self.beta + crit * self.se},
+            index=list(self.coef_names),
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        stat = "tval" if self.test == "knha" else "zval"
+        return pd.DataFrame(
+            {"estimate": self.beta, "se": self.se, stat: self.zval, "pval": self.pval,
+             "ci_lb": self.ci_lb, "ci_ub": self.ci_ub},
+            index=pd.Index(list(self.coef_names), name="coef"),
+        )
+
+    def summary(self) -> str:
+        from metaexercise.printing import format_rma
+
+        return format_rma(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f"<RMAResult k={self.k} method={self.method} test={self.test} estimate={self.estimate:.4f}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<pre>{escape(self.summary())}</pre>"
+
+
+def _as_1d(name: str, x) -> np.ndarray:
+    if hasattr(x, "to_numpy"):
+        x = x.to_numpy()
+    a = np.atleast_1d(np.asarray(x, dtype=float))
+    if a.ndim != 1:
+        raise ValueError(f"rma: {name} must be one-dimensional, got shape {a.shape}")
+    return a
+
+
+def _design(mods, k: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    if mods is None:
+        return np.ones((k, 1)), ("intrcpt",)
+    if isinstance(mods, pd.Series):
+        mods = mods.to_frame()
+    if isinstance(mods, pd.DataFrame):
+        names = tuple(str(c) for c in mods.columns)
+        M = mods.to_numpy(dtype=float)
+    else:
+        M = np.asarray(mods, dtype=float)
+        if M.ndim == 1:
+            M = M.reshape(-1, 1)
+        names = ("mods",) if M.shape[1] == 1 else tuple(f"mods{j + 1}" for j in range(M.shape[1]))
+    if M.shape[0] != k:
+        raise ValueError(f"rma: mods has {M.shape[0]} rows, expected k = {k}")
+    bad = np.flatnonzero(~np.isfinite(M).all(axis=1))
+    if bad.size:
+        raise ValueError(f"rma: mods has missing or non-finite values in rows {bad.tolist()} (0-based)")
+    X = np.column_stack([np.ones(k), M])
+    return X, ("intrcpt", *names)
+
+
+def _checksum(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+    return h.hexdigest()[:16]
+
+
+def rma(
+    yi,
+    vi=None,
+    *,
+    sei=None,
+    method: Method = "REML",
+    test: Test = "z",
+    mods=None,
+    level: float = 95,
+    tau2: float | None = None,
+    control: Control | None = None,
+) -> RMAResult:
+    """Fit an equal-effects (``method="EE"``), random-effects or mixed-effects meta-analytic model.
+
+    Mirrors metafor 3.8 ``rma(yi, vi, method=, test=, mods=, level=, tau2=, control=)``: REML by default, z-tests,
+    95% intervals. ``mods`` is a 1-D or 2-D array (or DataFrame) of moderators; an intercept is added, as in
+    metafor's ``mods = ~ x``. ``yi`` may also be an :class:`~metaexercise.effects.EffectSizes`.
+    """
+    if hasattr(yi, "yi") and hasattr(yi, "vi") and vi is None and sei is None:
+        yi, vi = yi.yi, yi.vi
+    if method not in METHODS:
+        raise ValueError(f"rma: unknown method {method!r}; choose one of {METHODS}")
+    if test not in TESTS:
+        raise ValueError(f"rma: unknown test {test!r}; choose one of {TESTS}")
+    if not 0 < level < 100:
+        raise ValueError(f"rma: level must be a percentage between 0 and 100, got {level!r}")
+    control = control or Control()
+    y = _as_1d("yi", yi)
+    if vi is None:
+        if sei is None:
+            raise TypeError("rma: give the sampling variances 'vi' (or standard errors 'sei')")
+        v = _as_1d("sei", sei) ** 2
+    else:
+        v = _as_1d("vi", vi)
+    k = len(y)
+    if len(v) != k:
+        raise ValueError(f"rma: yi has {k} values but vi has {len(v)}")
+    if k == 0:
+        raise ValueError("rma: no studies (k = 0)")
+    bad_y = np.flatnonzero(~np.isfinite(y))
+    if bad_y.size:
+        raise ValueError(f"rma: yi is missing or non-finite at positions {bad_y.tolist()} (0-based); drop them")
+    bad_v = np.flatnonzero(~np.isfinite(v) | (v <= 0))
+    if bad_v.size:
+        raise ValueError(
+            f"rma: sampling variances must be positive and finite; vi = {v[bad_v].tolist()} at positions "
+            f"{bad_v.tolist()} (0-based)"
+        )
+    X, names = _design(mods, k)
+    p = X.shape[1]
+    if p > k:
+        raise ValueError(f"rma: {p} coefficients cannot be estimated from k = {k} studies")
+    if np.linalg.matrix_rank(X) < p:
+        raise ValueError("rma: the moderator matrix is not of full rank (a moderator is constant or collinear)")
+
+    notes: list[str] = []
+    tau2_fixed = tau2 is not None and method != "EE"
+    iterations, converged = 0, True
+    if method == "EE":
+        t2, se_t2 = 0.0, np.nan
+    elif tau2_fixed:
+        t2, se_t2 = float(tau2), np.nan
+    elif k == 1:
+        t2, se_t2 = 0.0, np.nan
+        notes.append("k = 1: tau^2 set to 0 (not estimable from one study)")
+    else:
+        if k - p < 1 and method in ("HE", "SJ", "EB", "PM", "DL", "HS"):
+            raise ValueError(f"rma: method {method} needs k > p (k = {k}, p = {p})")
+        est = ESTIMATORS[method](y, v, X, control)
+        t2, se_t2, iterations, converged = est.tau2, est.se_tau2, est.iterations, est.converged
+        if t2 <= control.tau2_min:
+            notes.append("tau^2 estimated at its lower bound (0): no between-study variance detected")
+
+    f = wls(X, y, 1 / (v + t2))
+    beta, vb = f.beta, f.A
+    ddf: float | None = None
+    if test == "knha":
+        rss = f.rss
+        s2w = 0.0 if rss <= np.finfo(float).eps else rss / (k - p) if k > p else np.nan
+        vb = s2w * vb
+        ddf = float(k - p)
+    se = np.sqrt(np.diag(vb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zval = beta / se
+    alpha = 1 - level / 100
+    btt = np.arange(1, p) if p > 1 else np.array([0])
+    m = len(btt)
+    try:
+        QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
+    except np.linalg.LinAlgError:
+        QM = np.nan
+    if test == "knha":
+        QM /= m
+        QM_df = (float(m), float(k - p))
+        QMp = float(stats.f.sf(QM, m, k - p)) if k > p else np.nan
+        pval = _pval_t(zval, ddf) if ddf > 0 else np.full(p, np.nan)
+        crit = stats.t.isf(alpha / 2, ddf) if ddf > 0 else np.nan
+    else:
+        QM_df = (float(m), None)
+        QMp = float(stats.chi2.sf(QM, m))
+        pval = _pval_z(zval)
+        crit = stats.norm.isf(alpha / 2)
+    zero_se = ~(se > 0) | ~np.isfinite(se)
+    pval = np.where(zero_se, np.nan, pval)
+    ci_lb, ci_ub = beta - crit * se, beta + crit * se
+
+    # Heterogeneity test and I2/H2 from the equal-effects (FE) fit.
+    if k > p:
+        fe = wls(X, y, 1 / v)
+        QE = max(0.0, fe.rss)
+        QEp = float(stats.chi2.sf(QE, k - p))
+        vt = (k - p) / fe.tr_P()
+        if method == "EE":
+            I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0
+            H2 = QE / (k - p)
+        else:
+            I2 = 100 * t2 / (vt + t2)
+            H2 = t2 / vt + 1
+    else:
+        QE, QEp, I2, H2, vt = 0.0, 1.0, 0.0, 1.0, 0.0
+
+    # Log-likelihood and fit statistics (metafor `rma.uni` / `fitstats`).
+    parms = p + (0 if method == "EE" or tau2_fixed else 1)
+    rss_f = f.rss
+    ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * np.sum(np.log(v + t2)) - 0.5 * rss_f
+    ll_reml = (
+        -0.5 * (k - p) * np.log(2 * np.pi)
+        + 0.5 * np.linalg.slogdet(X.T @ X)[1]
+        - 0.5 * np.sum(np.log(v + t2))
+        - 0.5 * np.linalg.slogdet(np.linalg.inv(f.A))[1]
+        - 0.5 * rss_f
+    )
+    if method == "REML":
+        ll = float(ll_reml)
+        dev = -2 * ll
+        n_eff = k - p
+    else:
+        ll = float(ll_ml)
+        dev = -2 * (ll - np.sum(stats.norm.logpdf(y, y, np.sqrt(v)))) if k > p else 0.0
+        n_eff = k
+    AIC = -2 * ll + 2 * parms
+    BIC = -2 * ll + parms * np.log(n_eff) if n_eff > 0 else np.nan
+    nn = max(n_eff, parms + 2)
+    AICc = -2 * ll + 2 * parms * nn / (nn - parms - 1)
+
+    # Pseudo-R2 for mixed-effects models (metafor r2def "1"); adjusted weighted R2 for EE models.
+    R2: float | None = None
+    if p > 1:
+        if method == "EE":
+            R2 = 0.0 if np.var(y) == 0 else max(0.0, 100 * _adj_r2_weighted(y, X, 1 / v))
+        else:
+            try:
+                t2_re = rma(y, v, method=method, control=control).tau2
+                R2 = 0.0 if t2_re == 0 else max(0.0, 100 * (t2_re - t2) / t2_re)
+            except Exception:  # noqa: BLE001 - metafor sets R2 to NA when the reduced model fails
+                R2 = np.nan
+
+    # Prediction interval for intercept-only models (predict.rma).
+    pi_lb = pi_ub = np.nan
+    if p == 1:
+        pcrit = stats.t.isf(alpha / 2, ddf) if test == "knha" and ddf and ddf > 0 else crit
+        half = pcrit * np.sqrt(vb[0, 0] + t2)
+        pi_lb, pi_ub = float(beta[0] - half), float(beta[0] + half)
+
+    return RMAResult(
+        k=k, p=p, method=method, test=test, level=float(level), yi=y, vi=v, X=X, coef_names=names,
+        beta=beta, se=se, zval=zval, pval=pval, ci_lb=ci_lb, ci_ub=ci_ub, vb=vb, ddf=ddf,
+        tau2=float(t2), se_tau2=float(se_t2), tau2_fixed=tau2_fixed, I2=float(I2), H2=float(H2), vt=float(vt),
+        QE=float(QE), QEp=float(QEp), QM=float(QM), QMp=float(QMp), QM_df=QM_df, R2=R2,
+        pi_lb=pi_lb, pi_ub=pi_ub, ll=ll, deviance=float(dev), AIC=float(AIC), BIC=float(BIC),
+        AICc=float(AICc), converged=converged, iterations=iterations, control=control,
+        checksum=_checksum(y, v, X), notes=tuple(notes),
+    )
+
+
+def _adj_r2_weighted(y: np.ndarray, X: np.ndarray, w: np.ndarray) -> float:
+    """Adjusted R² of a weighted linear regression (R's `summary(lm(y ~ X, weights = w))$adj.r.squared`)."""
+    k, p = X.shape
+    f = wls(X, y, w)
+    ybar = np.average(y, weights=w)
+    fitted = X @ f.beta
+    mss = float(np.dot(w, (fitted - ybar) ** 2))
+    r2 = mss / (mss + f.rss)
+    return 1 - (1 - r2) * (k - 1) / (k - p)
+
+
+def refit(fit: RMAResult, keep: np.ndarray) -> RMAResult:
+    """Refit the same model (method, test, level, control) on a subset of studies (boolean mask or indices)."""
+    keep = np.asarray(keep)
+    X = fit.X[keep]
+    mods = None if fit.p == 1 else X[:, 1:]
+    return rma(fit.yi[keep], fit.vi[keep], method=fit.method, test=fit.test, mods=mods, level=fit.level,
+               tau2=fit.tau2 if fit.tau2_fixed else None, control=fit.control)
+
+
+__all__ = ["rma", "refit", "RMAResult", "Prediction", "HeterogeneityCI", "Control"]

@@ -1,0 +1,138 @@
+"""Text summaries laid out exactly like metafor 3.8's `print.rma.uni`, so the two can be diffed line by line.
+
+Digits follow metafor's defaults (4 for estimates, SEs, tests, p-values, CIs and variances; 2 for I² and H²),
+p-values below 1e-4 print as "<.0001", and each table line ends in one space, as metafor's `.print.table`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DIGITS = 4
+SIGNIF_LEGEND = "Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1"
+
+
+def fcf(x: float, digits: int = DIGITS) -> str:
+    """metafor's `.fcf`: fixed notation, trimmed."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "NA"
+    return f"{x:.{digits}f}".strip()
+
+
+def fmt_pval(p: float, digits: int = DIGITS, showeq: bool = False, sep: str = "") -> str:
+    """metafor's `.pval`: "<.0001" below the cutoff, else fixed with `digits` decimals."""
+    if p is None or math.isnan(p):
+        return f"{'=' if showeq else ''}{sep}NA"
+    cutoff = 10.0 ** (-digits)
+    if p >= cutoff:
+        return f"{'=' if showeq else ''}{sep}{p:.{digits}f}"
+    return f"<{sep}." + "0" * (digits - 1) + "1"
+
+
+def signif_stars(p: float) -> str:
+    if p is None or math.isnan(p):
+        return ""
+    for cut, sym in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p <= cut:
+            return sym
+    return " "
+
+
+def _format_btt(btt: list[int]) -> str:
+    """metafor's `.format.btt`: 1-based coefficient indices with runs written as a:b."""
+    parts, i = [], 0
+    while i < len(btt):
+        j = i
+        while j + 1 < len(btt) and btt[j + 1] == btt[j] + 1:
+            j += 1
+        parts.append(f"{btt[i]}:{btt[j]}" if j > i else f"{btt[i]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _vector_table(names: list[str], values: list[str]) -> list[str]:
+    """metafor's `.print.vector` (+ `.print.table`'s trailing space)."""
+    widths = [max(len(n), len(v)) for n, v in zip(names, values)]
+    head = "  ".join(n.rjust(w) for n, w in zip(names, widths))
+    row = "  ".join(v.rjust(w) for v, w in zip(values, widths))
+    return [head + " ", row + " "]
+
+
+def _frame_table(rownames: list[str], names: list[str], rows: list[list[str]]) -> list[str]:
+    """R's `print.data.frame(right=TRUE, print.gap=2)` (+ `.print.table`'s trailing space)."""
+    rw = max(len(r) for r in rownames)
+    widths = [max(len(n), *(len(r[j]) for r in rows)) for j, n in enumerate(names)]
+    out = [" " * rw + "".join("  " + n.rjust(w) for n, w in zip(names, widths)) + " "]
+    for rn, r in zip(rownames, rows):
+        out.append(rn.ljust(rw) + "".join("  " + v.rjust(w) for v, w in zip(r, widths)) + " ")
+    return out
+
+
+def format_rma(fit) -> str:  # noqa: C901 - mirrors print.rma.uni section by section
+    """Render an `RMAResult` as metafor's `print.rma.uni` does (default digits, signif stars on)."""
+    L: list[str] = [""]
+    ee = fit.method == "EE"
+    if ee:
+        title = "Equal-Effects Model" if fit.int_only else "Fixed-Effects with Moderators Model"
+        L.append(f"{title} (k = {fit.k})")
+    else:
+        title = "Random-Effects Model" if fit.int_only else "Mixed-Effects Model"
+        est = "user-specified tau^2 value" if fit.tau2_fixed else f"tau^2 estimator: {fit.method}"
+        L.append(f"{title} (k = {fit.k}; {est})")
+    L.append("")
+    tiny = abs(fit.tau2) <= np.finfo(float).eps * 10
+    if not ee:
+        se_txt = "" if math.isnan(fit.se_tau2) else f" (SE = {fcf(fit.se_tau2)})"
+        t2 = fcf(fit.tau2, 0 if tiny else DIGITS)
+        tau = fcf(math.sqrt(fit.tau2), 0 if fit.tau2 <= np.finfo(float).eps * 10 else DIGITS)
+        if fit.int_only:
+            L.append(f"tau^2 (estimated amount of total heterogeneity): {t2}{se_txt}")
+            L.append(f"tau (square root of estimated tau^2 value):      {tau}")
+        else:
+            L.append(f"tau^2 (estimated amount of residual heterogeneity):     {t2}{se_txt}")
+            L.append(f"tau (square root of estimated tau^2 value):             {tau}")
+    if fit.int_only:
+        L.append(f"I^2 (total heterogeneity / total variability):   {fcf(fit.I2, 2)}%")
+        L.append(f"H^2 (total variability / sampling variability):  {fcf(fit.H2, 2)}")
+    else:
+        L.append(f"I^2 (residual heterogeneity / unaccounted variability): {fcf(fit.I2, 2)}%")
+        L.append(f"H^2 (unaccounted variability / sampling variability):   {fcf(fit.H2, 2)}")
+        if fit.R2 is not None:
+            L.append(f"R^2 (amount of heterogeneity accounted for):            {fcf(fit.R2, 2)}%")
+    L.append("")
+    df = fit.k - fit.p
+    qp = fmt_pval(fit.QEp, showeq=True, sep=" ")
+    if fit.int_only:
+        L += ["Test for Heterogeneity:", f"Q(df = {df}) = {fcf(fit.QE)}, p-val {qp}", ""]
+    else:
+        L += ["Test for Residual Heterogeneity:", f"QE(df = {df}) = {fcf(fit.QE)}, p-val {qp}", ""]
+    if fit.p > 1 and not math.isnan(fit.QM):
+        btt = list(range(2, fit.p + 1))
+        plural = " " if len(btt) == 1 else "s "
+        L.append(f"Test of Moderators (coefficient{plural}{_format_btt(btt)}):")
+        qmp = fmt_pval(fit.QMp, showeq=True, sep=" ")
+        if fit.test == "knha":
+            d2 = fit.QM_df[1]
+            d2s = f"{d2:g}" if float(d2).is_integer() else f"{round(d2, 2)}"
+            L.append(f"F(df1 = {int(fit.QM_df[0])}, df2 = {d2s}) = {fcf(fit.QM)}, p-val {qmp}")
+        else:
+            L.append(f"QM(df = {int(fit.QM_df[0])}) = {fcf(fit.QM)}, p-val {qmp}")
+        L.append("")
+    L += ["Model Results:", ""]
+    knha = fit.test == "knha"
+    names = ["estimate", "se", "tval" if knha else "zval"] + (["df"] if knha else []) + ["pval", "ci.lb", "ci.ub", ""]
+    rows = []
+    for j in range(fit.p):
+        r = [fcf(fit.beta[j]), fcf(fit.se[j]), fcf(fit.zval[j])]
+        if knha:
+            r.append(f"{round(fit.ddf, 2):g}")
+        r += [fmt_pval(fit.pval[j]), fcf(fit.ci_lb[j]), fcf(fit.ci_ub[j]), signif_stars(fit.pval[j])]
+        rows.append(r)
+    if fit.int_only:
+        L += _vector_table(names, rows[0])
+    else:
+        L += _frame_table(list(fit.coef_names), names, rows)
+    L += ["", "---", SIGNIF_LEGEND, ""]
+    return "\n".join(L) + "\n"
