@@ -1,0 +1,70 @@
+"""Reading an export's text: encoding detection in one streaming pass, then lines with their numbers.
+
+Exports come as UTF-8, UTF-8 with a byte-order mark (Excel, Web of Science) or Latin-1 (older EndNote and
+Windows tools), with Unix or Windows line ends. UTF-8 is tried first because Latin-1 decodes any byte string
+without error and would silently garble a UTF-8 file; Latin-1 is the fallback, with a note saying where the
+first non-UTF-8 byte sits.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from metaexercise.errors import SearchImportError
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How an export is to be decoded, and a note for the user when that is not plain UTF-8."""
+
+    name: str
+    note: str | None = None
+
+
+def detect_encoding(path: Path) -> Encoding:
+    """Decode the file once in 1 MiB chunks (memory bounded) and choose utf-8-sig, utf-8 or latin-1.
+
+    Raises SearchImportError for an empty file (no bytes, or only whitespace and a BOM)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    content = False
+    with open(path, "rb") as fh:
+        head = fh.read(3)
+        bom = head == codecs.BOM_UTF8
+        fh.seek(3 if bom else 0)
+        while chunk := fh.read(_CHUNK):
+            content = content or bool(chunk.strip())
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad_line = line + chunk[: exc.start].count(b"\n")
+                if bom:
+                    raise SearchImportError(
+                        f"{path.name} line {bad_line}: the file starts with a UTF-8 byte-order mark but is not "
+                        f"valid UTF-8 ({exc.reason}); re-export it as UTF-8"
+                    ) from None
+                return Encoding(
+                    "latin-1",
+                    f"{path.name} line {bad_line}: not valid UTF-8; the whole file was read as Latin-1 "
+                    "(ISO-8859-1). Check accented names in the imported records.",
+                )
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return Encoding("latin-1", f"{path.name} line {line}: truncated UTF-8 at the end; read as Latin-1")
+    if not content:
+        raise SearchImportError(f"{path.name}: the file is empty; nothing was imported")
+    return Encoding("utf-8-sig" if bom else "utf-8")
+
+
+def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without its line end), streaming; Windows and old Mac line ends are accepted."""
+    with open(path, encoding=encoding, newline=None) as fh:
+        for number, line in enumerate(fh, start=1):
+            yield number, line.rstrip("\n")
