@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy import optimize
 
 from metaexercise.errors import ConvergenceError
@@ -117,6 +118,51 @@ def _log_lik(yi, vi, X, tau2: float, reml: bool) -> float:
     return float(ll)
 
 
+def _score_step(kind: str, yi, vi, X, tau2: float) -> float:
+    """One Fisher-scoring step for τ² (metafor `rma.uni`; Viechtbauer 2005, eqs. 8, 11)."""
+    k, p = X.shape
+    f = wls(X, yi, 1 / (vi + tau2))
+    w = f.w
+    if kind == "ML":
+        return (f.rss_pp - w.sum()) / np.dot(w, w)
+    if kind == "REML":
+        return (f.rss_pp - f.tr_P()) / f.tr_PP()
+    return (f.rss * k / (k - p) - k) / w.sum()  # EB
+
+
+def _score_step_intercept(kind: str, yi, vi, X, tau2: float) -> float:
+    """The same step for an intercept-only model, where every trace is a scalar sum:
+    tr(P) = Σw − Σw²/Σw, tr(PP) = Σw² − 2Σw³/Σw + (Σw²/Σw)²."""
+    return _intercept_step_kernel(_KINDS[kind], yi, vi, tau2)
+
+
+_KINDS = {"ML": 0, "REML": 1, "EB": 2}
+
+
+@njit(cache=True)
+def _intercept_step_kernel(kind: int, yi, vi, tau2: float) -> float:
+    k = yi.shape[0]
+    sw = sw2 = sw3 = swy = 0.0
+    for i in range(k):
+        w = 1.0 / (vi[i] + tau2)
+        sw += w
+        sw2 += w * w
+        sw3 += w * w * w
+        swy += w * yi[i]
+    mu = swy / sw
+    rpr = rppr = 0.0  # y'Py and y'PPy
+    for i in range(k):
+        w = 1.0 / (vi[i] + tau2)
+        r = yi[i] - mu
+        rpr += w * r * r
+        rppr += w * w * r * r
+    if kind == 0:
+        return (rppr - sw) / sw2
+    if kind == 1:
+        return (rppr - (sw - sw2 / sw)) / (sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2)
+    return (rpr * k / (k - 1) - k) / sw
+
+
 def _fisher_scoring(kind: str) -> Callable:
     def estimator(yi, vi, X, control: Control) -> Tau2Estimate:
         k, p = X.shape
@@ -126,17 +172,11 @@ def _fisher_scoring(kind: str) -> Callable:
             tau2 = control.tau2_init
         change = control.threshold + 1
         it = 0
+        step = _score_step_intercept if p == 1 else _score_step
         while change > control.threshold:
             it += 1
             old = tau2
-            f = wls(X, yi, 1 / (vi + tau2))
-            w = f.w
-            if kind == "ML":
-                adj = (f.rss_pp - w.sum()) / np.dot(w, w)
-            elif kind == "REML":
-                adj = (f.rss_pp - f.tr_P()) / f.tr_PP()
-            else:  # EB
-                adj = (f.rss * k / (k - p) - k) / w.sum()
+            adj = step(kind, yi, vi, X, tau2)
             adj *= control.stepadj
             if not np.isfinite(adj):
                 adj = 0.0
