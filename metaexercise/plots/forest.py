@@ -83,27 +83,15 @@ def overall_effect_text(fit) -> str:
 
 
 def _tau2_ci(fit):
-    """The Q-profile CI of tau^2 from `fit.confint()`, whatever shape the engine returns, or None."""
+    """The Q-profile CI of tau^2 from `fit.confint()` (HeterogeneityCI.tau2 = (estimate, lb, ub)), or None
+    when it cannot be computed (e.g. k = 1 or a fixed tau^2)."""
+    if fit.k < 2 or getattr(fit, "tau2_fixed", False):
+        return None
     try:
-        ci = fit.confint()
+        _est, lb, ub = fit.confint().tau2
     except Exception:  # noqa: BLE001 - a missing CI only drops the bracket from the text
         return None
-    for name in ("tau2",):
-        row = getattr(ci, name, None)
-        if row is not None:
-            vals = [getattr(row, a, None) for a in ("ci_lb", "ci_ub")]
-            if None not in vals:
-                return float(vals[0]), float(vals[1])
-            arr = np.asarray(row, dtype=float).ravel()
-            if arr.size >= 3:
-                return float(arr[1]), float(arr[2])
-    if isinstance(ci, pd.DataFrame) and "tau2" in ci.index:
-        row = ci.loc["tau2"]
-        lb = [c for c in ci.columns if "lb" in str(c) or "lower" in str(c)]
-        ub = [c for c in ci.columns if "ub" in str(c) or "upper" in str(c)]
-        if lb and ub:
-            return float(row[lb[0]]), float(row[ub[0]])
-    return None
+    return float(lb), float(ub)
 
 
 @styled

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; never a window
 
@@ -119,8 +120,13 @@ def format_p(p: float, *, revman: bool = False) -> str:
     if revman:
         if p < 1e-5:
             return "P < 0.00001"
-        if p < 0.01:
-            return f"P = {p:.1g}"
+        if p < 0.01:  # one significant digit, written as a decimal: 0.003, 0.0006
+            digits = -int(np.floor(np.log10(p)))
+            text = f"{p:.{digits}f}"
+            if float(text) >= 10.0 ** (-digits + 1):  # 0.0096 rounds up to 0.01
+                digits -= 1
+                text = f"{p:.{digits}f}"
+            return f"P = {text}"
         return f"P = {p:.2f}"
     if p < 1e-4:
         return "p < .0001"
