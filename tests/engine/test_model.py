@@ -1,0 +1,182 @@
+"""rma: cross-checks by independent routes and the hard cases the engine issue lists.
+
+Reference numbers come from (a) metafor 3.8.1 printouts quoted in the test (dat.bcg, the canonical example in
+metafor's documentation and in Viechtbauer 2010, J Stat Softw 36(3)), (b) statsmodels' WLS at weights
+1/(vi + tau2) (an independent implementation of the same estimator), or (c) closed forms shown in the test.
+The full metafor comparison on 35+ data sets is in test_reference_*.py.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from metaexercise import Control, ConvergenceError, escalc, rma
+
+# dat.bcg: log risk ratios and variances, escalc("RR", ai=tpos, bi=tneg, ci=cpos, di=cneg, data=dat.bcg).
+TPOS = np.array([4, 6, 3, 62, 33, 180, 8, 505, 29, 17, 186, 5, 27])
+TNEG = np.array([119, 300, 228, 13536, 5036, 1361, 2537, 87886, 7470, 1699, 50448, 2493, 16886])
+CPOS = np.array([11, 29, 11, 248, 47, 372, 10, 499, 45, 65, 141, 3, 29])
+CNEG = np.array([128, 274, 209, 12619, 5761, 1079, 619, 87892, 7232, 1600, 27197, 2338, 17825])
+ABLAT = np.array([44, 55, 42, 52, 13, 44, 19, 13, 27, 42, 18, 33, 33])
+
+
+def bcg():
+    yi = np.log((TPOS / (TPOS + TNEG)) / (CPOS / (CPOS + CNEG)))
+    vi = 1 / TPOS - 1 / (TPOS + TNEG) + 1 / CPOS - 1 / (CPOS + CNEG)
+    return yi, vi
+
+
+def test_dat_bcg_reml_matches_metafor_printout():
+    # metafor 3.8.1, print(rma(yi, vi, data=dat)): estimate -0.7145, se 0.1798, zval -3.9744, ci -1.0669 to
+    # -0.3622, tau^2 0.3132 (SE 0.1664), I^2 92.22%, H^2 12.86, Q(df = 12) = 152.2330;
+    # predict(): pi -1.8667 to 0.4376 (reader-expectations §6 of the project's research notes).
+    fit = rma(*bcg())
+    assert fit.estimate == pytest.approx(-0.7145, abs=5e-5)
+    assert fit.se[0] == pytest.approx(0.1798, abs=5e-5)
+    assert fit.zval[0] == pytest.approx(-3.9744, abs=5e-5)
+    assert (fit.ci_lb[0], fit.ci_ub[0]) == pytest.approx((-1.0669, -0.3622), abs=5e-5)
+    assert fit.tau2 == pytest.approx(0.3132, abs=5e-5)
+    assert fit.se_tau2 == pytest.approx(0.1664, abs=5e-5)
+    assert fit.I2 == pytest.approx(92.22, abs=5e-3)
+    assert fit.H2 == pytest.approx(12.86, abs=5e-3)
+    assert fit.QE == pytest.approx(152.2330, abs=5e-5)
+    assert (fit.pi_lb, fit.pi_ub) == pytest.approx((-1.8667, 0.4376), abs=5e-5)
+    ci = fit.confint()  # confint(res): tau^2 0.3132 [0.1197, 1.1115]
+    assert ci.tau2[1:] == pytest.approx((0.1197, 1.1115), abs=5e-5)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML", "DL", "HE", "HS", "SJ", "EB", "PM", "EE"])
+def test_coefficients_equal_weighted_least_squares(method):
+    """β̂ and SE equal WLS at weights 1/(vi + τ̂²) with the scale fixed at 1 (statsmodels as the second route)."""
+    yi, vi = bcg()
+    fit = rma(yi, vi, mods=ABLAT, method=method)
+    w = 1 / (vi + fit.tau2)
+    ols = sm.WLS(yi, sm.add_constant(ABLAT.astype(float)), weights=w).fit()
+    assert fit.beta == pytest.approx(ols.params, rel=1e-10)
+    assert fit.se == pytest.approx(ols.bse / np.sqrt(ols.scale), rel=1e-10)
+
+
+def test_knapp_hartung_scale_is_the_wls_residual_variance():
+    # Under knha, Var(β̂) is scaled by s² = Σw(y − Xβ̂)²/(k − p): statsmodels' WLS scale estimate.
+    yi, vi = bcg()
+    fit = rma(yi, vi, mods=ABLAT, test="knha")
+    ols = sm.WLS(yi, sm.add_constant(ABLAT.astype(float)), weights=1 / (vi + fit.tau2)).fit()
+    assert fit.se == pytest.approx(ols.bse, rel=1e-10)
+    assert fit.pval == pytest.approx(ols.pvalues, rel=1e-8)
+    assert fit.ddf == 11
+
+
+def test_mods_as_categorical_give_the_subgroup_test():
+    # Two subgroups coded 0/1: QM equals the squared z of the difference between subgroup estimates
+    # when tau² is shared (here EE so each subgroup's estimate is its inverse-variance mean).
+    yi, vi = bcg()
+    g = (ABLAT > 30).astype(float)
+    fit = rma(yi, vi, mods=g, method="EE")
+    m = [np.average(yi[g == j], weights=1 / vi[g == j]) for j in (0, 1)]
+    v = [1 / np.sum(1 / vi[g == j]) for j in (0, 1)]
+    assert fit.QM == pytest.approx((m[1] - m[0]) ** 2 / (v[0] + v[1]), rel=1e-10)
+
+
+def test_k_equals_one():
+    fit = rma([0.5], [0.04])
+    assert fit.tau2 == 0 and fit.QE == 0 and fit.QEp == 1
+    assert fit.estimate == 0.5 and fit.se[0] == pytest.approx(0.2)
+    assert "k = 1" in fit.notes[0]
+    with pytest.raises(ValueError, match="k = 1"):
+        fit.confint()
+
+
+def test_k_equals_two_closed_form_dl():
+    # DL with k = 2: Q = (y1 − y2)²/(v1 + v2); tau² = (Q − 1)/(Σw − Σw²/Σw).
+    y, v = np.array([0.1, 0.9]), np.array([0.02, 0.03])
+    w = 1 / v
+    q = (y[0] - y[1]) ** 2 / (v[0] + v[1])
+    fit = rma(y, v, method="DL")
+    assert fit.QE == pytest.approx(q, rel=1e-12)
+    assert fit.tau2 == pytest.approx((q - 1) / (w.sum() - (w**2).sum() / w.sum()), rel=1e-12)
+
+
+def test_identical_effects_give_tau2_on_the_boundary():
+    fit = rma([0.3] * 6, [0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
+    assert fit.tau2 == 0 and fit.I2 == 0 and fit.QE == pytest.approx(0, abs=1e-20)
+    assert fit.estimate == pytest.approx(0.3, rel=1e-14)
+    assert any("lower bound" in n for n in fit.notes)
+
+
+@pytest.mark.parametrize(
+    "vi, positions", [([0.1, 0.0, 0.2], "[1]"), ([0.1, -0.2, np.nan], "[1, 2]"), ([np.inf, 0.1, 0.1], "[0]")]
+)
+def test_bad_variances_are_named_by_position(vi, positions):
+    with pytest.raises(ValueError, match=rf"positions {re.escape(positions)}"):
+        rma([0.1, 0.2, 0.3], vi)
+
+
+def test_missing_effect_is_named():
+    with pytest.raises(ValueError, match=r"yi is missing or non-finite at positions \[2\]"):
+        rma([0.1, 0.2, np.nan], [0.1, 0.1, 0.1])
+
+
+def test_nonconvergence_raises_with_remedies():
+    yi, vi = bcg()
+    with pytest.raises(ConvergenceError, match="stepadj"):
+        rma(yi, vi, control=Control(maxiter=2, threshold=1e-300))
+
+
+def test_unknown_method_and_keyword_are_errors():
+    with pytest.raises(ValueError, match="unknown method 'FE'"):
+        rma([0.1, 0.2], [0.1, 0.1], method="FE")
+    with pytest.raises(TypeError):
+        rma([0.1, 0.2], [0.1, 0.1], knha=True)
+
+
+def test_escalc_smd_matches_hand_computation():
+    # Hedges' g with the exact correction (Hedges 1981, eq. 6e): c(m) = Γ(m/2)/(√(m/2)·Γ((m−1)/2)); m = 18
+    # here, and d = 1, so g = c(18) = Γ(9)/(3·Γ(8.5)) = 40320/(3·14034.40729348341) by hand; the
+    # approximation 1 − 3/(4m − 1) (eq. 6b) agrees to 1.1e-4.
+    es = escalc("SMD", m1i=[2.0], sd1i=[1.0], n1i=[10], m2i=[1.0], sd2i=[1.0], n2i=[10])
+    assert es.yi[0] == pytest.approx(40320 / (3 * 14034.40729348341), rel=1e-13)
+    assert es.yi[0] == pytest.approx(math.gamma(9) / (3 * math.gamma(8.5)), rel=1e-13)
+    assert abs(es.yi[0] - (1 - 3 / (4 * 18 - 1))) < 1.1e-4
+    assert es.vi[0] == pytest.approx(1 / 10 + 1 / 10 + es.yi[0] ** 2 / 40, rel=1e-14)
+
+
+def test_escalc_generic_from_ci():
+    es = escalc("GEN", yi=[0.5], ci_lb=[0.5 - 1.959963984540054 * 0.2], ci_ub=[0.5 + 1.959963984540054 * 0.2])
+    assert es.vi[0] == pytest.approx(0.04, rel=1e-12)
+
+
+def test_printout_matches_metafor_for_dat_bcg():
+    # capture.output(print(rma(yi, vi, data=dat))) under metafor 3.8.1, R 4.2.2.
+    expected = """
+Random-Effects Model (k = 13; tau^2 estimator: REML)
+
+tau^2 (estimated amount of total heterogeneity): 0.3132 (SE = 0.1664)
+tau (square root of estimated tau^2 value):      0.5597
+I^2 (total heterogeneity / total variability):   92.22%
+H^2 (total variability / sampling variability):  12.86
+
+Test for Heterogeneity:
+Q(df = 12) = 152.2330, p-val < .0001
+
+Model Results:
+
+estimate      se     zval    pval    ci.lb    ci.ub      \n -0.7145  0.1798  -3.9744  <.0001  -1.0669  -0.3622  *** \n
+---
+Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
+
+"""
+    assert str(rma(*bcg())) == expected
+
+
+def test_fit_is_immutable():
+    fit = rma(*bcg())
+    with pytest.raises(AttributeError):
+        fit.tau2 = 0.0
+
+
+
