@@ -24,3 +24,27 @@ __all__ = [
     "ExtractionError",
     "MetaexerciseError",
 ]
+
+#: Names re-exported lazily from their modules (imported on first use, so `import metaexercise` stays light).
+_LAZY = {
+    "regtest": "metaexercise.bias",
+    "ranktest": "metaexercise.bias",
+    "trimfill": "metaexercise.bias",
+    "fsn": "metaexercise.bias",
+    "influence": "metaexercise.influence",
+    "leave1out": "metaexercise.influence",
+    "cumul": "metaexercise.influence",
+    "rma_batch": "metaexercise.batch",
+    "permutest": "metaexercise.permutest",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'metaexercise' has no attribute {name!r}")
