@@ -24,7 +24,7 @@ SCALES = ("difference", "ratio")
 #: Pooled-effect ids shared with analyses/*.yaml: {outcome}_{comparator}_{window}[_{suffix}].
 CONTRAST_PATTERN = re.compile(r"^(pain|disability)_(active|passive)_(short|long)(?:_([a-z0-9]+))?$")
 
-_NUMBER = re.compile(r"^(?P<rel>[<>=]?)\s*(?P<num>[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)$")
+_NUMBER = re.compile(r"^(?P<rel>[<>=]?)\s*(?P<num>[+-]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class Printed:
         m = _NUMBER.match(raw)
         if not m or not any(ch.isdigit() for ch in m["num"]):
             raise ValueError(f"{text!r} is not a number as printed (expected e.g. -0.10, .1, 1,172 or > .05)")
-        num = m["num"].replace(",", "")
+        num = re.sub(r"[,\s]", "", m["num"])
         decimals = len(num.split(".")[1]) if "." in num else 0
         return cls(str(text).strip(), float(num), decimals, m["rel"] or "=", exact)
 
@@ -85,7 +85,10 @@ COMMON_REQUIRED = ("id", "kind", "place", "section", "quote")
 
 #: kind -> (required fields, optional fields), besides COMMON_REQUIRED and `note`.
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "effect": (("contrast", "estimate", "ci_lb", "ci_ub"), ("k", "i2", "q", "p", "certainty", "claim", "scale")),
+    "effect": (
+        ("contrast", "estimate", "ci_lb", "ci_ub"),
+        ("k", "i2", "q", "p", "certainty", "claim", "scale"),
+    ),
     "certainty": (("contrast", "certainty"), ()),
     "points": (("value",), ("contrast",)),
     "range": (("lo", "hi"), ()),
@@ -232,9 +235,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -269,7 +270,9 @@ def entry_from_mapping(raw: dict, *, where: str) -> Entry:
             continue
         if key in NUMBER_FIELDS:
             if not isinstance(val, str | int):
-                raise SpecError(f"{where}: {key} must be the number as printed, quoted (e.g. \"-0.10\"); got {val!r}")
+                raise SpecError(
+                    f'{where}: {key} must be the number as printed, quoted (e.g. "-0.10"); got {val!r}'
+                )
             try:
                 values[key] = Printed.parse(str(val), exact=key in EXACT_FIELDS)
             except ValueError as exc:
@@ -355,5 +358,6 @@ def _check_ids(path: Path, entries: tuple[Entry, ...], relations: tuple[Relation
         raise SpecError(f"{path}: reference(s) to unknown entry id(s): {bad}")
     for r in relations:
         if r.kind == "at_most" and not any(e.contrast == r.contrast and e.k for e in entries):
-            raise SpecError(f"{path}: relation {r.id!r} names contrast {r.contrast!r}, which has no entry with k")
-
+            raise SpecError(
+                f"{path}: relation {r.id!r} names contrast {r.contrast!r}, which has no entry with k"
+            )

@@ -1,0 +1,596 @@
+"""Audit published numbers for internal consistency, with the arithmetic behind every finding.
+
+Every printed number stands for an interval of true values (half a unit in its last printed digit; see
+`metaexercise.published.Printed`). A check reports a finding only when no combination of true values in
+those intervals satisfies the rule, so a discrepancy that rounding can explain is never a finding.
+
+Severity: ``error`` when the printed numbers cannot all be right (an estimate outside its own CI, a
+percentage that is not its count over its denominator, two places of the paper giving different values);
+``warning`` when they are suspicious but an unstated reason could explain them (an asymmetric CI, a p-value
+that does not follow from the CI, the same k for disjoint comparator sets, parts that do not add up).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from metaexercise.atomic import write_text
+from metaexercise.errors import SpecError
+from metaexercise.published import Entry, Printed, Registry, load_published
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("info", "warning", "error")
+Z975 = stats.norm.ppf(0.975)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One audit result: what (label), which rule (check), how bad (severity) and the arithmetic (detail)."""
+
+    label: str
+    check: str
+    severity: str
+    detail: str
+
+
+FINDING_COLUMNS = ("label", "check", "severity", "detail")
+
+
+def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:
+    """Findings as a DataFrame with columns label, check, severity, detail."""
+    return pd.DataFrame([asdict(f) for f in findings], columns=list(FINDING_COLUMNS))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _iv(p: Printed) -> str:
+    """The interval a printed number stands for, e.g. "-0.18 -> [-0.185, -0.175]"."""
+    if p.relation != "=":
+        return f"{p.relation} {p.text}"
+    if p.half_unit == 0:
+        return p.text
+    return f"{p.text} -> [{_fmt(p.lo)}, {_fmt(p.hi)}]"
+
+
+def _disjoint(a_lo: float, a_hi: float, b_lo: float, b_hi: float) -> bool:
+    return a_hi < b_lo or b_hi < a_lo
+
+
+def _scale(e: Entry) -> str:
+    return e.scale or "difference"
+
+
+def _log_interval(p: Printed) -> tuple[float, float] | None:
+    """(lo, hi) of log(p) over its rounding interval; None if the interval reaches zero."""
+    if p.lo <= 0:
+        return None
+    return math.log(p.lo), math.log(p.hi)
+
+
+# --------------------------------------------------------------------------- checks on one effect
+def check_ci(entries: Iterable[Entry]) -> list[Finding]:
+    """CI order, estimate inside its CI, and estimate at the centre of a symmetric Wald CI.
+
+    A Wald CI is estimate ± z·SE, so estimate = (lb + ub) / 2 on the scale the model was fitted on: the SMD/MD
+    scale, or the log scale for ratio measures (Cochrane Handbook §6.3.1 and §6.5.2.3).
+    """
+    out = []
+    for e in entries:
+        if e.kind != "effect":
+            continue
+        est, lb, ub = e.estimate, e.ci_lb, e.ci_ub
+        if lb.lo > ub.hi:
+            out.append(Finding(e.id, "ci_order", "error", f"lower bound {lb.text} > upper bound {ub.text}"))
+            continue
+        if est.hi < lb.lo or est.lo > ub.hi:
+            side = "below the lower bound" if est.hi < lb.lo else "above the upper bound"
+            out.append(
+                Finding(
+                    e.id,
+                    "estimate_outside_ci",
+                    "error",
+                    f"estimate {_iv(est)} lies {side} of its CI [{lb.text}, {ub.text}] "
+                    f"(lower {_iv(lb)}, upper {_iv(ub)}); a minus sign may have been lost",
+                )
+            )
+            continue
+        if _scale(e) == "ratio":
+            ivs = [_log_interval(x) for x in (est, lb, ub)]
+            if any(v is None for v in ivs):
+                continue
+            (e_lo, e_hi), (l_lo, l_hi), (u_lo, u_hi) = ivs
+            d_lo, d_hi = e_lo - (l_hi + u_hi) / 2, e_hi - (l_lo + u_lo) / 2
+            centre = math.exp((math.log(lb.value) + math.log(ub.value)) / 2)
+            what = (
+                f"on the log scale the CI centre is (ln {lb.text} + ln {ub.text})/2 = "
+                f"ln {_fmt(centre)}; estimate {est.text}"
+            )
+        else:
+            d_lo = est.lo - (lb.hi + ub.hi) / 2
+            d_hi = est.hi - (lb.lo + ub.lo) / 2
+            centre = (lb.value + ub.value) / 2
+            what = f"CI centre ({lb.text} + {ub.text})/2 = {_fmt(centre)}; estimate {est.text}"
+        if d_lo > 0 or d_hi < 0:
+            gap = min(abs(d_lo), abs(d_hi))
+            out.append(
+                Finding(
+                    e.id,
+                    "estimate_off_centre",
+                    "warning",
+                    f"{what}; estimate - centre lies in [{_fmt(d_lo)}, {_fmt(d_hi)}] over all values the printed "
+                    f"rounding allows, so at least {_fmt(gap)} off centre: not a symmetric Wald CI "
+                    f"around this estimate",
+                )
+            )
+    return out
+
+
+def _null(e: Entry) -> float:
+    return 1.0 if _scale(e) == "ratio" else 0.0
+
+
+def check_claim(entries: Iterable[Entry]) -> list[Finding]:
+    """A claim of an effect (or of none) must agree with whether the 95% CI excludes the null."""
+    out = []
+    for e in entries:
+        if e.kind != "effect" or not e.claim:
+            continue
+        null = _null(e)
+        surely_excludes = e.ci_ub.hi < null or e.ci_lb.lo > null
+        surely_includes = e.ci_lb.hi < null < e.ci_ub.lo
+        if e.claim == "effect" and surely_includes:
+            out.append(
+                Finding(
+                    e.id,
+                    "claim_vs_ci",
+                    "error",
+                    f"text claims an effect but the CI [{e.ci_lb.text}, {e.ci_ub.text}] includes {null:g}",
+                )
+            )
+        elif e.claim == "no effect" and surely_excludes:
+            out.append(
+                Finding(
+                    e.id,
+                    "claim_vs_ci",
+                    "error",
+                    f"text claims no effect but the CI [{e.ci_lb.text}, {e.ci_ub.text}] excludes {null:g}",
+                )
+            )
+    return out
+
+
+def _p_interval(p: Printed) -> tuple[float, float]:
+    return max(p.lo, 0.0), min(p.hi, 1.0)
+
+
+def check_p_vs_ci(entries: Iterable[Entry]) -> list[Finding]:
+    """A printed p-value must follow from the CI: SE = (ub - lb)/(2·1.96), z = est/SE, p = 2Φ(-|z|)
+    (Altman & Bland, BMJ 2011;343:d2090), taking every value the printed rounding allows."""
+    out = []
+    for e in entries:
+        if e.kind != "effect" or e.p is None:
+            continue
+        if _scale(e) == "ratio":
+            ivs = [_log_interval(x) for x in (e.estimate, e.ci_lb, e.ci_ub)]
+            if any(v is None for v in ivs):
+                continue
+            (e_lo, e_hi), (l_lo, l_hi), (u_lo, u_hi) = ivs
+        else:
+            e_lo, e_hi = e.estimate.lo, e.estimate.hi
+            l_lo, l_hi, u_lo, u_hi = e.ci_lb.lo, e.ci_lb.hi, e.ci_ub.lo, e.ci_ub.hi
+        se_lo, se_hi = max(u_lo - l_hi, 0.0) / (2 * Z975), (u_hi - l_lo) / (2 * Z975)
+        if se_hi <= 0:
+            continue
+        abs_lo = 0.0 if e_lo <= 0 <= e_hi else min(abs(e_lo), abs(e_hi))
+        abs_hi = max(abs(e_lo), abs(e_hi))
+        z_lo = abs_lo / se_hi
+        z_hi = math.inf if se_lo == 0 else abs_hi / se_lo
+        p_lo, p_hi = 2 * stats.norm.sf(z_hi), 2 * stats.norm.sf(z_lo)
+        q_lo, q_hi = _p_interval(e.p)
+        if _disjoint(p_lo, p_hi, q_lo, q_hi):
+            se = (e.ci_ub.value - e.ci_lb.value) / (2 * Z975)
+            z = (
+                abs(e.estimate.value) / se
+                if _scale(e) != "ratio"
+                else abs(math.log(e.estimate.value))
+                / ((math.log(e.ci_ub.value) - math.log(e.ci_lb.value)) / (2 * Z975))
+            )
+            out.append(
+                Finding(
+                    e.id,
+                    "p_vs_ci",
+                    "warning",
+                    f"SE = (ub - lb)/(2 x 1.96) = {_fmt(se)}, |z| = {_fmt(z)}, p = {_fmt(2 * stats.norm.sf(z))}; "
+                    f"over the rounding intervals p lies in [{_fmt(p_lo)}, {_fmt(p_hi)}], printed p {_iv(e.p)}",
+                )
+            )
+    return out
+
+
+def check_i2_from_q(entries: Iterable[Entry]) -> list[Finding]:
+    """I² = max(0, (Q - df)/Q)·100 with df = k - 1 (Higgins & Thompson, Stat Med 2002;21:1539), where Q is
+    printed. A τ²-based I² (metafor, RevMan Web) need not equal it; so this applies only where Q is given."""
+    out = []
+    for e in entries:
+        if e.kind != "effect" or e.q is None or e.i2 is None or e.k is None:
+            continue
+        df = e.k.value - 1
+
+        def i2(q: float, df: float = df) -> float:
+            return 0.0 if q <= 0 else max(0.0, (q - df) / q) * 100
+
+        lo, hi = i2(max(e.q.lo, 0.0)), i2(e.q.hi)
+        if _disjoint(lo, hi, e.i2.lo, e.i2.hi):
+            out.append(
+                Finding(
+                    e.id,
+                    "i2_vs_q",
+                    "warning",
+                    f"(Q - df)/Q with Q = {e.q.text}, df = k - 1 = {df:g} gives I^2 = {_fmt(i2(e.q.value))}% "
+                    f"(range [{_fmt(lo)}, {_fmt(hi)}] over Q's rounding); printed I^2 = {e.i2.text}%",
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- checks across entries
+def check_places_agree(entries: Iterable[Entry]) -> list[Finding]:
+    """The same contrast printed in two places (abstract vs results vs discussion) must agree: numbers whose
+    rounding intervals do not overlap, or certainty ratings with no level in common, are findings."""
+    out = []
+    by_contrast: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e.contrast and e.kind in ("effect", "certainty"):
+            by_contrast.setdefault(e.contrast, []).append(e)
+    for contrast, group in by_contrast.items():
+        clashes: dict[tuple[str, str], list[str]] = {}
+        for a, b in itertools.combinations(group, 2):
+            if a.place == b.place:
+                continue
+            places = (a.place, b.place)
+            for f in ("estimate", "ci_lb", "ci_ub", "k", "i2"):
+                x, y = getattr(a, f), getattr(b, f)
+                if x is not None and y is not None and _disjoint(x.lo, x.hi, y.lo, y.hi):
+                    clashes.setdefault(places, []).append(f"{f} {_iv(x)} vs {_iv(y)}")
+            if a.certainty and b.certainty and not (a.certainty_levels & b.certainty_levels):
+                clashes.setdefault(places, []).append(f"certainty '{a.certainty}' vs '{b.certainty}'")
+        for (pa, pb), diffs in clashes.items():
+            out.append(
+                Finding(
+                    contrast, f"{pa}_vs_{pb}", "error", f"{pa} vs {pb}: " + "; ".join(dict.fromkeys(diffs))
+                )
+            )
+    return out
+
+
+def check_same_k(entries: Iterable[Entry]) -> list[Finding]:
+    """The same k for one outcome and follow-up but different comparator sets is a copying signal: the
+    comparator sets are (nearly) disjoint groups of trials."""
+    out = []
+    effects = [e for e in entries if e.kind == "effect" and e.k is not None and e.contrast_parts]
+    for a, b in itertools.combinations(effects, 2):
+        pa, pb = a.contrast_parts, b.contrast_parts
+        if pa[3] or pb[3] or a.contrast == b.contrast:
+            continue
+        if pa[0] == pb[0] and pa[2] == pb[2] and pa[1] != pb[1] and a.k.value == b.k.value:
+            out.append(
+                Finding(
+                    f"{a.contrast} | {b.contrast}",
+                    "same_k",
+                    "warning",
+                    f"k = {a.k.text} for both {a.contrast} and {b.contrast} (same outcome and "
+                    f"follow-up, different comparators); check for a copied k",
+                )
+            )
+    return out
+
+
+def check_duplicate_effects(entries: Iterable[Entry]) -> list[Finding]:
+    """Two different contrasts with the very same printed estimate and CI (or the same pair of VAS-point
+    values for short and long term) are a copying signal."""
+    out = []
+    by_numbers: dict[tuple[str, str, str], list[str]] = {}
+    for e in entries:
+        if e.kind == "effect":
+            key = (e.estimate.text, e.ci_lb.text, e.ci_ub.text)
+            if e.contrast not in by_numbers.setdefault(key, []):
+                by_numbers[key].append(e.contrast)
+    for key, contrasts in by_numbers.items():
+        if len(contrasts) > 1:
+            out.append(
+                Finding(
+                    " | ".join(contrasts),
+                    "duplicate_numbers",
+                    "warning",
+                    f"{' and '.join(contrasts)} print the same estimate and CI {key[0]} [{key[1]}, {key[2]}]",
+                )
+            )
+    pairs: dict[tuple[str, str], dict[str, Entry]] = {}
+    for e in entries:
+        parts = e.contrast_parts
+        if e.kind == "points" and parts and not parts[3]:
+            pairs.setdefault((parts[0], parts[1]), {})[parts[2]] = e
+    complete = {k: v for k, v in pairs.items() if set(v) == {"short", "long"}}
+    for (ka, a), (kb, b) in itertools.combinations(complete.items(), 2):
+        va = (a["short"].value.text, a["long"].value.text)
+        if va == (b["short"].value.text, b["long"].value.text):
+            out.append(
+                Finding(
+                    f"{'_'.join(ka)} | {'_'.join(kb)}",
+                    "duplicate_numbers",
+                    "warning",
+                    f"{'_'.join(ka)} and {'_'.join(kb)} print the same short- and long-term "
+                    f"values ({va[0]}, {va[1]} VAS points)",
+                )
+            )
+    return out
+
+
+def _registry_k(registry: Registry, contrast: str) -> Printed | None:
+    for e in registry.for_contrast(contrast, "effect"):
+        if e.k is not None:
+            return e.k
+    return None
+
+
+def kendall_two_sided_p(concordant: int, n: int) -> float:
+    """Exact two-sided p of Kendall's tau with no ties, as R's cor.test(method="kendall", exact=TRUE),
+    which metafor's ranktest calls (Begg & Mazumdar, Biometrics 1994;50:1088). The null distribution of
+    the number of concordant pairs is the Mahonian distribution of inversions (Kendall 1938)."""
+    dist = np.ones(1)
+    for m in range(2, n + 1):
+        dist = np.convolve(dist, np.ones(m)) / m
+    cdf = np.cumsum(dist)
+    pairs = n * (n - 1) // 2
+    p = 1.0 - cdf[concordant - 1] if concordant > pairs / 2 else cdf[concordant]
+    return float(min(1.0, 2.0 * p))
+
+
+def check_bias_tests(registry: Registry) -> list[Finding]:
+    """Egger's z -> p = 2Φ(-|z|) (regtest, model "rma"); rank tau with the contrast's k -> exact p."""
+    out = []
+    for e in registry.entries:
+        if e.kind != "test":
+            continue
+        q_lo, q_hi = _p_interval(e.p)
+        s = e.statistic
+        if e.test == "egger":
+            abs_lo = 0.0 if s.lo <= 0 <= s.hi else min(abs(s.lo), abs(s.hi))
+            p_lo, p_hi = 2 * stats.norm.sf(max(abs(s.lo), abs(s.hi))), 2 * stats.norm.sf(abs_lo)
+            if _disjoint(p_lo, p_hi, q_lo, q_hi):
+                out.append(
+                    Finding(
+                        e.id,
+                        "egger_p_vs_z",
+                        "warning",
+                        f"z = {s.text} gives p = 2*Phi(-|z|) = {_fmt(2 * stats.norm.sf(abs(s.value)))}"
+                        f" (range [{_fmt(p_lo)}, {_fmt(p_hi)}]); printed p {_iv(e.p)}",
+                    )
+                )
+        elif e.test == "rank" and e.contrast:
+            k = _registry_k(registry, e.contrast)
+            if k is None:
+                continue
+            n = int(k.value)
+            pairs = n * (n - 1) // 2
+            c_lo = max(0, math.floor((s.lo + 1) * pairs / 2))
+            c_hi = min(pairs, math.ceil((s.hi + 1) * pairs / 2))
+            ps = [kendall_two_sided_p(c, n) for c in range(c_lo, c_hi + 1)]
+            p_lo, p_hi = min(ps), max(ps)
+            if _disjoint(p_lo, p_hi, q_lo, q_hi):
+                fits = [
+                    m
+                    for m in range(4, 200)
+                    if q_lo <= kendall_two_sided_p(round((s.value + 1) * m * (m - 1) / 4), m) <= q_hi
+                ]
+                span = (
+                    f"k = {fits[0]}"
+                    if fits and fits[0] == fits[-1]
+                    else f"k = {fits[0]}..{fits[-1]}"
+                    if fits
+                    else ""
+                )
+                hint = f"; {span} would give it" if fits else ""
+                out.append(
+                    Finding(
+                        e.id,
+                        "rank_p_vs_tau",
+                        "warning",
+                        f"Kendall's tau = {s.text} with k = {n} (the contrast's printed k) gives exact "
+                        f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}]; printed p {_iv(e.p)}{hint}",
+                    )
+                )
+    return out
+
+
+def check_percentages(registry: Registry) -> list[Finding]:
+    """A printed percentage must equal 100·n/N for its count n and denominator N (to printed rounding);
+    a printed relative reduction must equal 100·(before - after)/before for the printed means."""
+    out = []
+    for e in registry.entries:
+        if e.kind == "count" and e.percent is not None and e.of:
+            denom = registry.get(e.of).n
+            exact = 100 * e.n.value / denom.value
+            if not (e.percent.lo <= exact <= e.percent.hi):
+                out.append(
+                    Finding(
+                        e.id,
+                        "percent_vs_count",
+                        "error",
+                        f"100 x {e.n.text}/{denom.text} = {exact:.2f}%; printed {e.percent.text}% "
+                        f"(allows [{_fmt(e.percent.lo)}, {_fmt(e.percent.hi)}])",
+                    )
+                )
+        if e.kind == "percent" and e.reduction_from and e.reduction_to:
+            a, b = registry.get(e.reduction_from).mean, registry.get(e.reduction_to).mean
+            lo = 100 * (a.lo - b.hi) / a.lo
+            hi = 100 * (a.hi - b.lo) / a.hi
+            if _disjoint(lo, hi, e.value.lo, e.value.hi):
+                out.append(
+                    Finding(
+                        e.id,
+                        "percent_vs_means",
+                        "warning",
+                        f"100 x ({a.text} - {b.text})/{a.text} = "
+                        f"{100 * (a.value - b.value) / a.value:.2f}% (range [{lo:.2f}, {hi:.2f}]); "
+                        f"printed {e.value.text}%",
+                    )
+                )
+    return out
+
+
+def check_relations(registry: Registry) -> list[Finding]:
+    """Parts that should add up to a total; k at most the number of available control groups; equal counts."""
+    out = []
+    for r in registry.relations:
+        parts = [registry.get(p).n for p in r.parts]
+        total = sum(p.value for p in parts)
+        expr = " + ".join(p.text for p in parts)
+        if r.kind == "sum":
+            t = registry.get(r.total).n
+            if total != t.value:
+                out.append(
+                    Finding(
+                        r.id,
+                        "sum",
+                        "warning",
+                        f"{expr} = {total:g}, but the total is {t.text} ({r.total}). Why it should "
+                        f"hold: {r.why}",
+                    )
+                )
+        elif r.kind == "at_most":
+            k = _registry_k(registry, r.contrast)
+            if k.value > total:
+                out.append(
+                    Finding(
+                        r.id,
+                        "k_exceeds_groups",
+                        "warning",
+                        f"{r.contrast}: k = {k.text} comparisons, but only {expr} = {total:g} such "
+                        f"control groups are reported. Why it should hold: {r.why}",
+                    )
+                )
+        elif r.kind == "equal" and len({p.value for p in parts}) > 1:
+            out.append(
+                Finding(
+                    r.id,
+                    "counts_differ",
+                    "warning",
+                    f"{' vs '.join(f'{p} = {registry.get(p).n.text}' for p in r.parts)}. "
+                    f"Why they should agree: {r.why}",
+                )
+            )
+    return out
+
+
+ENTRY_CHECKS: tuple[Callable[[Iterable[Entry]], list[Finding]], ...] = (
+    check_ci, check_claim, check_p_vs_ci, check_i2_from_q, check_places_agree, check_same_k,
+    check_duplicate_effects,
+)  # fmt: skip
+REGISTRY_CHECKS: tuple[Callable[[Registry], list[Finding]], ...] = (
+    check_bias_tests, check_percentages, check_relations,
+)  # fmt: skip
+
+
+def audit_registry(registry: Registry) -> list[Finding]:
+    """Run every check on a registry; returns the findings (never `info`), in a stable order."""
+    findings: list[Finding] = []
+    for check in ENTRY_CHECKS:
+        findings += check(registry.entries)
+    for check in REGISTRY_CHECKS:
+        findings += check(registry)
+    return [f for f in findings if f.severity != "info"]
+
+
+# --------------------------------------------------------------------------- reported tables (CSV)
+REPORTED_REQUIRED = ("label", "estimate", "ci_lb", "ci_ub")
+REPORTED_OPTIONAL = ("k", "i2", "q", "p", "scale")
+REPORTED_IGNORED = ("source", "note")
+
+
+def read_reported(path: str | Path) -> Registry:
+    """Read a table of reported results (columns label, estimate, ci_lb, ci_ub; optional k, i2, q, p, scale)
+    as a registry of effect entries. Numbers are read as text so their printed precision is kept. Errors name
+    file, row (header = row 1), column and the problem; the file is never modified."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise SpecError(f"{path}: cannot read as CSV ({exc})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    missing = [c for c in REPORTED_REQUIRED if c not in df.columns]
+    if missing:
+        raise SpecError(f"{path}: missing column(s) {missing}; required: {list(REPORTED_REQUIRED)}")
+    extra = [c for c in df.columns if c not in (*REPORTED_REQUIRED, *REPORTED_OPTIONAL, *REPORTED_IGNORED)]
+    if extra:
+        log.warning("%s: ignoring column(s) %s", path, extra)
+    entries = []
+    labels: dict[str, int] = {}
+    for i, row in enumerate(df.to_dict("records")):
+        line = i + 2
+        label = row["label"].strip()
+        if not label:
+            raise SpecError(f"{path}: row {line}, column label: empty label")
+        if label in labels:
+            raise SpecError(f"{path}: row {line}, column label: {label!r} repeats row {labels[label]}")
+        labels[label] = line
+        values: dict[str, object] = {}
+        for col in ("estimate", "ci_lb", "ci_ub", "k", "i2", "q", "p"):
+            text = str(row.get(col, "")).strip()
+            if not text:
+                if col in REPORTED_REQUIRED:
+                    raise SpecError(f"{path}: row {line}, column {col}: empty (required)")
+                continue
+            try:
+                values[col] = Printed.parse(text, exact=col == "k")
+            except ValueError as exc:
+                raise SpecError(f"{path}: row {line}, column {col}: {exc}") from None
+        scale = str(row.get("scale", "")).strip().lower() or None
+        if scale not in (None, "difference", "ratio"):
+            raise SpecError(
+                f"{path}: row {line}, column scale: {scale!r} is not 'ratio' or 'difference' (or empty)"
+            )
+        if scale == "ratio":
+            for col in ("estimate", "ci_lb", "ci_ub"):
+                if values[col].value <= 0:
+                    raise SpecError(
+                        f"{path}: row {line}, column {col}: a ratio must be > 0, got {values[col].text}"
+                    )
+        entries.append(
+            Entry(
+                id=label,
+                kind="effect",
+                place="reported",
+                section=f"{path.name} row {line}",
+                quote=label,
+                contrast=label,
+                scale=scale,
+                **values,
+            )
+        )
+    return Registry(entries=tuple(entries), path=str(path))
+
+
+def audit_reported(path: str | Path) -> list[Finding]:
+    """Audit a reported-results table (see `read_reported`)."""
+    return audit_registry(read_reported(path))
+
+
+def run_audit(project) -> pd.DataFrame:
+    """Audit `analyses/published.yaml` of `project` and write `results/audit.csv` (whole or not at all)."""
+    registry = load_published(Path(project.analyses) / "published.yaml")
+    frame = findings_frame(audit_registry(registry))
+    write_text(Path(project.results) / "audit.csv", frame.to_csv(index=False, lineterminator="\n"))
+    return frame
