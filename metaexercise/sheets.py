@@ -1,0 +1,586 @@
+"""Read extraction sheets (an XLSX workbook or a folder of CSV files) into tidy, typed DataFrames, and
+validate them, collecting EVERY problem as a row: file, sheet, row, column, value, problem, severity.
+
+Row numbers are the spreadsheet's own (header = row 1). Inputs are only ever opened for reading.
+The checks follow `metaexercise/schema.py`; the rules that concern a single cell are there (types,
+codes, bounds), the rules that concern a row or several sheets are here. This file is long because it
+holds one check per rule the extraction form promises; each check is a short function.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from metaexercise.errors import ExtractionError
+from metaexercise.scales import Registry, load_registry
+from metaexercise.schema import FALSE_WORDS, SHEETS, TRUE_WORDS, Column, Sheet, csv_name
+
+PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "problem", "severity")
+#: Workbook sheets that the template writes for people, not data; never reported as extra.
+HELPER_SHEETS = ("README", "Instruments", "lists")
+#: An estimate further than this fraction of its CI's width from the CI's centre breaks the "CI is
+#: symmetric around its estimate" rule of mean differences and SMDs.
+CI_CENTRE_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """The extraction sheets as typed DataFrames (column `source_row` = spreadsheet row), the warnings
+    found while reading them, and where they came from."""
+
+    studies: pd.DataFrame
+    arms: pd.DataFrame
+    outcomes: pd.DataFrame
+    risk_of_bias: pd.DataFrame
+    problems: pd.DataFrame
+    source: Path
+    registry: Registry
+
+    def summary(self) -> str:
+        return (
+            f"Extraction from {self.source}: {len(self.studies)} studies, {len(self.arms)} arms, "
+            f"{len(self.outcomes)} outcome rows, {len(self.risk_of_bias)} risk-of-bias rows, "
+            f"{len(self.problems)} warnings"
+        )
+
+
+@dataclass(slots=True)
+class _Raw:
+    """One sheet as read: header, rows of text cells and their spreadsheet row numbers."""
+
+    file: str
+    sheet: str
+    header: list[str]
+    rows: list[list[str]]
+    row_numbers: list[int]
+
+
+@dataclass(slots=True)
+class _Problems:
+    items: list[dict] = field(default_factory=list)
+
+    def add(self, file, sheet, row, column, value, problem, severity="error") -> None:
+        self.items.append(
+            {"file": str(file), "sheet": sheet, "row": row, "column": column,
+             "value": "" if value is None else str(value), "problem": problem, "severity": severity}
+        )
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.items, columns=list(PROBLEM_COLUMNS))
+        df["row"] = pd.array(df["row"], dtype="Int64")
+        return df
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _read_csv_file(path: Path, sheet: str, out: _Problems) -> _Raw | None:
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        out.add(path, sheet, None, None, None, "file is UTF-16 encoded; save it as UTF-8 (CSV UTF-8)")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        out.add(path, sheet, line, None, repr(data[exc.start : exc.start + 1]),
+                f"not UTF-8 text (byte {data[exc.start]:#04x} on line {line}; probably Windows-1252 or "
+                "Latin-1); save the file as UTF-8 (CSV UTF-8)")
+        return None
+    if "\x00" in text:
+        out.add(path, sheet, None, None, None, "file contains NUL bytes: not a text CSV file")
+        return None
+    records = list(csv.reader(io.StringIO(text, newline="")))
+    while records and not any(c.strip() for c in records[-1]):
+        records.pop()
+    if not records:
+        out.add(path, sheet, None, None, None, "empty sheet: no header row")
+        return None
+    header = [c.strip() for c in records[0]]
+    if len(header) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+            if sep in records[0][0]:
+                out.add(path, sheet, 1, None, records[0][0][:60],
+                        f"columns are separated by {name}, not commas; save as comma-separated CSV")
+                return None
+    rows, numbers = [], []
+    for i, rec in enumerate(records[1:], start=2):
+        if not any(c.strip() for c in rec):
+            continue
+        if len(rec) != len(header):
+            out.add(path, sheet, i, None, None,
+                    f"row has {len(rec)} fields but the header has {len(header)} (a stray comma or a "
+                    "missing quote?)")
+            continue
+        rows.append([c.strip() for c in rec])
+        numbers.append(i)
+    return _Raw(str(path), sheet, header, rows, numbers)
+
+
+def _read_csv_folder(folder: Path, out: _Problems) -> dict[str, _Raw]:
+    raws: dict[str, _Raw] = {}
+    for sh in SHEETS:
+        path = folder / csv_name(sh.name)
+        if not path.is_file():
+            out.add(path, sh.name, None, None, None, f"missing file {csv_name(sh.name)} (sheet {sh.name!r})")
+            continue
+        raw = _read_csv_file(path, sh.name, out)
+        if raw is not None:
+            raws[sh.name] = raw
+    return raws
+
+
+def _read_workbook(path: Path, out: _Problems) -> dict[str, _Raw]:
+    import openpyxl
+
+    data = path.read_bytes()
+    if not data.startswith(b"PK\x03\x04"):
+        out.add(path, None, None, None, None,
+                "not an XLSX workbook (not a zip container; an old .xls, CSV or other file renamed?)")
+        return {}
+    try:
+        values = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
+        formulas = openpyxl.load_workbook(io.BytesIO(data), data_only=False)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+        out.add(path, None, None, None, None, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})")
+        return {}
+    known = {sh.name for sh in SHEETS}
+    for name in values.sheetnames:
+        if name not in known and name not in HELPER_SHEETS:
+            out.add(path, name, None, None, None,
+                    f"extra sheet {name!r} ignored; expected sheets: {', '.join(sorted(known))}", "warning")
+    raws: dict[str, _Raw] = {}
+    for sh in SHEETS:
+        if sh.name not in values.sheetnames:
+            out.add(path, sh.name, None, None, None, f"missing sheet {sh.name!r}")
+            continue
+        raws[sh.name] = _read_worksheet(path, values[sh.name], formulas[sh.name], out)
+    return {k: v for k, v in raws.items() if v is not None}
+
+
+def _read_worksheet(path: Path, ws, ws_formulas, out: _Problems) -> _Raw | None:
+    from openpyxl.utils import get_column_letter
+
+    grid = [list(r) for r in ws.iter_rows(values_only=True)]
+    for rng in ws.merged_cells.ranges:
+        top = ws.cell(rng.min_row, rng.min_col).value
+        out.add(path, ws.title, rng.min_row, None, rng.coord,
+                f"merged cells {rng.coord}: the top-left value is used for every cell of the range; "
+                "unmerge them", "warning")
+        for r in range(rng.min_row, rng.max_row + 1):
+            for c in range(rng.min_col, rng.max_col + 1):
+                if r - 1 < len(grid) and c - 1 < len(grid[r - 1]):
+                    grid[r - 1][c - 1] = top
+    for row in ws_formulas.iter_rows():
+        for cell in row:
+            if cell.data_type == "f":
+                cached = ws.cell(cell.row, cell.column).value
+                where = f"{get_column_letter(cell.column)}{cell.row}"
+                if cached is None:
+                    out.add(path, ws.title, cell.row, None, cell.value,
+                            f"cell {where} holds a formula with no saved value; open and save the workbook "
+                            "in Excel or LibreOffice, or type the value")
+                else:
+                    out.add(path, ws.title, cell.row, None, cell.value,
+                            f"cell {where} holds a formula; its saved value {cached!r} is read", "warning")
+    grid = [[_cell_text(v) for v in r] for r in grid]
+    while grid and not any(grid[-1]):
+        grid.pop()
+    if not grid:
+        out.add(path, ws.title, None, None, None, "empty sheet: no header row")
+        return None
+    header = grid[0]
+    while header and not header[-1]:
+        header.pop()
+    width = len(header)
+    rows, numbers = [], []
+    for i, r in enumerate(grid[1:], start=2):
+        cells = (r + [""] * width)[:width]
+        extra = [c for c in r[width:] if c]
+        if extra:
+            out.add(path, ws.title, i, None, extra[0], "value in a column without a header")
+        if any(cells):
+            rows.append(cells)
+            numbers.append(i)
+    return _Raw(str(path), ws.title, header, rows, numbers)
+
+
+def _read_any(path: Path, out: _Problems) -> dict[str, _Raw]:
+    if not path.exists():
+        out.add(path, None, None, None, None, "no such file or folder")
+        return {}
+    if path.is_dir():
+        return _read_csv_folder(path, out)
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        return _read_workbook(path, out)
+    out.add(path, None, None, None, None,
+            "expected an .xlsx workbook or a folder holding studies.csv, arms.csv, outcomes.csv and "
+            "risk_of_bias.csv")
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------- cells
+def _suggest(value: str, choices: Iterable[str]) -> str:
+    from rapidfuzz import process
+
+    best = process.extractOne(value, list(choices))
+    return f"; did you mean {best[0]!r}?" if best and best[1] >= 70 else ""
+
+
+def _parse_cell(col: Column, text: str):
+    """(typed value or None, problem text or None) for one cell."""
+    if text == "":
+        return None, None
+    if col.type == "str":
+        return text, None
+    if col.type == "code":
+        if text in col.codes:
+            return text, None
+        return None, f"{text!r} is not an allowed value ({'; '.join(col.codes)}){_suggest(text, col.codes)}"
+    if col.type == "bool":
+        low = text.lower()
+        if low in TRUE_WORDS:
+            return True, None
+        if low in FALSE_WORDS:
+            return False, None
+        return None, "expected true or false"
+    try:
+        number = float(text)
+    except ValueError:
+        hint = " (decimal comma? use a point)" if text.replace(",", "", 1).replace("-", "", 1).isdigit() else ""
+        return None, f"text in a numeric cell: expected a number{hint}"
+    if not math.isfinite(number):
+        return None, "expected a finite number"
+    if col.type == "int":
+        if not number.is_integer():
+            return None, "expected a whole number"
+        number = int(number)
+    if col.minimum is not None:
+        if col.open_minimum and number <= col.minimum:
+            return None, f"must be greater than {col.minimum:g}"
+        if not col.open_minimum and number < col.minimum:
+            return None, f"must be at least {col.minimum:g}"
+    if col.maximum is not None and number > col.maximum:
+        return None, f"must be at most {col.maximum:g}"
+    return number, None
+
+
+_DTYPES = {"str": "string", "code": "string", "bool": "boolean", "int": "Int64", "float": "Float64"}
+
+
+def _typed_frame(sh: Sheet, raw: _Raw | None, out: _Problems) -> pd.DataFrame:
+    """The sheet as a typed DataFrame; every bad cell is reported and left blank."""
+    cols = {c.name: [] for c in sh.columns}
+    if raw is None:
+        return _empty_frame(sh)
+    seen: set[str] = set()
+    for j, name in enumerate(raw.header, start=1):
+        if not name:
+            out.add(raw.file, raw.sheet, 1, f"(column {j})", None, "empty column header")
+        elif name in seen:
+            out.add(raw.file, raw.sheet, 1, name, name, "duplicate column")
+        elif name not in cols:
+            out.add(raw.file, raw.sheet, 1, name, name,
+                    f"unknown column{_suggest(name, cols)}; allowed: {', '.join(sh.column_names)}")
+        seen.add(name)
+    for name in sh.column_names:
+        if name not in raw.header:
+            out.add(raw.file, raw.sheet, 1, name, None, "missing column")
+    if not raw.rows and not sh.may_be_empty:
+        out.add(raw.file, raw.sheet, None, None, None, "sheet has a header but no data rows")
+    index = {name: raw.header.index(name) for name in sh.column_names if name in raw.header}
+    for cells, rownum in zip(raw.rows, raw.row_numbers, strict=True):
+        for col in sh.columns:
+            text = cells[index[col.name]] if col.name in index else ""
+            value, problem = _parse_cell(col, text)
+            if problem:
+                out.add(raw.file, raw.sheet, rownum, col.name, text, problem)
+            elif value is None and col.required and col.name in index:
+                out.add(raw.file, raw.sheet, rownum, col.name, "", "required value is blank")
+            cols[col.name].append(value)
+    df = pd.DataFrame({c.name: pd.array(cols[c.name], dtype=_DTYPES[c.type]) for c in sh.columns})
+    df.insert(0, "source_row", pd.array(raw.row_numbers, dtype="Int64"))
+    return df
+
+
+def _empty_frame(sh: Sheet) -> pd.DataFrame:
+    df = pd.DataFrame({c.name: pd.array([], dtype=_DTYPES[c.type]) for c in sh.columns})
+    df.insert(0, "source_row", pd.array([], dtype="Int64"))
+    return df
+
+
+# ---------------------------------------------------------------------------------------------- rows
+@dataclass(slots=True)
+class _Context:
+    raws: dict[str, _Raw]
+    frames: dict[str, pd.DataFrame]
+    registry: Registry
+    out: _Problems
+    default_file: str
+
+    def report(self, sheet: str, row, column, value, problem, severity="error") -> None:
+        file = self.raws[sheet].file if sheet in self.raws else self.default_file
+        self.out.add(file, sheet, None if row is None or pd.isna(row) else int(row), column, value, problem,
+                     severity)
+
+
+def _rows(df: pd.DataFrame):
+    """Rows as namedtuples with missing values as None (pd.NA has no truth value)."""
+    obj = df.astype(object)
+    return obj.where(obj.notna(), None).itertuples(index=False)
+
+
+def _blank(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _check_duplicates(ctx: _Context, sh: Sheet) -> None:
+    df = ctx.frames[sh.name]
+    if df.empty:
+        return
+    key = list(sh.key)
+    filled = df[key].astype("string").fillna("")
+    first: dict[tuple, int] = {}
+    for rownum, k in zip(df["source_row"], filled.itertuples(index=False, name=None), strict=True):
+        if k in first:
+            ctx.report(sh.name, rownum, ", ".join(key), " | ".join(x for x in k if x),
+                       f"duplicate key: same {', '.join(key)} as row {first[k]}")
+        else:
+            first[k] = int(rownum)
+
+
+def _check_references(ctx: _Context) -> None:
+    studies = set(ctx.frames["studies"]["study_id"].dropna())
+    for name in ("arms", "outcomes", "risk_of_bias"):
+        df = ctx.frames[name]
+        for rownum, sid in zip(df["source_row"], df["study_id"], strict=True):
+            if not _blank(sid) and sid not in studies:
+                ctx.report(name, rownum, "study_id", sid, "refers to a study that is not in studies")
+    arms = ctx.frames["arms"]
+    known_arms = set(zip(arms["study_id"], arms["arm_id"], strict=True))
+    roles = dict(zip(zip(arms["study_id"], arms["arm_id"], strict=True), arms["arm_role"], strict=True))
+    out = ctx.frames["outcomes"]
+    for r in _rows(out):
+        if _blank(r.study_id) or r.study_id not in studies:
+            continue
+        for col in ("arm_id", "comparator_arm_id"):
+            arm = getattr(r, col)
+            if not _blank(arm) and (r.study_id, arm) not in known_arms:
+                ctx.report("outcomes", r.source_row, col, arm, f"refers to an arm not in arms for study {r.study_id}")
+        if r.value_kind == "contrast":
+            if roles.get((r.study_id, r.arm_id)) == "control":
+                ctx.report("outcomes", r.source_row, "arm_id", r.arm_id,
+                           "a contrast's arm_id must be the individualized arm, this one is a control arm")
+            if roles.get((r.study_id, r.comparator_arm_id)) == "individualized":
+                ctx.report("outcomes", r.source_row, "comparator_arm_id", r.comparator_arm_id,
+                           "a contrast's comparator_arm_id must be a control arm, this one is individualized")
+
+
+def _check_studies(ctx: _Context) -> None:
+    df = ctx.frames["studies"]
+    for r in _rows(df):
+        if r.inclusion_status == "excluded" and _blank(r.exclusion_reason):
+            ctx.report("studies", r.source_row, "exclusion_reason", "", "an excluded study needs a reason")
+        if r.design == "cluster":
+            for col in ("icc", "mean_cluster_size"):
+                if _blank(getattr(r, col)):
+                    ctx.report("studies", r.source_row, col, "",
+                               "a cluster trial needs icc and mean_cluster_size (design effect, Handbook §23.1.4)")
+        if not _blank(r.adverse_events_related) and not _blank(r.adverse_events_total) and (
+            r.adverse_events_related > r.adverse_events_total
+        ):
+            ctx.report("studies", r.source_row, "adverse_events_related", r.adverse_events_related,
+                       f"more treatment-related adverse events than adverse events in total ({r.adverse_events_total})")
+    synthetic = df["synthetic"].dropna()
+    if synthetic.nunique() > 1:
+        rows = df.loc[df["synthetic"].fillna(False).astype(bool), "source_row"].tolist()
+        ctx.report("studies", rows[0] if rows else None, "synthetic", "true",
+                   "synthetic replica rows are mixed with real rows; keep the replica in its own folder")
+
+
+def _check_arms(ctx: _Context) -> None:
+    for r in _rows(ctx.frames["arms"]):
+        if r.arm_role == "control" and _blank(r.control_type):
+            ctx.report("arms", r.source_row, "control_type", "", "a control arm needs its control_type")
+        if r.arm_role == "individualized" and not _blank(r.control_type):
+            ctx.report("arms", r.source_row, "control_type", r.control_type,
+                       "control_type is for control arms; this arm is individualized")
+
+
+def _overridden(r) -> bool:
+    return not _blank(r.as_printed)
+
+
+def _rule(ctx: _Context, r, column, value, problem) -> None:
+    """Report a broken rule: an error, or a warning when the row carries an `as_printed` reason."""
+    if _overridden(r):
+        ctx.report("outcomes", r.source_row, column, value,
+                   f"{problem} (kept as printed: {r.as_printed}; use = {r.as_printed_use or 'exclude'})",
+                   "warning")
+    else:
+        ctx.report("outcomes", r.source_row, column, value,
+                   f"{problem}; if the source prints it so, copy it and give the reason in as_printed")
+
+
+def _check_outcome_row(ctx: _Context, r) -> None:
+    reg = ctx.registry
+    inst = None
+    if not _blank(r.instrument):
+        if r.instrument in reg:
+            inst = reg.get(r.instrument)
+            if not _blank(r.outcome) and inst.outcome != r.outcome:
+                ctx.report("outcomes", r.source_row, "instrument", r.instrument,
+                           f"instrument {r.instrument!r} measures {inst.outcome}, the row says {r.outcome}")
+        else:
+            ctx.report("outcomes", r.source_row, "instrument", r.instrument,
+                       f"unknown instrument{_suggest(r.instrument, reg.known())}; known: {', '.join(reg.known())}"
+                       "; add it to extraction/instruments.yaml")
+    contrast = r.value_kind == "contrast"
+    if contrast:
+        if _blank(r.comparator_arm_id):
+            ctx.report("outcomes", r.source_row, "comparator_arm_id", "", "a contrast needs comparator_arm_id")
+        if _blank(r.contrast_measure):
+            ctx.report("outcomes", r.source_row, "contrast_measure", "", "a contrast needs MD or SMD")
+        if not _blank(r.n):
+            ctx.report("outcomes", r.source_row, "n", r.n, "contrast rows give n_individualized and n_control, not n")
+    else:
+        for col in ("comparator_arm_id", "contrast_measure", "n_individualized", "n_control"):
+            if not _blank(getattr(r, col)):
+                ctx.report("outcomes", r.source_row, col, getattr(r, col), "only contrast rows have this column")
+    if r.value_kind == "baseline" and not _blank(r.timepoint_weeks) and r.timepoint_weeks != 0:
+        ctx.report("outcomes", r.source_row, "timepoint_weeks", r.timepoint_weeks, "a baseline row has time point 0")
+    if r.reported_as == "unclear":
+        ctx.report("outcomes", r.source_row, "reported_as", "unclear",
+                   "orientation not stated by the source: reported, never pooled", "warning")
+    _check_numbers(ctx, r, inst, contrast)
+
+
+def _check_numbers(ctx: _Context, r, inst, contrast: bool) -> None:
+    numbers = [getattr(r, c) for c in ("mean", "sd", "se", "ci_low", "ci_high", "p_value", "t_value", "median")]
+    if all(_blank(v) for v in numbers):
+        ctx.report("outcomes", r.source_row, "mean", "", "row holds no numbers (mean, SD, SE, CI, p, t or median)")
+        return
+    if not _blank(r.sd) and not _blank(r.se) and contrast:
+        ctx.report("outcomes", r.source_row, "sd", r.sd, "give either sd or se for a contrast, not both")
+    lo, hi, est = r.ci_low, r.ci_high, r.mean
+    if _blank(lo) != _blank(hi):
+        ctx.report("outcomes", r.source_row, "ci_high" if _blank(hi) else "ci_low", "", "a CI needs both limits")
+    elif not _blank(lo):
+        if lo >= hi:
+            _rule(ctx, r, "ci_low", f"{lo:g} to {hi:g}", "lower CI limit is not below the upper limit")
+        elif not _blank(est) and not lo <= est <= hi:
+            _rule(ctx, r, "mean", est, f"the CI {lo:g} to {hi:g} does not contain its estimate {est:g}")
+        elif not _blank(est) and (contrast or r.value_kind == "change"):
+            mid = (lo + hi) / 2
+            if abs(est - mid) > CI_CENTRE_TOLERANCE * (hi - lo):
+                hint = " (the midpoint is the estimate with its sign flipped)" if abs(est + mid) <= 0.01 * (hi - lo) + 0.005 else ""
+                _rule(ctx, r, "mean", est, f"estimate {est:g} is far from the centre {mid:g} of its CI {lo:g} to {hi:g}{hint}")
+    qs = [(c, getattr(r, c)) for c in ("minimum", "q1", "median", "q3", "maximum") if not _blank(getattr(r, c))]
+    for (c1, v1), (c2, v2) in zip(qs, qs[1:]):
+        if v1 > v2:
+            ctx.report("outcomes", r.source_row, c2, v2, f"{c2} {v2:g} is below {c1} {v1:g}")
+    if inst is None or contrast:
+        return
+    scored = ("mean", "median", "q1", "q3", "minimum", "maximum")
+    if r.value_kind in ("baseline", "final"):
+        for c in scored:
+            v = getattr(r, c)
+            if not _blank(v) and not inst.contains(v):
+                _rule(ctx, r, c, v, f"{v:g} is outside the range of {inst.id} [{inst.minimum:g}, {inst.maximum:g}]")
+    elif r.value_kind == "change" and inst.has_range and not _blank(r.mean) and abs(r.mean) > inst.width:
+        _rule(ctx, r, "mean", r.mean, f"a change of {r.mean:g} exceeds the width {inst.width:g} of {inst.id}")
+
+
+def _check_outcomes(ctx: _Context) -> None:
+    for r in _rows(ctx.frames["outcomes"]):
+        before = len(ctx.out.items)
+        _check_outcome_row(ctx, r)
+        if _overridden(r) and not any(p["severity"] == "warning" and "kept as printed" in p["problem"]
+                                      for p in ctx.out.items[before:]):
+            ctx.report("outcomes", r.source_row, "as_printed", r.as_printed,
+                       f"kept as printed: {r.as_printed}; use = {r.as_printed_use or 'exclude'}", "warning")
+
+
+def _check_rob(ctx: _Context) -> None:
+    rob = ctx.frames["risk_of_bias"]
+    if rob.empty and "risk_of_bias" in ctx.raws:
+        ctx.report("risk_of_bias", None, None, None, "no risk-of-bias rows yet", "warning")
+
+
+# ---------------------------------------------------------------------------------------------- API
+def _collect(path: Path, registry: Registry | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, Registry]:
+    out = _Problems()
+    path = Path(path)
+    if registry is None:
+        extra = (path if path.is_dir() else path.parent) / "instruments.yaml"
+        try:
+            registry = load_registry(extra)
+        except ExtractionError as exc:
+            out.add(extra, None, None, None, None, str(exc))
+            registry = load_registry(None)
+    raws = _read_any(path, out)
+    frames = {sh.name: _typed_frame(sh, raws.get(sh.name), out) for sh in SHEETS}
+    if raws:
+        ctx = _Context(raws, frames, registry, out, str(path))
+        for sh in SHEETS:
+            _check_duplicates(ctx, sh)
+        _check_references(ctx)
+        _check_studies(ctx)
+        _check_arms(ctx)
+        _check_outcomes(ctx)
+        _check_rob(ctx)
+    return frames, out.frame(), registry
+
+
+def validate(path: str | Path, *, registry: Registry | None = None) -> pd.DataFrame:
+    """Every problem in the extraction at `path` (a workbook, or a folder of CSV files), as a DataFrame
+    with columns file, sheet, row, column, value, problem, severity ('error' or 'warning')."""
+    return _collect(Path(path), registry)[1]
+
+
+def format_problems(problems: pd.DataFrame) -> str:
+    """The problem table as plain text, errors first."""
+    if problems.empty:
+        return "no problems"
+    order = problems.assign(_e=problems["severity"].ne("error")).sort_values(["_e", "file", "sheet", "row"],
+                                                                              kind="stable")
+    cols = ["severity", "file", "sheet", "row", "column", "value", "problem"]
+    cells = order[cols].astype("string").fillna("").values.tolist()
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols[:-1])]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols[:-1], widths)) + "  problem"]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r[:-1], widths)) + "  " + r[-1] for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def load_extraction(path: str | Path, *, registry: Registry | None = None) -> Extraction:
+    """Read and validate the extraction at `path`; raise ExtractionError (message = the full problem
+    table) when anything is an error. Warnings are kept in `Extraction.problems`."""
+    path = Path(path)
+    frames, problems, registry = _collect(path, registry)
+    errors = problems[problems["severity"] == "error"]
+    if not errors.empty:
+        raise ExtractionError(
+            f"{path}: {len(errors)} error(s) in the extraction sheets\n{format_problems(problems)}"
+        )
+    return Extraction(
+        studies=frames["studies"], arms=frames["arms"], outcomes=frames["outcomes"],
+        risk_of_bias=frames["risk_of_bias"], problems=problems, source=path, registry=registry,
+    )
