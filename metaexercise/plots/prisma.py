@@ -55,13 +55,19 @@ def check_update_counts(update: Mapping[str, int]) -> None:
         raise ValueError(f"PRISMA update counts lack {missing}")
     excluded = update["reports_excluded"]
     excluded_total = sum(excluded.values()) if isinstance(excluded, Mapping) else int(excluded)
+    # Records and reports still awaiting a decision (metaexercise.searches.prisma) keep every box adding up.
+    awaiting_records = update.get("records_awaiting_screening", 0)
+    awaiting_reports = update.get("reports_awaiting_retrieval", 0) + update.get("reports_awaiting_assessment", 0)
+    included_reports = update.get("new_reports", update["new_studies"])
     rules = (
         ("records_identified - duplicates_removed == records_screened",
          update["records_identified"] - update["duplicates_removed"] == update["records_screened"]),
-        ("reports_sought - reports_not_retrieved == reports_assessed",
-         update["reports_sought"] - update["reports_not_retrieved"] == update["reports_assessed"]),
-        ("reports_assessed - reports_excluded == new_studies",
-         update["reports_assessed"] - excluded_total == update["new_studies"]),
+        ("records_screened == records_excluded + reports_sought + awaiting",
+         update["records_screened"] == update["records_excluded"] + update["reports_sought"] + awaiting_records),
+        ("reports_sought - reports_not_retrieved - awaiting == reports_assessed",
+         update["reports_sought"] - update["reports_not_retrieved"] - awaiting_reports == update["reports_assessed"]),
+        ("reports_assessed - reports_excluded == new reports",
+         update["reports_assessed"] - excluded_total == included_reports),
     )
     broken = [name for name, ok in rules if not ok]
     if broken:
@@ -71,7 +77,10 @@ def check_update_counts(update: Mapping[str, int]) -> None:
 @styled
 def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[str, int] = FIRST_EDITION,
                 ax=None):
-    """Draw the PRISMA 2020 updated-review diagram; `update=None` shows the first edition's flow only."""
+    """Draw the PRISMA 2020 updated-review diagram; `update=None` (or an update with no records) shows the
+    first edition's flow only. `update` is a mapping with `UPDATE_KEYS`, e.g. `PrismaCounts.to_dict()`."""
+    if update is not None and not update.get("records_identified"):
+        update = None
     if update is not None:
         check_update_counts(update)
     fig, ax = figure_and_axes(ax, 9.0, 7.0)
@@ -112,7 +121,7 @@ def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[st
         _box(ax, xn, 0.40, f"Reports assessed for eligibility\n(n = {_n(u['reports_assessed'])})")
         exc = u["reports_excluded"]
         if isinstance(exc, Mapping):
-            exc_text = "Reports excluded:\n" + "\n".join(f"{r} (n = {_n(n)})" for r, n in exc.items())
+            exc_text = "Reports excluded:\n" + "\n".join(f"{r} (n = {_n(n)})" for r, n in exc.items() if n)
         else:
             exc_text = f"Reports excluded\n(n = {_n(exc)})"
         _box(ax, xe + 0.02, 0.40, exc_text)

@@ -104,6 +104,10 @@ def test_prisma_first_edition_and_update_totals():
     assert total.get_text() == f"Total studies included in review (n = {FIRST_EDITION['included'] + 3})"
     with pytest.raises(ValueError, match="records_identified - duplicates_removed"):
         check_update_counts({**update, "duplicates_removed": 41})
+    # Awaiting decisions keep the boxes adding up (2 of the 30 reports not yet assessed).
+    check_update_counts({**update, "reports_assessed": 26, "reports_awaiting_assessment": 2,
+                         "reports_excluded": {"not individualised": 18, "acute pain": 5}})
+    assert _by_gid(prisma_flow({**update, "records_identified": 0}), "prisma-no-update")
 
 
 def test_bubble_plot_draws_one_bubble_per_study_and_the_fitted_line(bcg_fit):
