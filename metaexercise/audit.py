@@ -345,17 +345,37 @@ def _registry_k(registry: Registry, contrast: str) -> Printed | None:
     return None
 
 
-def kendall_two_sided_p(concordant: int, n: int) -> float:
-    """Exact two-sided p of Kendall's tau with no ties, as R's cor.test(method="kendall", exact=TRUE),
-    which metafor's ranktest calls (Begg & Mazumdar, Biometrics 1994;50:1088). The null distribution of
-    the number of concordant pairs is the Mahonian distribution of inversions (Kendall 1938)."""
+def _mahonian(n: int):
+    """Yield (m, P(C = c) for c = 0..m(m-1)/2) for m = 1..n: the null distribution of the number of
+    concordant pairs among m items (Kendall 1938), built by the recursion P_m = P_{m-1} * U{0..m-1}."""
     dist = np.ones(1)
+    yield 1, dist
     for m in range(2, n + 1):
-        dist = np.convolve(dist, np.ones(m)) / m
+        c = np.concatenate([np.zeros(m), np.cumsum(np.concatenate([dist, np.zeros(m - 1)]))])
+        dist = (c[m:] - c[:-m]) / m
+        yield m, dist
+
+
+def _two_sided(dist: np.ndarray, concordant: int) -> float:
     cdf = np.cumsum(dist)
-    pairs = n * (n - 1) // 2
+    pairs = len(dist) - 1
     p = 1.0 - cdf[concordant - 1] if concordant > pairs / 2 else cdf[concordant]
     return float(min(1.0, 2.0 * p))
+
+
+def kendall_two_sided_p(concordant: int, n: int) -> float:
+    """Exact two-sided p of Kendall's tau with no ties, as R's cor.test(method="kendall", exact=TRUE),
+    which metafor's ranktest calls (Begg & Mazumdar, Biometrics 1994;50:1088)."""
+    *_, (_, dist) = _mahonian(n)
+    return _two_sided(dist, concordant)
+
+
+def _k_giving(tau: float, p_lo: float, p_hi: float, max_k: int = 100) -> list[int]:
+    """The k for which Kendall's tau = `tau` gives an exact p within [p_lo, p_hi]."""
+    return [
+        m for m, dist in _mahonian(max_k)
+        if m >= 4 and p_lo <= _two_sided(dist, round((tau + 1) * m * (m - 1) / 4)) <= p_hi
+    ]  # fmt: skip
 
 
 def check_bias_tests(registry: Registry) -> list[Finding]:
@@ -390,11 +410,7 @@ def check_bias_tests(registry: Registry) -> list[Finding]:
             ps = [kendall_two_sided_p(c, n) for c in range(c_lo, c_hi + 1)]
             p_lo, p_hi = min(ps), max(ps)
             if _disjoint(p_lo, p_hi, q_lo, q_hi):
-                fits = [
-                    m
-                    for m in range(4, 200)
-                    if q_lo <= kendall_two_sided_p(round((s.value + 1) * m * (m - 1) / 4), m) <= q_hi
-                ]
+                fits = _k_giving(s.value, q_lo, q_hi)
                 span = (
                     f"k = {fits[0]}"
                     if fits and fits[0] == fits[-1]

@@ -38,7 +38,20 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    package_log = logging.getLogger("metaexercise")
+    package_log.addHandler(handler)
+    old_level = package_log.level
+    package_log.setLevel(logging.INFO)
+    try:
+        return _run(args)
+    finally:
+        package_log.removeHandler(handler)
+        package_log.setLevel(old_level)
+
+
+def _run(args) -> int:
     try:
         if args.reported is not None:
             frame = findings_frame(audit_reported(args.reported))
