@@ -54,8 +54,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+_BY_SUFFIX = {".ris": "ris", ".nbib": "nbib", ".medline": "nbib", ".csv": "csv", ".tsv": "csv"}
+
+
 def sniff_format(path: Path, encoding: str) -> str:
-    """"ris" if the first non-blank line is an RIS tag line, "nbib" if it starts with "PMID-", else "csv"."""
+    """The format by file extension (.ris, .nbib, .csv, .tsv); otherwise (e.g. .txt) "ris" if the first
+    non-blank line is an RIS tag line, "nbib" if it starts with "PMID-", else "csv"."""
+    if path.suffix.lower() in _BY_SUFFIX:
+        return _BY_SUFFIX[path.suffix.lower()]
     with open(path, encoding=encoding, newline=None) as fh:
         for line in fh:
             if line.strip():

@@ -24,6 +24,7 @@ from metaexercise.searches.textfile import numbered_lines
 
 _TAG_LINE = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
 _TAG_LIKE = re.compile(r"^([A-Z][A-Z0-9]) {0,4}-(?:\s|$)")  # a known tag, mis-spaced
+_NUMBER = re.compile(r"^\s*\d+\.\s*$")  # rispy's writer numbers records ("1.") between them
 KNOWN_TAGS: frozenset[str] = frozenset(rispy.TAG_KEY_MAPPING)
 
 
@@ -32,7 +33,8 @@ def read_ris(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line of the record's `TY` tag, records-table row) for each record, streaming.
 
-    Raises SearchImportError naming file and line for: text outside a record, a record that does not end
+    Raises SearchImportError naming file and line for: text outside a record (other than a record number
+    such as "1.", which rispy's writer puts before each record), a record that does not end
     with `ER  -` (before the next `TY` or the end of the file), a malformed tag line, an unknown tag (unless
     `allow_unknown_tags`, which keeps it under rispy's `unknown_tag`), or a file with no record at all.
     """
@@ -53,7 +55,7 @@ def read_ris(
         if start is None:
             if tag == "TY":
                 start, lines = number, [line]
-            elif line.strip():
+            elif line.strip() and not _NUMBER.match(line):
                 raise SearchImportError(
                     f"{name} line {number}: text outside a record ({line[:40]!r}); every RIS record starts "
                     "with 'TY  - ' and ends with 'ER  - '"
