@@ -251,7 +251,8 @@ def csv_name(sheet_name: str) -> str:
     return f"{sheet_name}.csv"
 
 
-def _type_text(col: Column) -> str:
+def type_text(col: Column) -> str:
+    """A column's type and bounds, or its allowed codes, in words (template and README)."""
     if col.type == "code":
         return "one of: " + "; ".join(f"`{c}`" for c in col.codes)
     bounds = []
@@ -271,7 +272,7 @@ def dictionary_markdown() -> str:
                   "| column | required | type / allowed values | meaning | example |",
                   "|---|---|---|---|---|"]
         for c in sh.columns:
-            lines.append(f"| `{c.name}` | {'yes' if c.required else ''} | {_type_text(c)} | {c.description} "
+            lines.append(f"| `{c.name}` | {'yes' if c.required else ''} | {type_text(c)} | {c.description} "
                          f"| {c.example} |")
         lines.append("")
     return "\n".join(lines)

@@ -584,3 +584,38 @@ def load_extraction(path: str | Path, *, registry: Registry | None = None) -> Ex
         studies=frames["studies"], arms=frames["arms"], outcomes=frames["outcomes"],
         risk_of_bias=frames["risk_of_bias"], problems=problems, source=path, registry=registry,
     )
+
+
+def _csv_text(value) -> str:
+    if _blank(value):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def write_csv_folder(extraction: Extraction, folder: str | Path) -> list[Path]:
+    """Write the extraction as one CSV file per sheet (schema column order) into `folder`: every file is
+    written to a temporary name first and all are renamed only when all were written."""
+    from contextlib import ExitStack
+
+    from metaexercise.atomic import atomic_path
+
+    folder = Path(folder)
+    frames = {"studies": extraction.studies, "arms": extraction.arms, "outcomes": extraction.outcomes,
+              "risk_of_bias": extraction.risk_of_bias}
+    written = []
+    with ExitStack() as stack:
+        for sh in SHEETS:
+            target = folder / csv_name(sh.name)
+            tmp = stack.enter_context(atomic_path(target))
+            df = frames[sh.name].astype(object)
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow(sh.column_names)
+                for rec in df[list(sh.column_names)].itertuples(index=False, name=None):
+                    w.writerow([_csv_text(v) for v in rec])
+            written.append(target)
+    return written
