@@ -1,0 +1,38 @@
+"""rma_batch against metafor 3.8.1, row by row (fixture: tests/reference/make_batch_reference.R, which runs
+rma() with the same threshold 1e-10 and maxiter 100, and predict() for the prediction interval)."""
+
+import numpy as np
+import pytest
+from batch_helpers import pad
+
+from metaexercise.batch import rma_batch
+
+FIELDS = ("estimate", "se", "ci_lb", "ci_ub", "tau2", "I2", "QE", "pi_lb", "pi_ub")
+
+
+@pytest.mark.parametrize("method", ["REML", "ML", "DL", "PM"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_rma_batch_matches_metafor_row_by_row(batch_reference, method, test):
+    sets = batch_reference["datasets"]
+    expected = batch_reference["fits"][f"{method}_{test}"]
+    # Scatter the studies among NaN padding so that padding position cannot matter.
+    width = max(len(d["yi"]) for d in sets) + 3
+    yi = pad([d["yi"] for d in sets], width, shuffle_seed=1)
+    vi = pad([d["vi"] for d in sets], width, shuffle_seed=1)
+    res = rma_batch(yi, vi, method, test=test, chunk_size=17)
+    assert res.converged.all()
+    np.testing.assert_array_equal(res.k, [len(d["yi"]) for d in sets])
+    for name in FIELDS:
+        want = np.array([e[name][0] for e in expected], dtype=float)
+        # relative 1e-8; values that are exactly 0 in metafor (tau2 = 0, I2 = 0) compared absolutely
+        np.testing.assert_allclose(getattr(res, name), want, rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+def test_pm_widens_its_search_as_metafor_when_tau2_exceeds_100(batch_reference):
+    # The last data set spreads effects over +-50: its PM tau^2 is above metafor's default tau2.max of 100,
+    # so the search bound must become 10 * mad(yi)^2, as in metafor 3.8.
+    d = batch_reference["datasets"][-1]
+    want = batch_reference["fits"]["PM_z"][-1]["tau2"][0]
+    assert want > 100
+    res = rma_batch(np.array([d["yi"]]), np.array([d["vi"]]), "PM")
+    np.testing.assert_allclose(res.tau2, [want], rtol=1e-10)
