@@ -41,6 +41,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--studies", type=Path, help="per-study table (analysis_id, study, year, yi, vi) for a "
                    "cumulative meta-analysis by publication year")
     p.add_argument("--json", action="store_true", help="print the diff as JSON on stdout")
+    for step in sub.choices.values():  # `search STEP ... --project DIR` as well as `search --project DIR STEP`
+        step.add_argument("--project", type=Path, default=argparse.SUPPRESS, help="project folder")
 
 
 def run(args) -> int:

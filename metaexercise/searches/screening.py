@@ -108,7 +108,7 @@ def stage_kappas(log: pd.DataFrame) -> dict[str, KappaResult]:
 
 def new_log_rows(records: pd.DataFrame) -> pd.DataFrame:
     """Blank screening-log rows for `records` (records-table rows)."""
-    out = records.reindex(columns=list(RECORD_COLUMNS)).fillna("").astype(object)
+    out = records.reindex(columns=list(RECORD_COLUMNS)).astype(object).fillna("")
     for column in DECISION_COLUMNS:
         out[column] = ""
     return out[list(COLUMNS)].reset_index(drop=True)
