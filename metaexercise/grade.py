@@ -1,0 +1,492 @@
+"""GRADE certainty per analysis: the five domains, a suggestion computed from the data with its reason,
+reviewer judgements that override a suggestion only with a written rationale, and summary-of-findings rows.
+
+Certainty starts high for randomized trials and drops one level per level of concern (GRADE Handbook
+§5; Guyatt et al., J Clin Epidemiol 2011;64:401-406). The rules, each with its source:
+
+- Risk of bias: downgrade one level when more than 25% of the information comes from studies at high
+  risk of bias (Cochrane Back and Neck Group, Furlan et al., Spine 2015;40:1660, "> 25% of participants";
+  information is measured here as the REML weight, as in robvis's weighted summary).
+- Inconsistency (GRADE 7, Guyatt et al. 2011;64:1294; decision matrix of Cochrane review CD009172):
+  I² < 40% -> not serious; 40-74% -> not serious if the true effects share one direction, serious if not;
+  >= 75% -> serious if one direction, very serious if not. "Directions differ" when the 95% prediction
+  interval crosses zero (the true effects include both benefit and harm; Riley et al., BMJ 2011;342:d549).
+- Imprecision (GRADE 6, Guyatt et al. 2011;64:1283; GRADE Guidance 34, Zeng et al. 2022;150:216): rating
+  certainty of a non-null effect (the review's "probably meaningful" rule): serious if the 95% CI crosses
+  zero, very serious if it spans both the clinical threshold for benefit and for harm (±MID in SMD units =
+  MID points / SD used for back-transformation); if the CI crosses no threshold, serious when the total
+  number of participants is below the optimal information size OIS = 4(z_0.975 + z_0.8)^2 / δ^2 with δ the
+  MID in SMD units (two-arm trial, α = 0.05, power 0.8).
+- Publication bias (Sterne et al., BMJ 2011;343:d4002): tests only when k >= 10; serious when Egger's
+  regression test or the rank correlation test has p < 0.10 (Egger et al., BMJ 1997;315:629) with the
+  funnel asymmetric towards benefit (small studies showing larger benefits).
+- Indirectness: reviewer input; the suggestion is "not serious" until a reviewer judges otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+
+from metaexercise.errors import SpecError
+from metaexercise.published import CONTRAST_PATTERN, Registry
+from metaexercise.vas import THRESHOLDS
+
+DOMAINS = ("risk_of_bias", "inconsistency", "indirectness", "imprecision", "publication_bias")
+DOMAIN_TITLES = {
+    "risk_of_bias": "Risk of bias",
+    "inconsistency": "Inconsistency",
+    "indirectness": "Indirectness",
+    "imprecision": "Imprecision",
+    "publication_bias": "Publication bias",
+}
+RATINGS = ("not serious", "serious", "very serious")
+CERTAINTY = {4: "High", 3: "Moderate", 2: "Low", 1: "Very low"}
+SYMBOLS = {4: "⨁⨁⨁⨁", 3: "⨁⨁⨁◯", 2: "⨁⨁◯◯", 1: "⨁◯◯◯"}
+LEVEL_WORDS = {1: "one level", 2: "two levels"}
+OUTCOME_TITLES = {"pain": "Pain intensity", "disability": "Disability"}
+WINDOW_TITLES = {"short": "short term (~12 weeks)", "long": "long term (~12 months)"}
+COMPARATOR_TITLES = {
+    "active": "individualized vs active (non-individualized) exercise",
+    "passive": "individualized exercise vs passive treatment, usual care or true control",
+}
+
+
+def optimal_information_size(delta: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Total participants for a two-arm trial to detect an SMD of `delta`: 4(z_{1-α/2} + z_power)²/δ²
+    (GRADE 6, Guyatt et al. 2011; ≈ 785 for δ = 0.2, ≈ 126 for δ = 0.5)."""
+    if not delta > 0:
+        raise ValueError(f"delta must be > 0, got {delta!r}")
+    return 4 * (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) ** 2 / delta**2
+
+
+@dataclass(frozen=True, slots=True)
+class GradeThresholds:
+    """Thresholds for one analysis: the MID in VAS points and the SD (VAS points per SMD unit) used to
+    re-express it, with its source; plus the rule constants documented in the module docstring."""
+
+    mid_points: float
+    sd_points: float
+    sd_source: str
+    rob_high_share: float = 0.25
+    i2_moderate: float = 40.0
+    i2_considerable: float = 75.0
+    bias_min_k: int = 10
+    bias_p: float = 0.10
+    power: float = 0.8
+    alpha: float = 0.05
+    lower_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.mid_points > 0 and self.sd_points > 0):
+            raise ValueError(f"mid_points and sd_points must be > 0, got {self.mid_points}, {self.sd_points}")
+
+    @property
+    def mid_smd(self) -> float:
+        """The clinical threshold in SMD units: MID points / SD."""
+        return self.mid_points / self.sd_points
+
+    @property
+    def ois(self) -> float:
+        return optimal_information_size(self.mid_smd, alpha=self.alpha, power=self.power)
+
+    @classmethod
+    def for_outcome(cls, outcome: str, sd_points: float, sd_source: str, **kw) -> GradeThresholds:
+        """The review's MID for `outcome` (1.5 pain, 1.0 disability VAS points; Methods) with an SD."""
+        if outcome not in THRESHOLDS:
+            raise ValueError(f"no clinical threshold for outcome {outcome!r}; known: {sorted(THRESHOLDS)}")
+        return cls(THRESHOLDS[outcome], sd_points, sd_source, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A reviewer's judgement for one domain: levels to downgrade (0-2) and the written rationale."""
+
+    domain: str
+    downgrade: int
+    rationale: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRating:
+    """One GRADE domain: the computed suggestion and its reason, and the reviewer's judgement if any."""
+
+    domain: str
+    suggestion: int
+    reason: str
+    judgement: Judgement | None = None
+
+    @property
+    def downgrade(self) -> int:
+        return self.suggestion if self.judgement is None else self.judgement.downgrade
+
+    @property
+    def rating(self) -> str:
+        return RATINGS[self.downgrade]
+
+    @property
+    def explanation(self) -> str:
+        """The footnote text: the reviewer's rationale where it overrides, else the computed reason."""
+        return self.reason if self.judgement is None else f"{self.judgement.rationale} (reviewer judgement)"
+
+
+@dataclass(frozen=True, slots=True)
+class GradeAssessment:
+    """The GRADE assessment of one analysis."""
+
+    analysis_id: str
+    k: int
+    participants: int
+    estimate: float
+    ci_lb: float
+    ci_ub: float
+    points: float
+    points_lb: float
+    points_ub: float
+    thresholds: GradeThresholds
+    domains: tuple[DomainRating, ...]
+    start: int = 4
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def level(self) -> int:
+        return max(1, self.start - sum(d.downgrade for d in self.domains))
+
+    @property
+    def certainty(self) -> str:
+        return CERTAINTY[self.level]
+
+    @property
+    def symbols(self) -> str:
+        return SYMBOLS[self.level]
+
+    def domain(self, name: str) -> DomainRating:
+        return next(d for d in self.domains if d.domain == name)
+
+    def summary(self) -> str:
+        lines = [
+            f"GRADE: {self.analysis_id} (k = {self.k}, n = {self.participants})",
+            f"SMD {self.estimate:.2f} [{self.ci_lb:.2f}, {self.ci_ub:.2f}]; "
+            f"{self.points:.2f} [{self.points_lb:.2f}, {self.points_ub:.2f}] VAS points",
+        ]
+        for d in self.domains:
+            who = "reviewer" if d.judgement else "suggested"
+            lines.append(f"  {DOMAIN_TITLES[d.domain]:<17} {d.rating:<13} ({who}) {d.explanation}")
+        lines.append(f"Certainty: {self.symbols} {self.certainty}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per domain: suggestion, reason, judgement, rationale, final rating."""
+        return pd.DataFrame(
+            [
+                {
+                    "analysis_id": self.analysis_id,
+                    "domain": d.domain,
+                    "suggested_downgrade": d.suggestion,
+                    "reason": d.reason,
+                    "judged_downgrade": None if d.judgement is None else d.judgement.downgrade,
+                    "rationale": None if d.judgement is None else d.judgement.rationale,
+                    "rating": d.rating,
+                }
+                for d in self.domains
+            ]
+        )
+
+
+# --------------------------------------------------------------------------- the five domains
+def rate_risk_of_bias(rob: np.ndarray, weights: np.ndarray, th: GradeThresholds) -> tuple[int, str]:
+    """Share of weight from studies at high overall risk of bias vs `th.rob_high_share`."""
+    weights = weights / weights.sum()
+    high = float(weights[rob == "high"].sum())
+    some = float(weights[rob == "some concerns"].sum())
+    n_high = int((rob == "high").sum())
+    reason = (
+        f"{n_high} of {len(rob)} studies at high risk of bias carry {100 * high:.0f}% of the weight "
+        f"({100 * some:.0f}% some concerns, {100 * (1 - high - some):.0f}% low)"
+    )
+    if high > th.rob_high_share:
+        return 1, f"{reason}; more than {100 * th.rob_high_share:.0f}% from high-risk studies"
+    return 0, f"{reason}; at most {100 * th.rob_high_share:.0f}% from high-risk studies"
+
+
+def rate_inconsistency(fit, th: GradeThresholds) -> tuple[int, str]:
+    """I² band and whether the 95% prediction interval crosses zero (decision matrix, CD009172)."""
+    yi = np.asarray(fit.yi, dtype=float)
+    benefit = int((yi < 0).sum()) if th.lower_is_better else int((yi > 0).sum())
+    split = fit.pi_lb < 0 < fit.pi_ub
+    reason = (
+        f"I² = {fit.I2:.0f}%, Q = {fit.QE:.2f} (df = {fit.k - 1}, p = {fit.QEp:.3g}); 95% prediction interval "
+        f"[{fit.pi_lb:.2f}, {fit.pi_ub:.2f}] {'crosses' if split else 'does not cross'} zero; "
+        f"{benefit} of {fit.k} point estimates favour individualized exercise"
+    )
+    if fit.I2 >= th.i2_considerable:
+        return (2 if split else 1), reason
+    if fit.I2 >= th.i2_moderate:
+        return (1 if split else 0), reason
+    return 0, reason
+
+
+def rate_imprecision(estimate: float, lb: float, ub: float, n: int, th: GradeThresholds) -> tuple[int, str]:
+    """95% CI against zero and ±MID (in SMD units); otherwise total n against the OIS."""
+    d = th.mid_smd
+    ci = f"95% CI [{lb:.2f}, {ub:.2f}]"
+    mid = f"±MID = ±{th.mid_points:g} points / SD {th.sd_points:.2f} = ±{d:.2f} SMD"
+    if lb < -d and ub > d:
+        return 2, f"{ci} spans both appreciable benefit and harm ({mid})"
+    if lb < 0 < ub:
+        return 1, f"{ci} crosses zero ({mid})"
+    ois = th.ois
+    size = "smaller than" if max(abs(lb), abs(ub)) < d else "may reach"
+    if n < ois:
+        return 1, f"{ci} excludes zero, but n = {n} < OIS = {ois:.0f} for δ = {d:.2f} SMD ({mid})"
+    return (
+        0,
+        f"{ci} excludes zero and n = {n} >= OIS = {ois:.0f} for δ = {d:.2f}; the effect is {size} the MID",
+    )
+
+
+def rate_publication_bias(k: int, regtest, ranktest, th: GradeThresholds) -> tuple[int, str]:
+    """Egger's and the rank test when k >= 10; serious when either p < 0.10 with asymmetry towards benefit."""
+    if k < th.bias_min_k:
+        return 0, f"k = {k} < {th.bias_min_k}: funnel-plot tests not meaningful (Sterne et al. 2011)"
+    if regtest is None and ranktest is None:
+        return 0, "no funnel-plot test supplied"
+    parts, flags = [], []
+    if regtest is not None:
+        z, p = float(regtest.zval), float(regtest.pval)
+        parts.append(f"Egger z = {z:.2f}, p = {p:.3g}")
+        towards_benefit = (z < 0) if th.lower_is_better else (z > 0)
+        flags.append(p < th.bias_p and towards_benefit)
+    if ranktest is not None:
+        tau, p = float(ranktest.tau), float(ranktest.pval)
+        parts.append(f"rank correlation tau = {tau:.3f}, p = {p:.3g}")
+        towards_benefit = (tau < 0) if th.lower_is_better else (tau > 0)
+        flags.append(p < th.bias_p and towards_benefit)
+    reason = "; ".join(parts)
+    if any(flags):
+        return 1, f"{reason}: funnel asymmetric towards benefit (p < {th.bias_p:g})"
+    return 0, f"{reason}: no asymmetry towards benefit at p < {th.bias_p:g}"
+
+
+# --------------------------------------------------------------------------- one analysis
+def _study_column(studies: pd.DataFrame, names: tuple[str, ...], what: str) -> pd.Series:
+    for name in names:
+        if name in studies.columns:
+            return studies[name]
+    raise ValueError(
+        f"studies table needs a column {' or '.join(names)} ({what}); has {list(studies.columns)}"
+    )
+
+
+def grade_analysis(
+    analysis_id: str,
+    fit,
+    studies_df: pd.DataFrame,
+    regtest=None,
+    ranktest=None,
+    *,
+    thresholds: GradeThresholds,
+    judgements: Mapping[str, Judgement] | None = None,
+) -> GradeAssessment:
+    """Assess one intercept-only random-effects fit.
+
+    `studies_df` has one row per study in the order of `fit.yi`, with `rob_overall` (low | some concerns |
+    high) and `n_total` (or `n1i` + `n2i`); `weight` (percent) if present, else `fit.weights`.
+    `regtest`/`ranktest` are metafor-style results (`zval`, `pval` / `tau`, `pval`). `judgements` maps a
+    domain to the reviewer's `Judgement` (see `load_judgements`)."""
+    if fit.p != 1:
+        raise ValueError(f"{analysis_id}: GRADE needs an intercept-only model, got {fit.p} coefficients")
+    if len(studies_df) != fit.k:
+        raise ValueError(
+            f"{analysis_id}: studies table has {len(studies_df)} rows but the fit has k = {fit.k}"
+        )
+    rob = (
+        _study_column(studies_df, ("rob_overall",), "overall risk of bias").astype(str).str.lower().to_numpy()
+    )
+    bad = sorted(set(rob) - {"low", "some concerns", "high"})
+    if bad:
+        raise ValueError(f"{analysis_id}: rob_overall values {bad} are not low, some concerns or high")
+    weights = (
+        studies_df["weight"].to_numpy(dtype=float)
+        if "weight" in studies_df.columns
+        else np.asarray(fit.weights)
+    )
+    if "n_total" in studies_df.columns:
+        n = int(np.nansum(studies_df["n_total"].to_numpy(dtype=float)))
+    else:
+        n = int(np.nansum(_study_column(studies_df, ("n1i",), "participants").to_numpy(dtype=float)))
+        n += int(np.nansum(_study_column(studies_df, ("n2i",), "participants").to_numpy(dtype=float)))
+    est, lb, ub = fit.estimate, float(fit.ci_lb[0]), float(fit.ci_ub[0])
+    suggestions = {
+        "risk_of_bias": rate_risk_of_bias(rob, weights, thresholds),
+        "inconsistency": rate_inconsistency(fit, thresholds),
+        "indirectness": (0, "reviewer input needed; nothing in the data suggests indirectness"),
+        "imprecision": rate_imprecision(est, lb, ub, n, thresholds),
+        "publication_bias": rate_publication_bias(fit.k, regtest, ranktest, thresholds),
+    }
+    judgements = dict(judgements or {})
+    unknown = sorted(set(judgements) - set(DOMAINS))
+    if unknown:
+        raise ValueError(f"{analysis_id}: judgements for unknown domain(s) {unknown}; domains: {DOMAINS}")
+    domains = tuple(DomainRating(d, *suggestions[d], judgement=judgements.get(d)) for d in DOMAINS)
+    sd = thresholds.sd_points
+    return GradeAssessment(
+        analysis_id=analysis_id, k=fit.k, participants=n, estimate=est, ci_lb=lb, ci_ub=ub,
+        points=est * sd, points_lb=lb * sd, points_ub=ub * sd, thresholds=thresholds, domains=domains,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- reviewer judgements
+_JUDGEMENT_KEYS = {"downgrade", "rationale"}
+
+
+def _judgement(raw, *, where: str, domain: str) -> Judgement:
+    if domain not in DOMAINS:
+        raise SpecError(f"{where}: unknown domain {domain!r}; domains: {', '.join(DOMAINS)}")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}.{domain}: expected a mapping with downgrade and rationale")
+    unknown = sorted(set(raw) - _JUDGEMENT_KEYS)
+    if unknown:
+        raise SpecError(f"{where}.{domain}: unknown key(s) {unknown}; allowed: downgrade, rationale")
+    down = raw.get("downgrade")
+    if isinstance(down, bool) or down not in (0, 1, 2):
+        raise SpecError(f"{where}.{domain}: downgrade must be 0, 1 or 2 (levels), got {down!r}")
+    rationale = raw.get("rationale")
+    if not isinstance(rationale, str) or not rationale.strip():
+        raise SpecError(
+            f"{where}.{domain}: a judgement overrides the suggestion only with a written rationale"
+        )
+    return Judgement(domain, int(down), rationale.strip())
+
+
+def load_judgements(path: str | Path) -> dict[str, dict[str, Judgement]]:
+    """Read `analyses/grade.yaml`: `defaults` (domain -> judgement, for every analysis) and `analyses`
+    (analysis id -> domain -> judgement). Returns analysis id -> domain -> Judgement, with the key "*"
+    holding the defaults; use `judgements_for`. Safe YAML; unknown keys and missing rationales are errors."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    doc = doc or {}
+    if not isinstance(doc, dict) or set(doc) - {"defaults", "analyses"}:
+        raise SpecError(f"{path}: top-level keys must be 'defaults' and/or 'analyses'")
+    out: dict[str, dict[str, Judgement]] = {}
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise SpecError(f"{path}: defaults must map domains to judgements")
+    out["*"] = {d: _judgement(v, where=f"{path}: defaults", domain=d) for d, v in defaults.items()}
+    analyses = doc.get("analyses") or {}
+    if not isinstance(analyses, dict):
+        raise SpecError(f"{path}: analyses must map analysis ids to domains")
+    for aid, domains in analyses.items():
+        if not isinstance(domains, dict):
+            raise SpecError(f"{path}: analyses.{aid} must map domains to judgements")
+        out[str(aid)] = {
+            d: _judgement(v, where=f"{path}: analyses.{aid}", domain=d) for d, v in domains.items()
+        }
+    return out
+
+
+def judgements_for(table: Mapping[str, Mapping[str, Judgement]], analysis_id: str) -> dict[str, Judgement]:
+    """The defaults overlaid with the analysis's own judgements."""
+    return {**table.get("*", {}), **table.get(analysis_id, {})}
+
+
+# --------------------------------------------------------------------------- summary of findings
+def _smd_phrase(est: float, lb: float, ub: float) -> str:
+    """GRADEpro's wording: 'SMD 0.28 SD lower (0.42 lower to 0.14 lower)'."""
+
+    def word(x: float) -> str:
+        return f"{abs(x):.2f} {'lower' if x < 0 else 'higher'}"
+
+    return f"SMD {abs(est):.2f} SD {'lower' if est < 0 else 'higher'} ({word(lb)} to {word(ub)})"
+
+
+def _titles(analysis_id: str) -> tuple[str, str]:
+    m = CONTRAST_PATTERN.match(analysis_id)
+    if not m:
+        return analysis_id, ""
+    outcome = f"{OUTCOME_TITLES[m[1]]}, {WINDOW_TITLES[m[3]]}" + (f" ({m[4]})" if m[4] else "")
+    return outcome, COMPARATOR_TITLES[m[2]]
+
+
+def _review_rating(published: Registry | None, analysis_id: str) -> str:
+    if published is None:
+        return ""
+    places = []
+    for place in ("results", "abstract", "discussion"):
+        rating = published.certainty(analysis_id, place)
+        if rating:
+            places.append((place, rating))
+    if not places:
+        return "not reported"
+    if len({r for _, r in places}) == 1:
+        return places[0][1].capitalize()
+    return "; ".join(f"{r.capitalize()} ({p})" for p, r in places)
+
+
+def summary_of_findings(assessments, published: Registry | None = None) -> pd.DataFrame:
+    """Summary-of-findings rows in the GRADEpro layout, the review's own rating beside ours.
+
+    Columns: Outcome, Comparison, № of participants (studies), Effect (SMD, 95% CI), Effect in VAS
+    points (95% CI), Certainty (GRADE), Explanations (lettered footnotes for each downgrade), Review's
+    certainty. Footnote letters run through the table (a, b, c, ...)."""
+    rows, letter = [], 0
+    for a in assessments:
+        outcome, comparison = _titles(a.analysis_id)
+        marks, notes = [], []
+        for d in a.domains:
+            if d.downgrade == 0:
+                continue
+            mark = _letter(letter)
+            letter += 1
+            marks.append(mark)
+            notes.append(
+                f"{mark}. Downgraded {LEVEL_WORDS[d.downgrade]} for {DOMAIN_TITLES[d.domain].lower()}: "
+                f"{d.explanation}."
+            )
+        th = a.thresholds
+        rows.append(
+            {
+                "Outcome": outcome,
+                "Comparison": comparison,
+                "№ of participants (studies)": f"{a.participants} ({a.k} RCTs)",
+                "Effect (SMD, 95% CI)": _smd_phrase(a.estimate, a.ci_lb, a.ci_ub),
+                "Effect in VAS points (95% CI)": (
+                    f"{a.points:.2f} ({a.points_lb:.2f} to {a.points_ub:.2f}) points on 0-10; MID {th.mid_points:g}; "
+                    f"SD {th.sd_points:.2f} ({th.sd_source})"
+                ),
+                "Certainty (GRADE)": f"{a.symbols} {a.certainty}" + (f" {','.join(marks)}" if marks else ""),
+                "Explanations": "\n".join(notes),
+                "Review's certainty": _review_rating(published, a.analysis_id),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _letter(i: int) -> str:
+    """a, b, ..., z, aa, ab, ..."""
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(97 + r) + s
+    return s
+
+
+__all__ = [
+    "DOMAINS", "DomainRating", "GradeAssessment", "GradeThresholds", "Judgement", "grade_analysis",
+    "judgements_for", "load_judgements", "optimal_information_size", "summary_of_findings",
+]  # fmt: skip
