@@ -329,7 +329,7 @@ def grade_analysis(
     suggestions = {
         "risk_of_bias": rate_risk_of_bias(rob, weights, thresholds),
         "inconsistency": rate_inconsistency(fit, thresholds),
-        "indirectness": (0, "reviewer input needed; nothing in the data suggests indirectness"),
+        "indirectness": (0, "not computable from the data: reviewer input needed (not serious until judged)"),
         "imprecision": rate_imprecision(est, lb, ub, n, thresholds),
         "publication_bias": rate_publication_bias(fit.k, regtest, ranktest, thresholds),
     }
