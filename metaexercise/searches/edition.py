@@ -83,7 +83,9 @@ def edition_diff(old: pd.DataFrame, new: pd.DataFrame) -> EditionDiff:
     """Compare two results tables (see `read_results`) analysis by analysis, keeping the new table's order
     and appending analyses only the old edition had."""
     merged = new.merge(old, on="analysis_id", how="outer", suffixes=("_new", "_old"), indicator=True, sort=False)
-    order = {a: i for i, a in enumerate(list(new["analysis_id"]) + list(old["analysis_id"]))}
+    order: dict[str, int] = {}
+    for analysis_id in list(new["analysis_id"]) + list(old["analysis_id"]):
+        order.setdefault(analysis_id, len(order))
     merged = merged.sort_values("analysis_id", key=lambda s: s.map(order)).reset_index(drop=True)
     for column in ("certainty_old", "certainty_new"):
         merged[column] = merged[column].fillna("").astype(object)
