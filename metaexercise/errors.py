@@ -24,3 +24,7 @@ class SearchImportError(MetaexerciseError):
 class SearchDataError(MetaexerciseError):
     """A file under searches/ (overrides, previous edition, screening log) is malformed; the message names
     file, sheet, row and column."""
+
+
+class BookBuildError(MetaexerciseError):
+    """The book could not be built; the message names the step and what to do."""

@@ -1,0 +1,423 @@
+"""What the book's pages call: find the project, show a figure (saved as SVG and PNG, with download links),
+show a table (HTML-escaped, with a CSV download), and the banners. No analysis happens here: pages read
+`results/` and the extraction sheets and pass them to `metaexercise.plots`.
+
+Pages run with the book folder as working directory; `metaexercise book` also sets METAEXERCISE_PROJECT.
+Files go to `book/generated/{figures,tables}/`, which Sphinx copies to `_static/` (see `_config.yml`).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metaexercise.atomic import write_text
+from metaexercise.plots.style import SYNTHETIC_BANNER, save_figure
+from metaexercise.project import Project
+
+PROJECT_ENV = "METAEXERCISE_PROJECT"
+_STEM = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class _HTML:
+    """Minimal rich-display object (IPython renders `_repr_html_`), so pages need no IPython import."""
+
+    __slots__ = ("html",)
+
+    def __init__(self, text: str):
+        self.html = text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:  # text/plain fallback: never the raw markup
+        return re.sub(r"<[^>]+>", "", self.html)
+
+
+def project() -> Project:
+    """The project whose book is being built: $METAEXERCISE_PROJECT, else the book folder's parent."""
+    root = os.environ.get(PROJECT_ENV)
+    if root:
+        return Project(Path(root).resolve())
+    here = Path.cwd().resolve()
+    return Project(here.parent if here.name == "book" else here)
+
+
+def _generated(kind: str) -> Path:
+    return project().book / "generated" / kind
+
+
+def _check_stem(stem: str) -> str:
+    if not _STEM.match(stem):
+        raise ValueError(f"file stem {stem!r} must be lower-case letters, digits, '_', '-' or '.'")
+    return stem
+
+
+def escape(value) -> str:
+    """HTML-escape any value read from a sheet (study names may hold markup; it must show as text)."""
+    return html.escape("" if value is None or (isinstance(value, float) and value != value) else str(value))
+
+
+def figure(fig, stem: str, caption: str, *, alt: str | None = None) -> _HTML:
+    """Save `fig` as generated/figures/<stem>.svg/.png and return HTML showing the SVG with download links."""
+    _check_stem(stem)
+    save_figure(fig, _generated("figures") / stem)
+    src = f"_static/figures/{stem}"
+    return _HTML(
+        f'<figure class="me-figure" id="fig-{stem}">'
+        f'<img src="{src}.svg" alt="{escape(alt or caption)}" class="me-plot" data-stem="{stem}" '
+        f'style="max-width:100%;height:auto">'
+        f"<figcaption>{escape(caption)} "
+        f'<span class="me-downloads">Download: <a href="{src}.svg" download>SVG</a> · '
+        f'<a href="{src}.png" download>PNG</a></span></figcaption></figure>'
+    )
+
+
+def table(frame: pd.DataFrame, stem: str, caption: str, *, index: bool = False, float_format: str = "{:.3f}",
+          max_rows: int | None = None) -> _HTML:
+    """Write `frame` to generated/tables/<stem>.csv and return it as an escaped HTML table with a CSV link."""
+    _check_stem(stem)
+    write_text(_generated("tables") / f"{stem}.csv", frame.to_csv(index=index, lineterminator="\n"))
+    shown = frame if max_rows is None else frame.head(max_rows)
+    body = shown.to_html(index=index, escape=True, border=0, classes="me-table table",
+                         float_format=float_format.format, na_rep="")
+    more = "" if max_rows is None or len(frame) <= max_rows else f" (first {max_rows} of {len(frame)} rows)"
+    return _HTML(
+        f'<div class="me-table-wrap" id="tab-{stem}"><p class="me-caption"><strong>{escape(caption)}</strong>'
+        f"{escape(more)} "
+        f'<a href="_static/tables/{stem}.csv" download>Download CSV</a></p>{body}</div>'
+    )
+
+
+def synthetic_banner() -> _HTML:
+    """The replica banner shown at the top of every page that shows synthetic rows."""
+    return _HTML(
+        '<div class="admonition warning me-synthetic-banner"><p class="admonition-title">'
+        f"{escape(SYNTHETIC_BANNER.capitalize())}</p><p>Everything on this page is computed from the seeded "
+        "synthetic replica (studies <code>Replica-01</code> … <code>Replica-58</code>). It demonstrates the "
+        "pipeline; it is not evidence about individualised exercise.</p></div>"
+    )
+
+
+def note(text: str, kind: str = "note") -> _HTML:
+    """An admonition box with escaped text."""
+    return _HTML(f'<div class="admonition {escape(kind)}"><p>{escape(text)}</p></div>')
+
+
+def results_dir(source: str = "real") -> Path:
+    """results/ for the real extraction, results/replica/ for the synthetic replica."""
+    if source not in ("real", "replica"):
+        raise ValueError(f"source must be 'real' or 'replica', not {source!r}")
+    res = project().results
+    return res if source == "real" else res / "replica"
+
+
+# ------------------------------------------------------------------------------------------ extraction
+def extraction(source: str = "real"):
+    """The extraction sheets (real: extraction/; replica: the seeded replica generated in memory)."""
+    from metaexercise.sheets import load_extraction
+
+    if source == "replica":
+        import tempfile
+
+        from metaexercise import replica
+
+        with tempfile.TemporaryDirectory() as folder:
+            for name, frame in replica.generate().sheets().items():
+                frame.to_csv(Path(folder) / f"{name}.csv", index=False, lineterminator="\n")
+            return load_extraction(Path(folder))
+    return load_extraction(project().extraction)
+
+
+REVIEW_INCLUDED = 58
+REVIEW_WITH_DATA = 53
+
+
+def coverage_banner() -> _HTML:
+    """Status of the real extraction against the review's 58 included studies (53 with data)."""
+    ex = extraction("real")
+    st = ex.studies
+    included = st[st["inclusion_status"].astype(str).str.startswith("included")]
+    with_data = sorted(set(ex.outcomes["study_id"]) & set(included["study_id"]))
+    return _HTML(
+        '<div class="admonition important me-status"><p class="admonition-title">Data status</p>'
+        f"<p>Real extraction: <strong>{len(included)}</strong> of the review's {REVIEW_INCLUDED} included "
+        f"studies are in <code>extraction/</code>; <strong>{len(with_data)}</strong> of them have outcome rows "
+        f"(the review had usable data for {REVIEW_WITH_DATA}). The review's Table 1 and per-study forest "
+        "plots are not public, so most studies cannot be extracted from public sources. Pages computed from "
+        "real rows say so; pages computed from the synthetic replica carry a red banner.</p></div>"
+    )
+
+
+def _safe_url(url) -> str | None:
+    text = "" if url is None else str(url).strip()
+    return text if text.startswith(("https://", "http://")) else None
+
+
+def links_table(frame: pd.DataFrame, stem: str, caption: str, link_column: str = "source") -> _HTML:
+    """Like `table`, but `link_column` holds URLs shown as links (http(s) only; everything escaped)."""
+    _check_stem(stem)
+    write_text(_generated("tables") / f"{stem}.csv", frame.to_csv(index=False, lineterminator="\n"))
+    head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
+    rows = []
+    for _, r in frame.iterrows():
+        cells = []
+        for c in frame.columns:
+            v = r[c]
+            url = _safe_url(v) if c == link_column else None
+            cells.append(f'<td><a href="{escape(url)}" rel="noopener">{escape(url)}</a></td>' if url
+                         else f"<td>{escape(v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return _HTML(
+        f'<div class="me-table-wrap" id="tab-{stem}"><p class="me-caption"><strong>{escape(caption)}</strong> '
+        f'<a href="_static/tables/{stem}.csv" download>Download CSV</a></p>'
+        f'<table class="me-table table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+def characteristics(source: str = "real") -> pd.DataFrame:
+    """Study characteristics from the studies and arms sheets (one row per study)."""
+    ex = extraction(source)
+    st = ex.studies.copy()
+    arms = ex.arms
+    n_by_study = arms.groupby("study_id")["n_randomised"].sum(min_count=1)
+    ctrl = (arms[arms["arm_role"] == "control"].groupby("study_id")["control_type"]
+            .agg(lambda s: "; ".join(sorted({str(x) for x in s if pd.notna(x)}))))
+    outcomes = ex.outcomes.groupby("study_id").size()
+    out = pd.DataFrame({
+        "study": st["first_author"].astype(str) + " " + st["year"].astype("string").fillna(""),
+        "status": st["inclusion_status"],
+        "n randomised": st["study_id"].map(n_by_study),
+        "individualised exercise": st["intervention_type"],
+        "psychological component": st["psych_component"],
+        "controls": st["study_id"].map(ctrl),
+        "training weeks": st["training_weeks"],
+        "outcome rows": st["study_id"].map(outcomes).fillna(0).astype(int),
+        "overall RoB": st["rob_overall"],
+        "source": st["source"],
+    })
+    return out
+
+
+def prisma_update() -> dict | None:
+    """PRISMA counts of the search update in searches/ (None when nothing has been imported)."""
+    from metaexercise.searches.store import SearchFolder
+    from metaexercise.searches.workflow import run_status
+
+    folder = project().searches
+    if not folder.is_dir():
+        return None
+    counts = run_status(SearchFolder(folder)).to_dict()
+    return counts if counts["records_identified"] else None
+
+
+def rob_judgements(source: str = "real") -> pd.DataFrame | None:
+    """Risk-of-bias judgements, one row per study ("Author Year"), five domains + Overall; None if empty."""
+    from metaexercise.plots.rob import rob_wide
+
+    ex = extraction(source)
+    if ex.risk_of_bias.empty:
+        return None
+    st = ex.studies.set_index("study_id")
+    labels = (st["first_author"].astype(str) + " " + st["year"].astype("string").fillna("")).to_dict()
+    return rob_wide(ex.risk_of_bias, st["rob_overall"], labels=labels)
+
+
+# ------------------------------------------------------------------------------- published numbers
+def registry():
+    """The published registry (analyses/published.yaml)."""
+    from metaexercise.published import load_published
+
+    return load_published(project().analyses / "published.yaml")
+
+
+def main_contrasts() -> list[tuple[str, str]]:
+    """(id, label) of the eight main contrasts, from analyses/main.yaml."""
+    import yaml
+
+    spec = yaml.safe_load((project().analyses / "main.yaml").read_text(encoding="utf-8"))
+    return [(a["id"], a["label"]) for a in spec["analyses"]]
+
+
+def published_pooled() -> pd.DataFrame:
+    """The review's pooled results as printed in its Results section, one row per main contrast."""
+    reg = registry()
+    rows = []
+    for cid, label in main_contrasts():
+        e = reg.effect(cid, "results")
+        if e is None:
+            continue
+        rows.append({
+            "id": cid, "label": label.split(" (")[0], "k": e.k.value if e.k else None,
+            "estimate": e.estimate.value, "ci_lb": e.ci_lb.value, "ci_ub": e.ci_ub.value,
+            "I2": e.i2.value if e.i2 else None, "certainty": reg.certainty(cid, "results"),
+            "printed": f"{e.estimate.text} [{e.ci_lb.text}, {e.ci_ub.text}]", "where": e.section,
+        })
+    return pd.DataFrame(rows)
+
+
+def _guidelines() -> dict:
+    import yaml
+
+    return yaml.safe_load((project().book / "data" / "guidelines.yaml").read_text(encoding="utf-8"))
+
+
+def guideline_table() -> pd.DataFrame:
+    """Guideline recommendations (book/data/guidelines.yaml) with the review's matching published results."""
+    pub = published_pooled().set_index("id")
+    rows = []
+    for g in _guidelines()["guidelines"]:
+        matched = [f"{pub.loc[c, 'label']}: SMD {pub.loc[c, 'printed']} ({pub.loc[c, 'certainty'] or 'n/a'})"
+                   for c in g["review"] if c in pub.index]
+        rows.append({"guideline": f"{g['guideline']} {g['section']}", "recommendation": g["recommendation"],
+                     "strength": g["strength"], "certainty": g["certainty"],
+                     "review result (published)": "; ".join(matched) or "—"})
+    return pd.DataFrame(rows)
+
+
+def threshold_table() -> pd.DataFrame:
+    return pd.DataFrame([{"source": t["source"], "pain": t["pain"], "disability": t["disability"],
+                          "note": t["note"]} for t in _guidelines()["thresholds"]])
+
+
+def vas_table() -> pd.DataFrame:
+    """Each main contrast: the published SMD, the review's printed VAS difference (appendix G), and the SMD
+    re-expressed with the NRS common SD (metaexercise.vas.TYPICAL_SD), against the review's thresholds."""
+    from metaexercise.vas import TYPICAL_SD, to_vas
+
+    reg = registry()
+    sd, sd_source = TYPICAL_SD["NRS"]
+    rows = []
+    for _, r in published_pooled().iterrows():
+        outcome = r["id"].split("_")[0]
+        mcid = [e for e in reg.for_contrast(r["id"], "points")]
+        vas = to_vas(outcome, r["estimate"], r["ci_lb"], r["ci_ub"], sd, sd_source)
+        rows.append({"contrast": r["label"], "SMD [95% CI] (published)": r["printed"],
+                     "certainty (published)": r["certainty"],
+                     "VAS difference printed by the review": mcid[0].value.text if mcid and mcid[0].value else "",
+                     f"SMD x {sd:g} (points)": f"{vas.points:.2f} [{vas.ci_lb:.2f}, {vas.ci_ub:.2f}]",
+                     "threshold (points)": vas.threshold, "verdict": vas.verdict})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------- results
+COMPARATOR_NAMES = {"active": "active exercise", "passive": "passive / usual care", "any": "any comparator"}
+
+
+@dataclass(frozen=True, slots=True)
+class _TestShown:
+    """A bias test as stored in results/analyses.csv, in the shape the funnel plot reads."""
+
+    zval: float
+    pval: float
+    tau: float = float("nan")
+
+
+def read_results(source: str = "real") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """results/analyses.csv and results/studies.csv (results/replica/ for the replica)."""
+    folder = results_dir(source)
+    missing = [p.name for p in (folder / "analyses.csv", folder / "studies.csv") if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: {', '.join(missing)} missing; run `metaexercise run` first")
+    return pd.read_csv(folder / "analyses.csv"), pd.read_csv(folder / "studies.csv")
+
+
+def _analysis(source: str, analysis_id: str):
+    analyses, studies = read_results(source)
+    rows = analyses[analyses["analysis_id"] == analysis_id]
+    if rows.empty:
+        raise KeyError(f"{results_dir(source) / 'analyses.csv'} has no analysis {analysis_id!r}")
+    row = rows.iloc[0]
+    st = studies[studies["analysis_id"] == analysis_id]
+    st = st[~st["excluded_as_outlier"].astype(bool)].reset_index(drop=True)
+    return row, st
+
+
+def stored_fit(row: pd.Series, studies: pd.DataFrame):
+    """The fit behind a stored result, rebuilt from its stored yi/vi with its stored method (the plots need
+    the full object); checked against the stored estimate so the figure can never disagree with results/."""
+    from metaexercise import rma
+
+    fit = rma(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float), method=str(row["method"]))
+    if not np.isclose(fit.estimate, float(row["estimate"]), rtol=1e-8, atol=1e-12):
+        raise ValueError(f"{row['analysis_id']}: refit estimate {fit.estimate!r} differs from results "
+                         f"{row['estimate']!r}; rebuild results/ with `metaexercise run`")
+    return fit
+
+
+def _fmt(x, spec=".2f") -> str:
+    return "" if x is None or pd.isna(x) else format(float(x), spec)
+
+
+def contrast_summary(row: pd.Series, published=None) -> pd.DataFrame:
+    """Key numbers of one analysis (and the published ones beside them, when given)."""
+    items = [
+        ("k (comparisons)", f"{int(row['k'])}"),
+        ("participants", _fmt(row["participants"], ".0f")),
+        ("SMD [95% CI]", f"{_fmt(row['estimate'])} [{_fmt(row['ci_lb'])}, {_fmt(row['ci_ub'])}]"),
+        ("95% prediction interval", f"[{_fmt(row['pi_lb'])}, {_fmt(row['pi_ub'])}]"),
+        ("tau² (REML)", _fmt(row["tau2"], ".4f")),
+        ("I²", f"{_fmt(row['I2'], '.1f')}%"),
+        ("Q (p)", f"{_fmt(row['QE'])} ({_fmt(row['QEp'], '.3g')})"),
+        ("Egger's test z (p)", f"{_fmt(row['egger_z'], '.3f')} ({_fmt(row['egger_p'], '.3g')})"),
+        ("rank test Kendall's tau (p)", f"{_fmt(row['rank_tau'], '.3f')} ({_fmt(row['rank_p'], '.3g')})"),
+        ("VAS points [95% CI]", f"{_fmt(row['vas_points'])} [{_fmt(row['vas_ci_lb'])}, {_fmt(row['vas_ci_ub'])}]"
+         if pd.notna(row.get("vas_points")) else "not available (no patient-level SD)"),
+        ("potential outliers", str(row["outliers"]) if pd.notna(row["outliers"]) and row["outliers"] else "none"),
+    ]
+    frame = pd.DataFrame(items, columns=["quantity", "ours"])
+    if published is not None:
+        pub = {"k (comparisons)": published.get("k"), "SMD [95% CI]": published.get("printed"),
+               "I²": f"{published['I2']:.0f}%" if pd.notna(published.get("I2")) else ""}
+        frame["published"] = [pub.get(q, "") for q in frame["quantity"]]
+    return frame
+
+
+def contrast_report(analysis_id: str, source: str = "real") -> list:
+    """Everything a main-contrast page shows for one source: the numbers, forest, funnel and influence plots
+    and the per-study table; or a note saying why the rows cannot support an analysis."""
+    from metaexercise.plots.forest import forest_plot
+    from metaexercise.plots.funnel import funnel_plot
+    from metaexercise.plots.influence import influence_plot
+
+    synthetic = source == "replica"
+    row, st = _analysis(source, analysis_id)
+    tag = f"{analysis_id}_{source}"
+    what = "synthetic replica \u2014 not the trials' data" if synthetic else "real extraction"
+    if row["status"] != "ok":
+        return [note(f"{what.capitalize()}: {row['status']}. The real rows cannot support this analysis, so no "
+                     "number is shown." if not synthetic else f"{what}: {row['status']}", "warning")]
+    fit = stored_fit(row, st)
+    comparator = COMPARATOR_NAMES.get(str(row["comparator"]), str(row["comparator"]))
+    published = None
+    if not synthetic:  # the replica is never set beside the published numbers: agreement is built in
+        pub = published_pooled().set_index("id")
+        published = pub.loc[analysis_id] if analysis_id in pub.index else None
+    out = [table(contrast_summary(row, published), f"summary_{tag}", f"Pooled result ({what})")]
+    labels = st["label"].astype(str) if "label" in st else st["study_id"].astype(str)
+    arms = pd.DataFrame({"study": labels})
+    for col in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"):
+        if col in st:
+            arms[col] = st[col].to_numpy()
+    out.append(figure(forest_plot(fit, arms, comparator=comparator, synthetic=synthetic),
+                      f"forest_{tag}", f"Forest plot: {row['label']} ({what})"))
+    if fit.k >= 3:
+        out.append(figure(
+            funnel_plot(fit, regtest=_TestShown(row["egger_z"], row["egger_p"]),
+                        ranktest=_TestShown(row["rank_tau"], row["rank_p"], row["rank_tau"]),
+                        synthetic=synthetic),
+            f"funnel_{tag}", f"Contour-enhanced funnel plot with Egger's and the rank test ({what})"))
+    if st["rstudent"].notna().all() and fit.k >= 3:
+        out.append(figure(influence_plot(st[["rstudent", "cooks_d"]], labels, synthetic=synthetic),
+                          f"influence_{tag}", f"Outliers and influence ({what})"))
+    cols = [c for c in ("label", "study_id", "control_type", "instrument", "timepoint_weeks", "n1i", "n2i", "yi",
+                        "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d", "outlier", "influential")
+            if c in st]
+    out.append(table(st[cols], f"studies_{tag}", f"Per-study effects ({what})"))
+    return out
