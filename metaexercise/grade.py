@@ -476,6 +476,33 @@ def summary_of_findings(assessments, published: Registry | None = None) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def evidence_profile(assessments) -> pd.DataFrame:
+    """The GRADE evidence profile: one row per analysis with each domain's rating ("not serious" /
+    "serious" / "very serious"), who decided it, and the resulting certainty (GRADEpro's layout, with
+    "Other considerations" holding publication bias)."""
+    rows = []
+    for a in assessments:
+        outcome, comparison = _titles(a.analysis_id)
+        row = {
+            "Analysis": a.analysis_id,
+            "Outcome": outcome,
+            "Comparison": comparison,
+            "№ of studies": a.k,
+            "Study design": "randomised trials",
+        }
+        for d in a.domains:
+            title = "Other considerations" if d.domain == "publication_bias" else DOMAIN_TITLES[d.domain]
+            text = (
+                d.rating
+                if d.domain != "publication_bias"
+                else ("publication bias strongly suspected" if d.downgrade else "none")
+            )
+            row[title] = text + (" (reviewer)" if d.judgement else "")
+        row["Certainty"] = f"{a.symbols} {a.certainty}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _letter(i: int) -> str:
     """a, b, ..., z, aa, ab, ..."""
     s = ""
@@ -487,6 +514,6 @@ def _letter(i: int) -> str:
 
 
 __all__ = [
-    "DOMAINS", "DomainRating", "GradeAssessment", "GradeThresholds", "Judgement", "grade_analysis",
+    "DOMAINS", "DomainRating", "GradeAssessment", "evidence_profile", "GradeThresholds", "Judgement", "grade_analysis",
     "judgements_for", "load_judgements", "optimal_information_size", "summary_of_findings",
 ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from metaexercise.audit import (
@@ -210,5 +211,16 @@ def test_run_audit_writes_results_audit_csv(tmp_path):
     frame = run_audit(Project(tmp_path))
     written = (tmp_path / "results" / "audit.csv").read_text(encoding="utf-8")
     assert written.splitlines()[0] == "label,check,severity,detail"
-    assert len(written.splitlines()) == len(frame) + 1 or "\n" in "".join(frame["detail"])
-    assert set(frame["severity"]) <= {"warning", "error"}
+    back = pd.read_csv(tmp_path / "results" / "audit.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(back, frame.astype(str))
+    assert set(frame["severity"]) == {"warning", "error"}  # info is never written
+
+
+def test_two_audit_runs_write_byte_identical_files(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "analyses").mkdir()
+    (tmp_path / "analyses" / "published.yaml").write_bytes((root / "analyses" / "published.yaml").read_bytes())
+    run_audit(Project(tmp_path))
+    first = (tmp_path / "results" / "audit.csv").read_bytes()
+    run_audit(Project(tmp_path))
+    assert (tmp_path / "results" / "audit.csv").read_bytes() == first

@@ -13,6 +13,7 @@ from metaexercise.errors import SpecError
 from metaexercise.grade import (
     GradeThresholds,
     Judgement,
+    evidence_profile,
     grade_analysis,
     judgements_for,
     load_judgements,
@@ -188,3 +189,14 @@ def test_summary_of_findings_layout_and_review_rating():
     assert first["Explanations"].count("Downgraded") == len(downgraded)
     if downgraded:
         assert first["Explanations"].startswith("a. Downgraded")
+
+
+def test_evidence_profile_has_one_column_per_domain():
+    fit = rma(YI, VI)
+    a = grade_analysis("pain_active_short", fit, STUDIES, thresholds=TH,
+                       judgements={"indirectness": Judgement("indirectness", 0, "matches the question")})
+    row = evidence_profile([a]).iloc[0]
+    assert row["Indirectness"] == "not serious (reviewer)"
+    assert row["Risk of bias"] == a.domain("risk_of_bias").rating
+    assert row["Other considerations"] in ("none", "publication bias strongly suspected")
+    assert row["Certainty"] == f"{a.symbols} {a.certainty}"
