@@ -1,0 +1,25 @@
+"""`metaexercise run [--source extraction|replica]`: run every analysis spec and write results/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from metaexercise import run as runner
+from metaexercise.project import project_from_args
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", choices=runner.SOURCES, default="extraction",
+                        help="extraction/ (the real sheets, default) or the synthetic replica "
+                             "(replica/extraction/, results in results/replica/)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    project = project_from_args(args)
+    output = runner.execute(project, source=args.source, progress=not args.quiet)
+    for path in runner.write(output):
+        print(path, file=sys.stderr)
+    print(output.summary())
+    return 0

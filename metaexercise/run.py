@@ -1,0 +1,172 @@
+"""`metaexercise run`: execute every analysis spec and write `results/` (the replica: `results/replica/`).
+
+Files written (all computed first, then each replaced atomically; `manifest.json` last):
+
+* ``analyses.csv``  one row per analysis (`metaexercise.analyses.ANALYSIS_COLUMNS`)
+* ``studies.csv``   the per-study rows behind each analysis (`STUDY_COLUMNS`)
+* ``metareg.csv``   meta-regression coefficients and model tests (`METAREG_COLUMNS`)
+* ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.audit`; real
+  extraction only: the replica is never set beside the published numbers)
+* ``manifest.json`` sha256 of every input file and of every output, the versions of metaexercise, Python,
+  numpy, scipy and pandas. No timestamps, so two runs on the same inputs give byte-identical files.
+
+Every table carries a ``data`` column: "extraction" for the real sheets, or "synthetic replica — not the
+trials' data" for the replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy
+from tqdm import tqdm
+
+from metaexercise import __version__, atomic, replica
+from metaexercise.analyses import (
+    ANALYSIS_COLUMNS,
+    METAREG_COLUMNS,
+    STUDY_COLUMNS,
+    AnalysisResult,
+    check_not_mixed,
+    metareg_rows,
+    run_analysis,
+)
+from metaexercise.project import Project
+from metaexercise.sheets import load_extraction
+from metaexercise.specs import load_specs
+
+Source = Literal["extraction", "replica"]
+SOURCES: tuple[str, ...] = ("extraction", "replica")
+#: Floats in the CSV files: 12 significant digits (well past any printed precision; stable across runs).
+FLOAT_FORMAT = "%.12g"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutput:
+    """What one run produced: the analysis results and the exact bytes of every file to write."""
+
+    source: str
+    folder: Path
+    results: tuple[AnalysisResult, ...]
+    files: dict[str, bytes]
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """One of the written tables, read back (e.g. `frame("analyses")`)."""
+        import io
+
+        return pd.read_csv(io.BytesIO(self.files[f"{name}.csv"]))
+
+    def summary(self) -> str:
+        ok = sum(r.ok for r in self.results)
+        label = f" ({replica.LABEL})" if self.source == "replica" else ""
+        return (f"{len(self.results)} analyses from {self.source}{label}: {ok} fitted, "
+                f"{len(self.results) - ok} with insufficient data; results in {self.folder}")
+
+
+def extraction_folder(project: Project, source: Source) -> Path:
+    """Where the sheets of `source` are: `extraction/`, or `replica/extraction/` for the replica."""
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+    return project.extraction if source == "extraction" else project.root / "replica" / "extraction"
+
+
+def results_folder(project: Project, source: Source) -> Path:
+    return project.results if source == "extraction" else project.results / "replica"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _inputs(project: Project, folder: Path) -> dict[str, str]:
+    """sha256 of every file under analyses/ and the extraction folder, keyed by path relative to the project."""
+    files = sorted(p for base in (project.analyses, folder) if base.is_dir() for p in base.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    return {p.relative_to(project.root).as_posix(): _sha256(p) for p in files}
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT).encode("utf-8")
+
+
+def _tables(results: list[AnalysisResult], data_label: str) -> dict[str, pd.DataFrame]:
+    analyses = pd.DataFrame([r.row() for r in results], columns=list(ANALYSIS_COLUMNS))
+    studies = [r.studies for r in results if len(r.studies)]
+    studies = (pd.concat(studies, ignore_index=True) if studies else pd.DataFrame(columns=list(STUDY_COLUMNS)))
+    regs = [row for r in results if r.spec.kind == "meta-regression" for row in metareg_rows(r)]
+    metareg = pd.DataFrame(regs, columns=list(METAREG_COLUMNS))
+    tables = {"analyses": analyses, "studies": studies, "metareg": metareg}
+    for frame in tables.values():
+        frame.insert(0, "data", data_label)
+    return tables
+
+
+def _audit(project: Project) -> pd.DataFrame | None:
+    path = project.analyses / "published.yaml"
+    if not path.exists():
+        return None
+    from metaexercise.audit import audit_registry, findings_frame
+    from metaexercise.published import load_published
+
+    return findings_frame(audit_registry(load_published(path)))
+
+
+def execute(project: Project, *, source: Source = "extraction", progress: bool = True) -> RunOutput:
+    """Run every spec in `analyses/` on the sheets of `source` and return the files to write.
+
+    For the replica, its sheets are generated first (deterministically, `metaexercise.replica`) when
+    `replica/extraction/` does not exist yet.
+    """
+    folder = extraction_folder(project, source)
+    if source == "replica" and not (folder / "studies.csv").exists():
+        replica.write(replica.generate(), folder)
+    specs = load_specs(project.analyses)
+    extraction = load_extraction(folder)
+    synthetic = check_not_mixed(extraction.studies, str(folder))
+    if synthetic != (source == "replica"):
+        raise ValueError(
+            f"{folder}: the sheets are {'synthetic' if synthetic else 'real'} but were run as source "
+            f"'{source}'; real data live in extraction/, the replica in replica/extraction/"
+        )
+    data_label = replica.LABEL if synthetic else "extraction"
+    cache: dict = {}
+    results = [run_analysis(spec, extraction, cache)
+               for spec in tqdm(specs, desc=f"metaexercise run ({source})", unit="analysis", file=sys.stderr,
+                                disable=not progress)]
+    files = {f"{name}.csv": _csv(frame) for name, frame in _tables(results, data_label).items()}
+    if source == "extraction":
+        audit = _audit(project)
+        if audit is not None:
+            files["audit.csv"] = _csv(audit)
+    manifest = {
+        "toolkit": {"name": "metaexercise", "version": __version__},
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+                     "pandas": pd.__version__},
+        "source": source,
+        "data": data_label,
+        "analyses": len(results),
+        "inputs": _inputs(project, folder),
+        "outputs": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return RunOutput(source=source, folder=results_folder(project, source), results=tuple(results), files=files)
+
+
+def write(output: RunOutput) -> list[Path]:
+    """Write every file of `output` (each replaced atomically; the manifest last, so a complete manifest
+    means a complete set)."""
+    names = sorted(n for n in output.files if n != "manifest.json") + ["manifest.json"]
+    written = []
+    for name in names:
+        path = output.folder / name
+        atomic.write_bytes(path, output.files[name])
+        written.append(path)
+    return written
