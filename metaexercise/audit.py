@@ -486,6 +486,18 @@ def check_relations(registry: Registry) -> list[Finding]:
                         f"hold: {r.why}",
                     )
                 )
+        elif r.kind == "not_more":
+            t = registry.get(r.total).n
+            if total > t.value:
+                out.append(
+                    Finding(
+                        r.id,
+                        "subset_exceeds_total",
+                        "error",
+                        f"{expr} = {total:g} ({', '.join(r.parts)}) exceeds the total {t.text} ({r.total}), of "
+                        f"which it is a part. Why: {r.why}",
+                    )
+                )
         elif r.kind == "at_most":
             k = _registry_k(registry, r.contrast)
             if k.value > total:

@@ -102,6 +102,7 @@ RELATION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sum": (("id", "kind", "parts", "total", "why"), ()),
     "at_most": (("id", "kind", "contrast", "parts", "why"), ()),
     "equal": (("id", "kind", "parts", "why"), ()),
+    "not_more": (("id", "kind", "parts", "total", "why"), ()),
 }
 
 
@@ -160,7 +161,9 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Relation:
-    """An arithmetic relation the paper's wording implies (parts add up to a total; k at most a count)."""
+    """An arithmetic relation the paper's wording implies: `sum` (parts add up to the total), `not_more`
+    (parts add up to at most the total: a subset), `at_most` (a contrast's k is at most the parts' sum: one
+    control group per comparison), `equal` (two counts of the same thing)."""
 
     id: str
     kind: str

@@ -129,6 +129,10 @@ def test_sums_bounds_and_equal_counts():
     k = effect("e", "-0.40", "-0.58", "-0.22", contrast="pain_passive_short", k="32")
     bound = Relation(id="b", kind="at_most", parts=("p2", "p3"), contrast="pain_passive_short", why="w")
     assert checks(*parts, k, relations=[bound]) == [("k_exceeds_groups", "warning")]  # 32 > 21 + 9
+    subset = Relation(id="s", kind="not_more", parts=("p3",), total="p2", why="w")  # 9 <= 21
+    assert checks(*parts, relations=[subset]) == []
+    subset = Relation(id="s", kind="not_more", parts=("p1",), total="p2", why="w")  # 42 > 21
+    assert checks(*parts, relations=[subset]) == [("subset_exceeds_total", "error")]
     eq = Relation(id="q", kind="equal", parts=("p3", "p3"), why="w")
     assert checks(*parts, relations=[eq]) == []
 

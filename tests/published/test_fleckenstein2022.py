@@ -105,3 +105,11 @@ def test_rank_test_p_does_not_follow_from_tau_and_k(findings):
 
 def test_no_significance_claim_contradicts_its_ci(findings):
     assert not [f for f in findings if f.check in ("claim_vs_ci", "estimate_outside_ci", "egger_p_vs_z")]
+
+
+def test_a_subset_larger_than_its_total_is_found(findings):
+    # Discussion: one study had "98 treatment-related" events; Results: "50 (9%) were at least possibly
+    # treatment-related" in all studies together. 98 > 50. The 414-of-553 events subset is fine.
+    labels = {(f.label, f.check) for f in findings}
+    assert ("adverse.related.subset", "subset_exceeds_total") in labels
+    assert not {lab for lab, check in labels if check == "subset_exceeds_total"} - {"adverse.related.subset"}
