@@ -21,7 +21,7 @@ from metaexercise import handbook
 from metaexercise.effects import escalc
 from metaexercise.normalise import burden_difference, spread_to_0_10
 from metaexercise.scales import Instrument
-from metaexercise.sheets import Extraction
+from metaexercise.sheets import Extraction, _rows
 
 Window = Literal["short", "long"]
 MultiArm = Literal["combine", "split"]
@@ -71,8 +71,8 @@ def _blank(v) -> bool:
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    obj = df.astype(object)
-    return obj.where(obj.notna(), None).to_dict("records")
+    """Rows as dicts with missing values as None."""
+    return [r._asdict() for r in _rows(df)]
 
 
 def _usable(row: dict) -> bool:
@@ -220,11 +220,11 @@ def estimate_change_correlation(extraction: Extraction, *, outcome: str,
     return r, (f"mean of {k} arm(s) reporting all three SDs" if k else f"stated default {default:g}")
 
 
-def _pick_instrument(rows: pd.DataFrame, extraction: Extraction) -> tuple[str, str]:
-    pref = rows[rows["preferred"].fillna(False).astype(bool)]
-    pool = pref if not pref.empty else rows
-    insts = sorted(set(pool["instrument"]), key=lambda i: (extraction.registry.get(i).rank, i))
-    why = "preferred" if not pref.empty else "registry rank"
+def _pick_instrument(rows: list[dict], extraction: Extraction) -> tuple[str, str]:
+    pref = [r for r in rows if r["preferred"]]
+    pool = pref or rows
+    insts = sorted({r["instrument"] for r in pool}, key=lambda i: (extraction.registry.get(i).rank, i))
+    why = "preferred" if pref else "registry rank"
     note = f"instrument {insts[0]} ({why}" + (f"; also reported: {', '.join(insts[1:])})" if len(insts) > 1 else ")")
     return insts[0], note
 
@@ -285,15 +285,24 @@ def build_comparisons(extraction: Extraction, *, outcome: str, window: Window, c
     else:
         r, r_note = correlation, "given"
     studies = {s["study_id"]: s for s in _records(extraction.studies)}
-    arms_all = _records(extraction.arms)
+    arms_by_study: dict[str, list[dict]] = {}
+    for a in _records(extraction.arms):
+        arms_by_study.setdefault(a["study_id"], []).append(a)
+    rows_by_study: dict[str, list[dict]] = {}
+    pairs_by_study: dict[str, set] = {}
+    for x in _records(extraction.outcomes):
+        if x["value_kind"] == "contrast":
+            pairs_by_study.setdefault(x["study_id"], set()).add((x["arm_id"], x["comparator_arm_id"]))
+        if x["outcome"] == outcome:
+            rows_by_study.setdefault(x["study_id"], []).append(x)
     rows, skipped = [], []
     for f in _records(follow):
         sid, tp = f["study_id"], f[f"{window}_weeks"]
         if tp is None:
             skipped.append((sid, f"no time point in the {window} window (has {f['available_weeks']} weeks)"))
             continue
-        made, why = _study_comparisons(extraction, studies[sid], [a for a in arms_all if a["study_id"] == sid],
-                                       outcome, tp, comparators, multiarm, r, r_note)
+        made, why = _study_comparisons(extraction, studies[sid], arms_by_study.get(sid, []), rows_by_study[sid],
+                                       pairs_by_study.get(sid, set()), tp, comparators, multiarm, r, r_note)
         rows += made
         if not made:
             skipped.append((sid, why))
@@ -309,15 +318,14 @@ _COLUMNS = [
 ]
 
 
-def _study_comparisons(extraction, study, arms, outcome, tp, comparators, multiarm, r, r_note):
-    o = extraction.outcomes
-    o = o[(o["study_id"] == study["study_id"]) & (o["outcome"] == outcome)]
-    at_tp = o[o["timepoint_weeks"] == tp]
-    if at_tp.empty:
+def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparators, multiarm, r, r_note):
+    at_tp = [x for x in orows if x["timepoint_weeks"] == tp]
+    if not at_tp:
         return [], "no rows at the chosen time point"
     inst_id, inst_note = _pick_instrument(at_tp, extraction)
     inst = extraction.registry.get(inst_id)
-    rows = _records(o[(o["instrument"] == inst_id) & ((o["timepoint_weeks"] == tp) | (o["value_kind"] == "baseline"))])
+    rows = [x for x in orows if x["instrument"] == inst_id
+            and (x["timepoint_weeks"] == tp or x["value_kind"] == "baseline")]
     ind = [a for a in arms if a["arm_role"] == "individualized"]
     ctl = [a for a in arms if a["arm_role"] == "control" and a["control_type"] in comparators]
     if not ind or not ctl:
@@ -343,7 +351,7 @@ def _study_comparisons(extraction, study, arms, outcome, tp, comparators, multia
                 de = float(handbook.design_effect(study["mean_cluster_size"], study["icc"]))
                 arm.notes.append(f"{'+'.join(arm.arm_ids)}: effective n = n / {de:.3g} (design effect, Handbook 23.1.4)")
                 arm.n = arm.n / de
-        pairs = [(ind, ctl)] if multiarm == "combine" else _split_pairs(extraction, study["study_id"], ind, ctl)
+        pairs = [(ind, ctl)] if multiarm == "combine" else _split_pairs(named_pairs, ind, ctl)
         uses = {a["arm_id"]: sum(a in p[0] or a in p[1] for p in pairs) for a in ind + ctl}
         out = []
         for gi, gc in pairs:
@@ -372,12 +380,9 @@ def _study_comparisons(extraction, study, arms, outcome, tp, comparators, multia
     return _contrast_rows(base, rows, ind, ctl, inst, inst_note, arms, reasons)
 
 
-def _split_pairs(extraction, sid, ind, ctl):
+def _split_pairs(named, ind, ctl):
     """Individualized-control pairs for `multiarm="split"`: the pairs the study's contrast rows name (a
     stratified trial such as Heinrich 2009 compares each arm with its own control), else every pair."""
-    o = extraction.outcomes
-    o = o[(o["study_id"] == sid) & (o["value_kind"] == "contrast")]
-    named = set(zip(o["arm_id"], o["comparator_arm_id"], strict=True))
     pairs = [([i], [c]) for i in ind for c in ctl if (i["arm_id"], c["arm_id"]) in named]
     return pairs or [([i], [c]) for i in ind for c in ctl]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -129,10 +130,16 @@ def _parse(entries, path: str) -> dict[str, Instrument]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _builtin() -> tuple[Instrument, ...]:
+    text = resources.files("metaexercise").joinpath("data/instruments.yaml").read_text(encoding="utf-8")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(_parse(yaml.load(text, Loader=loader), "metaexercise/data/instruments.yaml").values())
+
+
 def builtin_registry() -> Registry:
     """The instruments shipped with metaexercise (`metaexercise/data/instruments.yaml`)."""
-    text = resources.files("metaexercise").joinpath("data/instruments.yaml").read_text(encoding="utf-8")
-    return Registry(_parse(yaml.safe_load(text), "metaexercise/data/instruments.yaml"))
+    return Registry({i.id: i for i in _builtin()})
 
 
 def load_registry(extra: str | Path | None = None) -> Registry:

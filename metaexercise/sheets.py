@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import zipfile
+from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,8 @@ def _read_csv_file(path: Path, sheet: str, out: _Problems) -> _Raw | None:
         if len(rec) != len(header):
             out.add(path, sheet, i, None, None,
                     f"row has {len(rec)} fields but the header has {len(header)} (a stray comma or a "
-                    "missing quote?)")
-            continue
+                    "missing quote?); its cells are read as far as the header goes")
+            rec = (rec + [""] * len(header))[: len(header)]
         rows.append([c.strip() for c in rec])
         numbers.append(i)
     return _Raw(str(path), sheet, header, rows, numbers)
@@ -342,10 +343,15 @@ class _Context:
                      severity)
 
 
+def _none(v):
+    return None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
+
+
 def _rows(df: pd.DataFrame):
     """Rows as namedtuples with missing values as None (pd.NA has no truth value)."""
-    obj = df.astype(object)
-    return obj.where(obj.notna(), None).itertuples(index=False)
+    row = namedtuple("Row", list(df.columns))
+    columns = [df[c].tolist() for c in df.columns]
+    return [row(*map(_none, values)) for values in zip(*columns, strict=True)]
 
 
 def _blank(v) -> bool:
@@ -368,6 +374,10 @@ def _check_duplicates(ctx: _Context, sh: Sheet) -> None:
 
 
 def _check_references(ctx: _Context) -> None:
+    """Rows must name known studies and arms. Skipped against a sheet that could not be read or has no
+    rows: that sheet's own problem is reported, and one message per referring row would bury it."""
+    if ctx.frames["studies"].empty:
+        return
     studies = set(ctx.frames["studies"]["study_id"].dropna())
     for name in ("arms", "outcomes", "risk_of_bias"):
         df = ctx.frames[name]
@@ -375,6 +385,8 @@ def _check_references(ctx: _Context) -> None:
             if not _blank(sid) and sid not in studies:
                 ctx.report(name, rownum, "study_id", sid, "refers to a study that is not in studies")
     arms = ctx.frames["arms"]
+    if arms.empty:
+        return
     known_arms = set(zip(arms["study_id"], arms["arm_id"], strict=True))
     roles = dict(zip(zip(arms["study_id"], arms["arm_id"], strict=True), arms["arm_role"], strict=True))
     out = ctx.frames["outcomes"]
