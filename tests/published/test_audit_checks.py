@@ -228,3 +228,17 @@ def test_two_audit_runs_write_byte_identical_files(tmp_path):
     first = (tmp_path / "results" / "audit.csv").read_bytes()
     run_audit(Project(tmp_path))
     assert (tmp_path / "results" / "audit.csv").read_bytes() == first
+
+
+def test_kendall_p_agrees_with_the_engines_ranktest():
+    # independent route: metaexercise.bias.ranktest (metafor's ranktest, exact Kendall) on a fit without ties
+    from metaexercise.bias import ranktest
+    from metaexercise.model import rma
+
+    yi = [-0.6, -0.1, -0.5, 0.2, -0.3, -0.8, 0.1, -0.4, -0.2, -0.7, -0.05, -0.35]
+    vi = [0.041, 0.021, 0.052, 0.033, 0.024, 0.065, 0.036, 0.047, 0.028, 0.059, 0.011, 0.032]
+    res = ranktest(rma(yi, vi))
+    assert res.exact
+    n = len(yi)
+    concordant = round((res.tau + 1) * n * (n - 1) / 4)
+    assert kendall_two_sided_p(concordant, n) == pytest.approx(res.pval, rel=1e-9)

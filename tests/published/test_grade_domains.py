@@ -200,3 +200,14 @@ def test_evidence_profile_has_one_column_per_domain():
     assert row["Risk of bias"] == a.domain("risk_of_bias").rating
     assert row["Other considerations"] in ("none", "publication bias strongly suspected")
     assert row["Certainty"] == f"{a.symbols} {a.certainty}"
+
+
+def test_grade_takes_the_engines_regtest_and_ranktest():
+    from metaexercise.bias import ranktest, regtest
+
+    fit = rma(YI, VI)
+    eg, rk = regtest(fit), ranktest(fit)
+    a = grade_analysis("pain_active_short", fit, STUDIES, eg, rk, thresholds=TH)
+    expected = int((eg.pval < 0.10 and eg.zval < 0) or (rk.pval < 0.10 and rk.tau < 0))
+    assert a.domain("publication_bias").suggestion == expected
+    assert f"Egger z = {eg.zval:.2f}" in a.domain("publication_bias").reason
