@@ -406,6 +406,8 @@ def _contrast_rows(base, rows, ind, ctl, inst, inst_note, arms, reasons):
             reasons.append(f"contrast {x['arm_id']} vs {x['comparator_arm_id']}: no n or no spread")
             continue
         g, v, how = eff
+        if base.get("design") == "cluster":
+            how += "; cluster trial: the contrast's CI is taken as reported (assumed to allow for clustering)"
         ctrl = arms_by_id[x["comparator_arm_id"]]
         out.append({
             **base, "comparator": ctrl["control_type"], "control_matched": ctrl["control_matched"],
