@@ -112,52 +112,65 @@ def _exact_pairs(keys: pd.DataFrame, column: str) -> list[tuple[int, int, str, f
     return [(int(a), int(b), column, 100.0) for b, a in linked.items()]
 
 
-def _fuzzy_candidates(keys: pd.DataFrame) -> list[tuple[int, int, float]]:
+def _fuzzy_candidates(keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i < j) whose title score reaches TITLE_THRESHOLD, compared within year ± YEAR_TOLERANCE blocks
-    (a record without a year is compared with every record)."""
-    years = keys["year"].to_numpy()
+    (a record without a year is compared with every record): arrays i, j, score."""
+    years = keys["year"].to_numpy(dtype=float)
     titles = keys["title"].tolist()
     mains = keys["main"].tolist()
     has_sub = keys["has_sub"].to_numpy()
     main_ok = keys["main"].str.split().str.len().to_numpy() >= MIN_MAIN_TITLE_WORDS
-    found: dict[tuple[int, int], float] = {}
-    blocks = [y for y in np.unique(years[~np.isnan(years)])] + [np.nan]
-    for year in blocks:
-        rows = np.flatnonzero(np.isnan(years)) if np.isnan(year) else np.flatnonzero(years == year)
-        cols = np.flatnonzero(np.isnan(years) | (np.abs(years - year) <= YEAR_TOLERANCE)) if not np.isnan(
-            year) else np.arange(len(keys))
+    empty = np.array([t == "" for t in titles])
+    found_i, found_j, found_s = [], [], []
+    for year in [*np.unique(years[~np.isnan(years)]), np.nan]:
+        if np.isnan(year):
+            rows, cols = np.flatnonzero(np.isnan(years)), np.arange(len(keys))
+        else:
+            rows = np.flatnonzero(years == year)
+            cols = np.flatnonzero(np.isnan(years) | (np.abs(years - year) <= YEAR_TOLERANCE))
         if len(rows) == 0 or len(cols) == 0:
             continue
         full = process.cdist([titles[i] for i in rows], [titles[j] for j in cols], scorer=fuzz.ratio,
-                             score_cutoff=TITLE_THRESHOLD, workers=1)
+                             score_cutoff=TITLE_THRESHOLD)
         main = process.cdist([mains[i] for i in rows], [mains[j] for j in cols], scorer=fuzz.ratio,
-                             score_cutoff=TITLE_THRESHOLD, workers=1)
-        one_sub = (has_sub[rows][:, None] != has_sub[cols][None, :]) & main_ok[rows][:, None] & main_ok[cols][
-            None, :]
+                             score_cutoff=TITLE_THRESHOLD)
+        one_sub = ((has_sub[rows][:, None] != has_sub[cols][None, :])
+                   & main_ok[rows][:, None] & main_ok[cols][None, :])
         score = np.maximum(full, np.where(one_sub, main, 0))
-        for r, c in zip(*np.nonzero(score), strict=True):
-            i, j = int(rows[r]), int(cols[c])
-            if i != j and titles[i] and titles[j]:
-                pair = (min(i, j), max(i, j))
-                found[pair] = max(found.get(pair, 0.0), float(score[r, c]))
-    return [(i, j, s) for (i, j), s in sorted(found.items())]
+        r, c = np.nonzero(score)
+        i, j = rows[r], cols[c]
+        keep = (i != j) & ~empty[i] & ~empty[j]
+        found_i.append(np.minimum(i, j)[keep])
+        found_j.append(np.maximum(i, j)[keep])
+        found_s.append(score[r, c][keep])
+    if not found_i:
+        return np.array([], dtype=int), np.array([], dtype=int), np.array([], dtype=float)
+    i, j, sc = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s).astype(float)
+    pairs = pd.DataFrame({"i": i, "j": j, "s": sc}).groupby(["i", "j"], sort=True)["s"].max().reset_index()
+    return pairs["i"].to_numpy(), pairs["j"].to_numpy(), pairs["s"].to_numpy()
 
 
-def _judge(keys: pd.DataFrame, i: int, j: int, title_score: float) -> tuple[str, float]:
-    """(reason, author score) for a fuzzy candidate: "fuzzy", "doi conflict", "pmid conflict" or ""."""
-    a, b = keys.iloc[i], keys.iloc[j]
-    author_score = fuzz.ratio(a["author"], b["author"]) if a["author"] and b["author"] else np.nan
-    year_known = not (np.isnan(a["year"]) or np.isnan(b["year"]))
-    if year_known and abs(a["year"] - b["year"]) > YEAR_TOLERANCE:
-        return "", author_score
-    if not np.isnan(author_score) and author_score < AUTHOR_THRESHOLD:
-        return "", author_score
-    if (not year_known or np.isnan(author_score)) and title_score < TITLE_ALONE_THRESHOLD:
-        return "", author_score
-    for column in ("doi", "pmid"):
-        if a[column] and b[column] and a[column] != b[column]:
-            return f"{column} conflict", author_score
-    return "fuzzy", author_score
+def _judge(keys: pd.DataFrame, i: np.ndarray, j: np.ndarray, title_score: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(reason, author score) for each fuzzy candidate: "fuzzy", "doi conflict", "pmid conflict" or ""."""
+    author = keys["author"].to_numpy(dtype=object)
+    known_author = (author[i] != "") & (author[j] != "")
+    author_score = np.full(len(i), np.nan)
+    if known_author.any():
+        author_score[known_author] = process.cpdist(list(author[i][known_author]), list(author[j][known_author]),
+                                                    scorer=fuzz.ratio)
+    years = keys["year"].to_numpy(dtype=float)
+    known_year = ~(np.isnan(years[i]) | np.isnan(years[j]))
+    year_ok = ~known_year | (np.abs(years[i] - years[j]) <= YEAR_TOLERANCE)
+    author_ok = ~known_author | (author_score >= AUTHOR_THRESHOLD)
+    strict_ok = (known_year & known_author) | (title_score >= TITLE_ALONE_THRESHOLD)
+    match = year_ok & author_ok & strict_ok
+    reason = np.where(match, "fuzzy", "").astype(object)
+    for column in ("pmid", "doi"):  # DOI conflict named first when both conflict
+        values = keys[column].to_numpy(dtype=object)
+        conflict = match & (values[i] != "") & (values[j] != "") & (values[i] != values[j])
+        reason[conflict] = f"{column} conflict"
+    return reason, author_score
 
 
 def find_pairs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,12 +185,16 @@ def find_pairs(frame: pd.DataFrame) -> pd.DataFrame:
             if pair not in linked:
                 linked.add(pair)
                 rows.append((*pair, reason, score, True, np.nan, np.nan))
-    for i, j, title_score in _fuzzy_candidates(keys):
-        if (i, j) in linked:
-            continue
+    i, j, title_score = _fuzzy_candidates(keys)
+    if len(i):
+        codes = i.astype(np.int64) * len(keys) + j
+        fresh = ~np.isin(codes, [a * len(keys) + b for a, b in linked])
+        i, j, title_score = i[fresh], j[fresh], title_score[fresh]
         reason, author_score = _judge(keys, i, j, title_score)
-        if reason:
-            rows.append((i, j, reason, title_score, reason == "fuzzy", title_score, author_score))
+        hit = reason != ""
+        rows.extend(zip(i[hit].tolist(), j[hit].tolist(), reason[hit].tolist(), title_score[hit].tolist(),
+                        (reason[hit] == "fuzzy").tolist(), title_score[hit].tolist(), author_score[hit].tolist(),
+                        strict=True))
     pairs = pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
     ids = frame["record_id"].to_numpy()
     pairs["record_a"] = ids[pairs["record_a"].to_numpy(dtype=int)] if len(pairs) else pairs["record_a"]
