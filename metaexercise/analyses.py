@@ -53,8 +53,8 @@ ANALYSIS_COLUMNS = (
 #: Columns of studies.csv, in order.
 STUDY_COLUMNS = (
     "analysis_id", "study_id", "label", "comparator", "control_type", "arms", "timepoint_weeks", "instrument",
-    "n1i", "n2i", "yi", "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d", "hat", "outlier",
-    "influential", "excluded_as_outlier", "data_kind", "synthetic",
+    "n1i", "n2i", "n_total", "rob_overall", "yi", "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d",
+    "hat", "outlier", "influential", "excluded_as_outlier", "data_kind", "synthetic",
 )
 #: Columns of metareg.csv, in order (one row per coefficient; model summaries repeated on each row).
 METAREG_COLUMNS = (
@@ -73,10 +73,8 @@ class AnalysisResult:
     synthetic: bool
     studies: pd.DataFrame
     fit: RMAResult | None = None
-    egger_z: float = float("nan")
-    egger_p: float = float("nan")
-    rank_tau: float = float("nan")
-    rank_p: float = float("nan")
+    regtest: object | None = None  #: `metaexercise.bias.RegtestResult` (Egger), None when k < 3
+    ranktest: object | None = None  #: `metaexercise.bias.RanktestResult`, None when k < 3
     outliers: tuple[str, ...] = ()
     vas: object | None = None
     vas_sd: float = float("nan")
@@ -112,8 +110,11 @@ class AnalysisResult:
         if fit is not None and self.regression is None:
             row.update(estimate=fit.estimate, se=float(fit.se[0]), ci_lb=float(fit.ci_lb[0]),
                        ci_ub=float(fit.ci_ub[0]), pi_lb=fit.pi_lb, pi_ub=fit.pi_ub, tau2=fit.tau2, I2=fit.I2,
-                       QE=fit.QE, QEp=fit.QEp, egger_z=self.egger_z, egger_p=self.egger_p,
-                       rank_tau=self.rank_tau, rank_p=self.rank_p)
+                       QE=fit.QE, QEp=fit.QEp)
+            if self.regtest is not None:
+                row.update(egger_z=float(self.regtest.zval), egger_p=float(self.regtest.pval))
+            if self.ranktest is not None:
+                row.update(rank_tau=float(self.ranktest.tau), rank_p=float(self.ranktest.pval))
             lo, hi = float(fit.ci_lb[0]), float(fit.ci_ub[0])
             row["meaningful"] = "probably meaningful" if (hi < 0 or lo > 0) else "not shown"
             if self.vas is not None:
@@ -219,7 +220,7 @@ def baseline_sd(extraction: Extraction, comps: pd.DataFrame) -> tuple[float, str
     return float("nan"), "no baseline SD reported"
 
 
-def _diagnostics(fit: RMAResult) -> tuple[pd.DataFrame | None, float, float, float, float, list[str]]:
+def _diagnostics(fit: RMAResult) -> tuple[pd.DataFrame | None, object, object, list[str]]:
     """Influence table and Egger / rank tests (NaN, with a note, where a test needs more studies).
 
     The diagnostics live in `metaexercise.bias` and `metaexercise.influence`; while either is missing
@@ -230,18 +231,15 @@ def _diagnostics(fit: RMAResult) -> tuple[pd.DataFrame | None, float, float, flo
         from metaexercise.bias import ranktest, regtest
         from metaexercise.influence import influence
     except ImportError as exc:
-        return None, float("nan"), float("nan"), float("nan"), float("nan"), [
+        return None, None, None, [
             f"diagnostics unavailable ({exc.name} not found): no outlier flags, Egger or rank tests"]
     infl = influence(fit)
-    ez = ep = rt = rp = float("nan")
+    eg = rk = None
     if fit.k >= 3:
-        eg = regtest(fit)
-        ez, ep = float(eg.zval), float(eg.pval)
-        rk = ranktest(fit)
-        rt, rp = float(rk.tau), float(rk.pval)
+        eg, rk = regtest(fit), ranktest(fit)
     else:
         notes.append("Egger and rank tests need k >= 3")
-    return infl, ez, ep, rt, rp, notes
+    return infl, eg, rk, notes
 
 
 def _flagged(infl: pd.DataFrame) -> np.ndarray:
@@ -277,8 +275,10 @@ def _study_rows(spec: AnalysisSpec, comps: pd.DataFrame, fit: RMAResult | None, 
 def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | None = None) -> AnalysisResult:
     """Pool one meta-analysis spec; with `exclude_outliers`, refit without the comparisons flagged as
     outliers in the full fit."""
+    synthetic = check_not_mixed(extraction.studies, spec.id)
     comps = comparisons_for(spec, extraction, cache)
-    synthetic = check_not_mixed(comps, spec.id) if len(comps) else False
+    if len(comps):
+        check_not_mixed(comps, spec.id)
     notes: list[str] = []
     if len(comps) < 2:
         return AnalysisResult(spec, f"insufficient data (k={len(comps)})", synthetic,
@@ -286,7 +286,7 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
                               pd.DataFrame(columns=list(STUDY_COLUMNS)))
     m = spec.model
     fit = rma(comps["yi"], comps["vi"], method=m.method, test=m.test, level=m.level)
-    infl, ez, ep, rt, rp, more = _diagnostics(fit)
+    infl, eg, rk, more = _diagnostics(fit)
     notes += more
     flags = np.zeros(len(comps), dtype=bool) if infl is None else _flagged(infl)
     outliers = tuple(comps.loc[flags, "study_id"].astype(str))
@@ -300,7 +300,7 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
             return AnalysisResult(spec, f"insufficient data (k={len(kept)} without outliers)", synthetic,
                                   _study_rows(spec, comps, None, None, excluded), outliers=outliers)
         fit = rma(kept["yi"], kept["vi"], method=m.method, test=m.test, level=m.level)
-        infl, ez, ep, rt, rp, more = _diagnostics(fit)
+        infl, eg, rk, more = _diagnostics(fit)
         notes += [n for n in more if n not in notes]
     sd, sd_source = baseline_sd(extraction, comps.drop(index=sorted(excluded)))
     vas = None
@@ -308,7 +308,7 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
         vas = to_vas(spec.outcome, fit.estimate, float(fit.ci_lb[0]), float(fit.ci_ub[0]), sd, sd_source)
     return AnalysisResult(
         spec=spec, status="ok", synthetic=synthetic, studies=_study_rows(spec, comps, fit, infl, excluded),
-        fit=fit, egger_z=ez, egger_p=ep, rank_tau=rt, rank_p=rp, outliers=outliers, vas=vas, vas_sd=sd,
+        fit=fit, regtest=eg, ranktest=rk, outliers=outliers, vas=vas, vas_sd=sd,
         vas_sd_source=sd_source, notes=tuple(notes),
     )
 
@@ -333,8 +333,10 @@ def moderator_frame(spec: AnalysisSpec, comps: pd.DataFrame) -> pd.DataFrame:
 
 def run_meta_regression(spec: AnalysisSpec, extraction: Extraction, cache: dict | None = None) -> AnalysisResult:
     """Fit one meta-regression spec (comparisons with a blank moderator are left out, and counted)."""
+    synthetic = check_not_mixed(extraction.studies, spec.id)
     comps = comparisons_for(spec, extraction, cache)
-    synthetic = check_not_mixed(comps, spec.id) if len(comps) else False
+    if len(comps):
+        check_not_mixed(comps, spec.id)
     if comps.empty:
         return AnalysisResult(spec, "insufficient data (k=0)", synthetic, pd.DataFrame(columns=list(STUDY_COLUMNS)))
     mods = moderator_frame(spec, comps)

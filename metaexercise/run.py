@@ -5,6 +5,10 @@ Files written (all computed first, then each replaced atomically; `manifest.json
 * ``analyses.csv``  one row per analysis (`metaexercise.analyses.ANALYSIS_COLUMNS`)
 * ``studies.csv``   the per-study rows behind each analysis (`STUDY_COLUMNS`)
 * ``metareg.csv``   meta-regression coefficients and model tests (`METAREG_COLUMNS`)
+* ``grade.csv``     GRADE per fitted meta-analysis: each domain's suggestion and reason, the reviewer's
+  judgement from analyses/grade.yaml where given, the rating and the certainty (`metaexercise.grade`)
+* ``sof.csv``       summary of findings (GRADEpro layout) for the 8 main contrasts; for the real extraction
+  the review's own certainty beside ours (never for the replica)
 * ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.audit`; real
   extraction only: the replica is never set beside the published numbers)
 * ``manifest.json`` sha256 of every input file and of every output, the versions of metaexercise, Python,
@@ -109,6 +113,48 @@ def _tables(results: list[AnalysisResult], data_label: str) -> dict[str, pd.Data
     return tables
 
 
+MAIN_IDS = tuple(f"{o}_{c}_{w}" for o in ("pain", "disability") for c in ("active", "passive")
+                 for w in ("short", "long"))
+GRADE_COLUMNS = ("analysis_id", "domain", "suggested_downgrade", "reason", "judged_downgrade", "rationale",
+                 "rating", "certainty", "k", "participants")
+
+
+def _grade(project: Project, results: list[AnalysisResult], synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GRADE every fitted meta-analysis (the clinical thresholds need the patient-level SD of its VAS
+    re-expression; an analysis without one is listed as not graded) and the summary of findings."""
+    from metaexercise.grade import (
+        GradeThresholds,
+        grade_analysis,
+        judgements_for,
+        load_judgements,
+        summary_of_findings,
+    )
+    from metaexercise.published import load_published
+
+    path = project.analyses / "grade.yaml"
+    table = load_judgements(path) if path.exists() else {}
+    assessments, rows = [], []
+    for r in results:
+        if r.fit is None or r.regression is not None:
+            continue
+        if not np.isfinite(r.vas_sd):
+            rows.append({"analysis_id": r.spec.id, "domain": "all", "reason": "not graded: no patient-level SD "
+                         f"to express the clinical threshold in SMD units ({r.vas_sd_source})"})
+            continue
+        used = r.studies[~r.studies["excluded_as_outlier"].astype(bool)].reset_index(drop=True)
+        th = GradeThresholds.for_outcome(r.spec.outcome, r.vas_sd, r.vas_sd_source)
+        a = grade_analysis(r.spec.id, r.fit, used, r.regtest, r.ranktest, thresholds=th,
+                           judgements=judgements_for(table, r.spec.id))
+        assessments.append(a)
+        frame = a.to_frame().assign(certainty=a.certainty, k=a.k, participants=a.participants)
+        rows += frame.to_dict("records")
+    grade = pd.DataFrame(rows, columns=list(GRADE_COLUMNS))
+    published_path = project.analyses / "published.yaml"
+    published = None if synthetic or not published_path.exists() else load_published(published_path)
+    main = [a for a in assessments if a.analysis_id in MAIN_IDS]
+    return grade, summary_of_findings(main, published)
+
+
 def _audit(project: Project) -> pd.DataFrame | None:
     path = project.analyses / "published.yaml"
     if not path.exists():
@@ -141,7 +187,11 @@ def execute(project: Project, *, source: Source = "extraction", progress: bool =
     results = [run_analysis(spec, extraction, cache)
                for spec in tqdm(specs, desc=f"metaexercise run ({source})", unit="analysis", file=sys.stderr,
                                 disable=not progress)]
-    files = {f"{name}.csv": _csv(frame) for name, frame in _tables(results, data_label).items()}
+    tables = _tables(results, data_label)
+    tables["grade"], tables["sof"] = _grade(project, results, synthetic)
+    for name in ("grade", "sof"):
+        tables[name].insert(0, "data", data_label)
+    files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
     if source == "extraction":
         audit = _audit(project)
         if audit is not None:

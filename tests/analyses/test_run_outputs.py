@@ -1,0 +1,95 @@
+"""`metaexercise run`: files, byte-identical reruns, manifest, status rows, replica labelling, mixing guard."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sheets_helpers import build, two_arm
+
+from metaexercise import replica
+from metaexercise import run as runner
+from metaexercise.analyses import ANALYSIS_COLUMNS
+from metaexercise.cli import main
+from metaexercise.project import Project
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project(tmp_path: Path, name: str) -> Project:
+    root = tmp_path / name
+    (root / "analyses").mkdir(parents=True)
+    shutil.copy(ROOT / "analyses" / "main.yaml", root / "analyses" / "main.yaml")
+    return Project(root)
+
+
+@pytest.fixture(scope="module")
+def small_replica(tmp_path_factory):
+    """A project whose replica folder holds the first 12 replica studies (fast; still labelled)."""
+    project = _project(tmp_path_factory.mktemp("rep"), "p")
+    rep = replica.generate()
+    keep = set(rep.studies["study_id"].iloc[:12])
+    small = replica.Replica(*(frame[frame["study_id"].isin(keep)] for frame in rep.sheets().values()),
+                            seed=rep.seed)
+    replica.write(small, project.root / "replica" / "extraction")
+    return project
+
+
+def test_real_extraction_run_writes_every_file_and_status_rows(tmp_path, capsys):
+    project = _project(tmp_path, "real")
+    build(project.extraction, two_arm("aa2020", -2.0, -1.0, 2.0, 20, base_sd=2.0),
+          two_arm("bb2020", -1.5, -1.2, 1.5, 40, base_sd=1.0),
+          two_arm("cc2020", -1.0, -0.9, 2.5, 30, control="usual care or advice"))
+    assert main(["run", "--project", str(project.root), "--quiet"]) == 0
+    assert "8 analyses from extraction: 1 fitted, 7 with insufficient data" in capsys.readouterr().out
+    names = sorted(p.name for p in project.results.iterdir())
+    assert names == ["analyses.csv", "grade.csv", "manifest.json", "metareg.csv", "sof.csv", "studies.csv"]
+    analyses = pd.read_csv(project.results / "analyses.csv")
+    assert list(analyses.columns) == ["data", *ANALYSIS_COLUMNS]
+    assert (analyses["data"] == "extraction").all() and not analyses["synthetic"].any()
+    row = analyses.set_index("analysis_id").loc["pain_passive_short"]
+    assert row["status"] == "insufficient data (k=1)" and pd.isna(row["estimate"])
+    fitted = analyses.set_index("analysis_id").loc["pain_active_short"]
+    assert fitted["status"] == "ok" and fitted["k"] == 2
+    studies = pd.read_csv(project.results / "studies.csv")
+    assert set(studies.loc[studies["analysis_id"] == "pain_active_short", "study_id"]) == {"aa2020", "bb2020"}
+
+
+def test_two_runs_are_byte_identical_and_manifest_hashes_inputs(small_replica):
+    first = runner.execute(small_replica, source="replica", progress=False)
+    runner.write(first)
+    folder = small_replica.results / "replica"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    second = runner.execute(small_replica, source="replica", progress=False)
+    runner.write(second)
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert before == after and first.files == second.files
+    manifest = json.loads(after["manifest.json"])
+    assert set(manifest["versions"]) == {"python", "numpy", "scipy", "pandas"}
+    assert manifest["toolkit"]["name"] == "metaexercise" and manifest["source"] == "replica"
+    assert "analyses/main.yaml" in manifest["inputs"] and "replica/extraction/outcomes.csv" in manifest["inputs"]
+    import hashlib
+
+    for name, digest in manifest["outputs"].items():
+        assert hashlib.sha256(after[name]).hexdigest() == digest
+    assert not any(word in after["manifest.json"].decode() for word in ("time", "date"))
+
+
+def test_replica_results_are_labelled_and_kept_apart(small_replica):
+    out = runner.execute(small_replica, source="replica", progress=False)
+    assert out.folder == small_replica.results / "replica"
+    for name in ("analyses", "studies", "grade", "sof"):
+        frame = out.frame(name)
+        assert (frame["data"] == replica.LABEL).all(), name
+    assert "audit.csv" not in out.files  # the replica is never set beside the published numbers
+    sof = out.frame("sof")
+    assert sof["Review's certainty"].isna().all()
+    assert out.frame("analyses")["synthetic"].all()
+
+
+def test_source_must_match_the_sheets(tmp_path, small_replica):
+    project = _project(tmp_path, "wrong")
+    shutil.copytree(small_replica.root / "replica" / "extraction", project.extraction)
+    with pytest.raises(ValueError, match="synthetic but were run as source 'extraction'"):
+        runner.execute(project, source="extraction", progress=False)
