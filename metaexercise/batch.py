@@ -45,6 +45,10 @@ LL0_TOL = np.finfo(float).eps ** 0.25
 #: (an installed, non-editable copy) and NUMBA_CACHE_DIR is not set, rather than failing at import.
 _CACHE = bool(os.environ.get("NUMBA_CACHE_DIR")) or os.access(os.path.dirname(__file__), os.W_OK)
 
+#: LLVM may reorder the sums of the hot loops (SIMD reductions) and fuse multiply-adds; NaN/Inf semantics
+#: are kept (no "fast" nnan/ninf flags), so padding and validation behave as without fastmath.
+_FAST = {"reassoc", "contract"}
+
 #: rows handled by one parallel task; one scratch buffer is allocated per block, not per row.
 _BLOCK = 512
 
@@ -129,57 +133,62 @@ class BatchResult:
 
 
 # --------------------------------------------------------------------------------------------------
-# numba kernel: one meta-analysis
+# numba kernel: one meta-analysis. Weights live in scratch buffers so that each pass over the studies
+# divides at most once per study; sums are plain loops that LLVM turns into SIMD reductions.
 # --------------------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE, nogil=True)
-def _weighted_mean(y, v, k, tau2):
-    """(sum w, mu) with w = 1/(v + tau2)."""
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST)
+def _weight_sums(y, v, k, tau2, wbuf):
+    """w = 1/(v + tau2) into wbuf; returns sum w, sum w y, sum w^2, sum w^3 (one pass)."""
     sw = 0.0
     swy = 0.0
+    sw2 = 0.0
+    sw3 = 0.0
     for i in range(k):
         w = 1.0 / (v[i] + tau2)
+        wbuf[i] = w
         sw += w
         swy += w * y[i]
-    return sw, swy / sw
+        w2 = w * w
+        sw2 += w2
+        sw3 += w2 * w
+    return sw, swy, sw2, sw3
 
 
-@njit(cache=_CACHE, nogil=True)
-def _q_gen(y, v, k, tau2):
-    """Generalized Q at tau2 and its derivative -sum(w^2 r^2) (DerSimonian & Kacker 2007, eq. 7)."""
-    sw, mu = _weighted_mean(y, v, k, tau2)
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST)
+def _residual_sums(y, wbuf, k, mu):
+    """(sum w r^2, sum w^2 r^2) with r = y - mu: the (generalized) Q and Y'PPY of the intercept-only model."""
     q = 0.0
-    dq = 0.0
+    ypp = 0.0
     for i in range(k):
-        w = 1.0 / (v[i] + tau2)
         r = y[i] - mu
-        q += w * r * r
-        dq -= w * w * r * r
-    return q, dq
+        a = wbuf[i] * r
+        q += a * r
+        ypp += a * a
+    return q, ypp
+
+
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST)
+def _log_prod_1p(wbuf0, k, tau2):
+    """sum(log(1 + tau2 w0)) = sum(log(v + tau2)) - sum(log v), with one log per ~100 studies."""
+    acc = 0.0
+    prod = 1.0
+    for i in range(k):
+        f = 1.0 + tau2 * wbuf0[i]
+        if f > 1e100:
+            acc += math.log(f)
+        else:
+            prod *= f
+            if prod > 1e200:
+                acc += math.log(prod)
+                prod = 1.0
+    return acc + math.log(prod)
 
 
 @njit(cache=_CACHE, nogil=True)
-def _reml_ll_core(y, v, k, tau2, reml):
-    """Log-likelihood without the constant -(k - p)/2 log(2 pi) (metafor's rma.uni, ll0check)."""
-    sw, mu = _weighted_mean(y, v, k, tau2)
-    slog = 0.0
-    rss = 0.0
-    for i in range(k):
-        vt = v[i] + tau2
-        r = y[i] - mu
-        slog += math.log(vt)
-        rss += r * r / vt
-    ll = -0.5 * slog - 0.5 * rss
-    if reml:
-        ll -= 0.5 * math.log(sw)
-    return ll
-
-
-@njit(cache=_CACHE, nogil=True)
-def _fisher_scoring(y, v, k, reml, threshold, maxiter, ll0check):
-    """REML (reml=True) or ML Fisher scoring as metafor 3.8; returns (tau2, iterations, converged)."""
-    # Start value: Hedges-type estimate (RSS - tr(PV)) / (k - 1) with P = I - J/k, truncated at 0.
+def _hedges_start(y, v, k):
+    """Start value of Fisher scoring as metafor: (RSS - tr(PV)) / (k - 1) with P = I - J/k, truncated at 0."""
     ybar = 0.0
     vbar = 0.0
     for i in range(k):
@@ -192,29 +201,21 @@ def _fisher_scoring(y, v, k, reml, threshold, maxiter, ll0check):
         d = y[i] - ybar
         rss += d * d
     tau2 = (rss - vbar * (k - 1)) / (k - 1)
-    if not tau2 > 0.0:
-        tau2 = 0.0
+    return tau2 if tau2 > 0.0 else 0.0
+
+
+@njit(cache=_CACHE, nogil=True)
+def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
+    """REML (reml=True) or ML Fisher scoring with step-halving, as metafor 3.8's rma.uni.
+    Returns (tau2, iterations, converged); the ll0check is done by the caller."""
+    tau2 = _hedges_start(y, v, k)
     it = 0
     change = threshold + 1.0
-    conv = True
     while change > threshold:
         it += 1
-        sw = 0.0
-        swy = 0.0
-        sw2 = 0.0
-        sw3 = 0.0
-        for i in range(k):
-            w = 1.0 / (v[i] + tau2)
-            sw += w
-            swy += w * y[i]
-            w2 = w * w
-            sw2 += w2
-            sw3 += w2 * w
+        sw, swy, sw2, sw3 = _weight_sums(y, v, k, tau2, wbuf)
         mu = swy / sw
-        ypp = 0.0  # Y'PPY = sum((w (y - mu))^2)
-        for i in range(k):
-            a = (y[i] - mu) / (v[i] + tau2)
-            ypp += a * a
+        q, ypp = _residual_sums(y, wbuf, k, mu)
         if reml:
             tr_p = sw - sw2 / sw
             tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) * (sw2 / sw)
@@ -229,36 +230,16 @@ def _fisher_scoring(y, v, k, reml, threshold, maxiter, ll0check):
         tau2 = tau2 + adj
         change = abs(old - tau2)
         if it > maxiter:
-            conv = False
-            break
-    if conv and ll0check and tau2 > threshold:
-        ll0 = _reml_ll_core(y, v, k, 0.0, reml)
-        ll = _reml_ll_core(y, v, k, tau2, reml)
-        if ll0 - ll > 1.220703125e-04:  # LL0_TOL, metafor's con$tol
-            tau2 = 0.0
-    return tau2, it, conv
+            return tau2, it, False
+    return tau2, it, True
 
 
 @njit(cache=_CACHE, nogil=True)
-def _dl(y, v, k):
-    """DerSimonian-Laird: max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w)), w = 1/v."""
-    sw = 0.0
-    swy = 0.0
-    sw2 = 0.0
-    for i in range(k):
-        w = 1.0 / v[i]
-        sw += w
-        swy += w * y[i]
-        sw2 += w * w
-    mu = swy / sw
-    q = 0.0
-    for i in range(k):
-        r = y[i] - mu
-        q += r * r / v[i]
-    tau2 = (q - (k - 1)) / (sw - sw2 / sw)
-    if not tau2 > 0.0:
-        tau2 = 0.0
-    return tau2
+def _q_and_slope(y, v, k, tau2, wbuf):
+    """Generalized Q(tau2) and its derivative -sum(w^2 r^2) (DerSimonian & Kacker 2007, eq. 7)."""
+    sw, swy, sw2, sw3 = _weight_sums(y, v, k, tau2, wbuf)
+    q, ypp = _residual_sums(y, wbuf, k, swy / sw)
+    return q, -ypp
 
 
 @njit(cache=_CACHE, nogil=True)
@@ -269,30 +250,27 @@ def _mad2(y, k):
 
 
 @njit(cache=_CACHE, nogil=True)
-def _pm(y, v, k, tau2_max, maxiter):
-    """Paule-Mandel root of Q(tau2) = k - 1 on [0, tau2_max]: Newton steps kept inside a shrinking bracket,
-    bisection when a step would leave it. tau2_max < 0 means metafor's default max(100, 10 mad(y)^2).
-    Returns (tau2, iterations, converged)."""
+def _pm(y, v, k, q0, tau2_max, maxiter, wbuf):
+    """Paule-Mandel root of Q(tau2) = k - 1 on [0, tau2_max] (q0 = Q(0)): Newton steps kept inside a
+    shrinking bracket, bisection when a step would leave it. tau2_max < 0 means metafor's default
+    max(100, 10 mad(y)^2). Returns (tau2, iterations, converged)."""
     target = k - 1.0
-    q0, dq0 = _q_gen(y, v, k, 0.0)
     if q0 < target:
         return 0.0, 0, True
     if tau2_max < 0.0:
         tau2_max = 100.0
-        qmax, dqmax = _q_gen(y, v, k, tau2_max)
+        qmax, dqmax = _q_and_slope(y, v, k, tau2_max, wbuf)
         if qmax > target:
             tau2_max = max(100.0, 10.0 * _mad2(y, k))
-    qmax, dqmax = _q_gen(y, v, k, tau2_max)
+    qmax, dqmax = _q_and_slope(y, v, k, tau2_max, wbuf)
     if qmax > target:
         return tau2_max, 0, False
     lo = 0.0
     hi = tau2_max
     x = 0.0
-    q = q0
-    dq = dq0
+    q, dq = _q_and_slope(y, v, k, 0.0, wbuf)
     it = 0
-    limit = 20 * maxiter
-    while it < limit:
+    while it < 20 * maxiter:
         it += 1
         f = q - target
         if f == 0.0:
@@ -301,27 +279,30 @@ def _pm(y, v, k, tau2_max, maxiter):
             lo = x
         else:
             hi = x
-        step = -f / dq if dq < 0.0 else np.nan
-        xn = x + step
+        xn = x - f / dq if dq < 0.0 else 0.5 * (lo + hi)
         if not (xn > lo and xn < hi):
             xn = 0.5 * (lo + hi)
         if abs(xn - x) <= 4e-16 * max(1.0, x) or hi - lo <= 4e-16 * max(1.0, hi):
             return xn, it, True
         x = xn
-        q, dq = _q_gen(y, v, k, x)
+        q, dq = _q_and_slope(y, v, k, x, wbuf)
     return x, it, False
 
 
 @njit(cache=_CACHE, nogil=True)
-def _fit_one(yrow, vrow, ybuf, vbuf, method, threshold, maxiter, tau2_max, ll0check, out, r):
+def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, out, r):
     """Fit row `r`; write k, estimate, se_z, tau2, I2, QE, kh_factor, converged, iterations into `out`."""
+    f_k, f_est, f_se, f_tau2, f_i2, f_qe, f_kh, f_conv, f_it = out
     k = 0
     for j in range(yrow.shape[0]):
         if not math.isnan(yrow[j]):
+            if not (abs(yrow[j]) < np.inf and vrow[j] > 0.0 and vrow[j] < np.inf):
+                f_k[r] = -1 - j  # invalid study in column j: reported by the Python driver
+                f_conv[r] = False
+                return
             ybuf[k] = yrow[j]
             vbuf[k] = vrow[j]
             k += 1
-    f_k, f_est, f_se, f_tau2, f_i2, f_qe, f_kh, f_conv, f_it = out
     f_k[r] = k
     if k == 0:
         f_est[r] = np.nan
@@ -333,35 +314,35 @@ def _fit_one(yrow, vrow, ybuf, vbuf, method, threshold, maxiter, tau2_max, ll0ch
         f_conv[r] = False
         f_it[r] = 0
         return
+    # Fixed-effect quantities: QE, the typical within-study variance of I^2, and DL/PM/ll0check inputs.
+    sw0, swy0, sw20, sw30 = _weight_sums(ybuf, vbuf, k, 0.0, w0buf)
+    qe, ypp0 = _residual_sums(ybuf, w0buf, k, swy0 / sw0)
     conv = True
     it = 0
     if k == 1:
         tau2 = 0.0
     elif method == 0 or method == 1:
-        tau2, it, conv = _fisher_scoring(ybuf, vbuf, k, method == 0, threshold, maxiter, ll0check)
+        tau2, it, conv = _fisher_scoring(ybuf, vbuf, k, method == 0, threshold, maxiter, wbuf)
     elif method == 2:
-        tau2 = _dl(ybuf, vbuf, k)
+        tau2 = (qe - (k - 1)) / (sw0 - sw20 / sw0)
+        if not tau2 > 0.0:
+            tau2 = 0.0
     else:
-        tau2, it, conv = _pm(ybuf, vbuf, k, tau2_max, maxiter)
-    sw, mu = _weighted_mean(ybuf, vbuf, k, tau2)
-    rss_w = 0.0
-    for i in range(k):
-        d = ybuf[i] - mu
-        rss_w += d * d / (vbuf[i] + tau2)
-    # Fixed-effect Q and the typical within-study variance s^2 of I^2.
-    sw0 = 0.0
-    swy0 = 0.0
-    sw20 = 0.0
-    for i in range(k):
-        w = 1.0 / vbuf[i]
-        sw0 += w
-        swy0 += w * ybuf[i]
-        sw20 += w * w
-    mu0 = swy0 / sw0
-    qe = 0.0
-    for i in range(k):
-        d = ybuf[i] - mu0
-        qe += d * d / vbuf[i]
+        tau2, it, conv = _pm(ybuf, vbuf, k, qe, tau2_max, maxiter, wbuf)
+    sw, swy, sw2, sw3 = _weight_sums(ybuf, vbuf, k, tau2, wbuf)
+    mu = swy / sw
+    rss_w, ypp = _residual_sums(ybuf, wbuf, k, mu)
+    if conv and ll0check and method <= 1 and tau2 > threshold:
+        # metafor's ll0check: ll(0) - ll(tau2) = 1/2 sum log(1 + tau2/v) [+ 1/2 log(sum w / sum w0)]
+        # - 1/2 RSS(0) + 1/2 RSS(tau2); if above its tol (eps^0.25), tau2 is set to 0.
+        diff = 0.5 * _log_prod_1p(w0buf, k, tau2) - 0.5 * qe + 0.5 * rss_w
+        if method == 0:
+            diff += 0.5 * math.log(sw / sw0)
+        if diff > 1.220703125e-04:
+            tau2 = 0.0
+            sw, swy, sw2, sw3 = _weight_sums(ybuf, vbuf, k, tau2, wbuf)
+            mu = swy / sw
+            rss_w, ypp = _residual_sums(ybuf, wbuf, k, mu)
     if k > 1:
         s2 = (k - 1) * sw0 / (sw0 * sw0 - sw20)
         i2 = 100.0 * tau2 / (s2 + tau2)
@@ -387,9 +368,11 @@ def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
     for b in prange(nblocks):
         ybuf = np.empty(m)
         vbuf = np.empty(m)
+        wbuf = np.empty(m)
+        w0buf = np.empty(m)
         for r in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            _fit_one(yi[r], vi[r], ybuf, vbuf, method, threshold, maxiter, tau2_max, ll0check, out, r)
-
+            _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check,
+                     out, r)
 
 # --------------------------------------------------------------------------------------------------
 # Python driver: validation, chunking, intervals
@@ -401,33 +384,23 @@ _ARRAY_FIELDS = (
 )
 
 
-def _check_chunk(yi: np.ndarray, vi: np.ndarray, row0: int) -> None:
-    """Validate one chunk at the boundary; messages give the row (0-based, over the whole batch) and column."""
-    if yi.ndim != 2 or vi.ndim != 2:
-        raise ValueError(f"rma_batch: yi and vi must be 2-D (one row per meta-analysis); got {yi.ndim}-D "
-                         f"and {vi.ndim}-D")
-    if yi.shape != vi.shape:
-        raise ValueError(f"rma_batch: yi has shape {yi.shape} but vi has shape {vi.shape} (rows from {row0})")
-    present = ~np.isnan(yi)
-    bad = present & ~(np.isfinite(yi))
-    bad_v = present & ~(vi > 0)
-    for name, mask, what in (
-        ("yi", bad, "is infinite"),
-        ("vi", bad_v, "must be a positive, finite sampling variance where yi is given"),
-    ):
-        if mask.any():
-            r, c = np.argwhere(mask)[0]
-            val = (yi if name == "yi" else vi)[r, c]
-            raise ValueError(f"rma_batch: {name}[{row0 + r}, {c}] = {val!r} {what}")
-    if np.isinf(vi[present]).any():
-        r, c = np.argwhere(present & np.isinf(vi))[0]
-        raise ValueError(f"rma_batch: vi[{row0 + r}, {c}] is infinite")
+def _raise_invalid(yi: np.ndarray, vi: np.ndarray, k: np.ndarray, row0: int) -> None:
+    """The kernel marks a row whose column j holds an invalid study with k = -1 - j; name the first."""
+    r = int(np.flatnonzero(k < 0)[0])
+    c = -1 - int(k[r])
+    y, v = yi[r, c], vi[r, c]
+    if not np.isfinite(y):
+        raise ValueError(f"rma_batch: yi[{row0 + r}, {c}] = {y!r} is infinite; use NaN for padding")
+    raise ValueError(f"rma_batch: vi[{row0 + r}, {c}] = {v!r}; a sampling variance must be positive and finite "
+                     f"where yi is given (yi = {y!r})")
 
 
 def _fit_chunk(yi, vi, code, control: BatchControl, row0: int) -> dict[str, np.ndarray]:
     yi = np.ascontiguousarray(yi, dtype=np.float64)
     vi = np.ascontiguousarray(vi, dtype=np.float64)
-    _check_chunk(yi, vi, row0)
+    if yi.ndim != 2 or yi.shape != vi.shape:
+        raise ValueError(f"rma_batch: the chunk starting at row {row0} has yi of shape {yi.shape} and vi of "
+                         f"shape {vi.shape}; both must be the same 2-D shape")
     n = yi.shape[0]
     out = (
         np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
@@ -436,6 +409,8 @@ def _fit_chunk(yi, vi, code, control: BatchControl, row0: int) -> dict[str, np.n
     tau2_max = -1.0 if control.tau2_max is None else float(control.tau2_max)
     _fit_rows(yi, vi, code, float(control.threshold), int(control.maxiter), tau2_max, bool(control.ll0check), out)
     k, est, se, tau2, i2, qe, kh, conv, it = out
+    if n and k.min() < 0:
+        _raise_invalid(yi, vi, k, row0)
     return {"k": k, "estimate": est, "se_z": se, "tau2": tau2, "I2": i2, "QE": qe, "kh_factor": kh,
             "converged": conv, "iterations": it}
 
@@ -448,7 +423,9 @@ def _intervals(part: dict[str, np.ndarray], test: str, level: float) -> dict[str
         if test == "knha":
             s2w = np.where(part["kh_factor"] <= np.finfo(float).eps, 0.0, part["kh_factor"])
             se = part["se_z"] * np.sqrt(s2w)
-            crit = np.where(k > 1, special.stdtrit(np.maximum(k - 1, 1), 1.0 - alpha / 2.0), np.nan)
+            ks, inverse = np.unique(k, return_inverse=True)  # one t quantile per distinct k, not per row
+            crit_k = np.where(ks > 1, special.stdtrit(np.maximum(ks - 1, 1), 1.0 - alpha / 2.0), np.nan)
+            crit = crit_k[inverse.reshape(-1)]
         else:
             se = part["se_z"]
             crit = special.ndtri(1.0 - alpha / 2.0)
