@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from sheets_helpers import build, two_arm
+from analyses_sheets_helpers import build, two_arm
 
 from metaexercise.analyses import check_not_mixed, comparisons_for, moderator_frame, run_analysis
 from metaexercise.errors import ExtractionError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sheets_helpers import build, two_arm
+from analyses_sheets_helpers import build, two_arm
 
 from metaexercise import replica
 from metaexercise import run as runner
@@ -93,3 +93,19 @@ def test_source_must_match_the_sheets(tmp_path, small_replica):
     shutil.copytree(small_replica.root / "replica" / "extraction", project.extraction)
     with pytest.raises(ValueError, match="synthetic but were run as source 'extraction'"):
         runner.execute(project, source="extraction", progress=False)
+
+
+def test_full_replica_through_the_sheets_layer_hits_its_target(tmp_path):
+    """`run --source replica` generates the replica when missing; through sheets, comparisons, escalc and
+    rma the contrast has the published k exactly and its SMD / I² within the CSV rounding (1e-4 / 0.05)."""
+    project = Project(tmp_path / "full")
+    (project.analyses).mkdir(parents=True)
+    (project.analyses / "one.yaml").write_text(
+        "analyses:\n  - {id: disability_passive_short, label: t, kind: meta-analysis, outcome: disability,\n"
+        "     comparator: passive, window: short}\n", encoding="utf-8")
+    out = runner.execute(project, source="replica", progress=False)
+    assert (project.root / "replica" / "extraction" / "studies.csv").exists()
+    row = out.frame("analyses").iloc[0]
+    k, smd, i2 = replica.TARGETS["disability_passive_short"]
+    assert row["k"] == k
+    assert row["estimate"] == pytest.approx(smd, abs=1e-4) and row["I2"] == pytest.approx(i2, abs=0.05)
