@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import rispy
-from conftest import NBIB_TWO, RIS_TWO, sha256
+from search_exports import NBIB_TWO, RIS_TWO, sha256
 
 from metaexercise.errors import SearchImportError
 from metaexercise.searches.csvexport import read_csv_export

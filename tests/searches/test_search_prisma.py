@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import NBIB_TWO, RIS_TWO
+from search_exports import NBIB_TWO, RIS_TWO
 
 from metaexercise.cli import main
 from metaexercise.searches.prisma import FIRST_EDITION, count_flow

@@ -7,7 +7,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import sha256
+from search_exports import sha256
 
 from metaexercise.searches.importer import import_exports
 from metaexercise.searches.store import SearchFolder
