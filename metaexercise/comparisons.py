@@ -324,6 +324,8 @@ def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparat
         return [], "no rows at the chosen time point"
     inst_id, inst_note = _pick_instrument(at_tp, extraction)
     inst = extraction.registry.get(inst_id)
+    if not inst.has_range:
+        inst_note += "; its range is not stated: SMD only, no 0-10 (VAS) conversion"
     rows = [x for x in orows if x["instrument"] == inst_id
             and (x["timepoint_weeks"] == tp or x["value_kind"] == "baseline")]
     ind = [a for a in arms if a["arm_role"] == "individualized"]

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from metaexercise.comparisons import WINDOWS, FollowUpWindow, build_comparisons, select_followup
+from metaexercise.schema import OUTCOMES_SHEET
 from metaexercise.sheets import load_extraction
 
 HERE = Path(__file__).parent
@@ -127,3 +129,28 @@ def test_as_printed_rows_are_not_pooled(real):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="window 'medium'"):
         build_comparisons(None, outcome="pain", window="medium", comparators=PASSIVE)
+
+
+def test_correlation_is_estimated_from_arms_reporting_all_three_sds(tmp_path: Path):
+    import shutil
+
+    folder = tmp_path / "extraction"
+    shutil.copytree(HERE / "valid", folder)
+    with (folder / "outcomes.csv").open("a", encoding="utf-8", newline="") as fh:
+        # alpha2020 'ind' pain at 12 weeks also reports its change: SD 15 (made-up fixture numbers)
+        csv.DictWriter(fh, fieldnames=list(OUTCOMES_SHEET.column_names), lineterminator="\n").writerow(
+            {"study_id": "alpha2020", "arm_id": "ind", "outcome": "pain", "instrument": "VAS-100",
+             "timepoint_weeks": 12, "value_kind": "change", "reported_as": "scale", "n": 38, "mean": -25,
+             "sd": 15, "source": "fixture"})
+    ex = load_extraction(folder)
+    row = build_comparisons(ex, outcome="pain", window="short", comparators={"active exercise"}).iloc[0]
+    # r = (18^2 + 20^2 - 15^2) / (2 * 18 * 20) = 499 / 720 (Handbook 6.5.2.8), used for the control arm
+    r = 499 / 720
+    assert row.sd2i == pytest.approx(np.sqrt(17**2 + 21**2 - 2 * r * 17 * 21) / 10)
+    assert row.sd1i == pytest.approx(1.5)  # the reported change SD, 15 / 10
+    assert "mean of 1 arm(s) reporting all three SDs" in row.derivation
+
+
+def test_unstated_range_is_flagged(real):
+    row = build_comparisons(real, outcome="pain", window="long", comparators=PASSIVE).iloc[0]
+    assert "SMD only, no 0-10 (VAS) conversion" in row.derivation

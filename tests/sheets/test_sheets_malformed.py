@@ -164,3 +164,17 @@ def test_every_problem_is_reported_at_once(valid_copy: Path):
         path.write_text(text.replace(old, new, 1), encoding="utf-8")
     problems = validate(valid_copy)
     assert sorted(problems["sheet"]) == ["arms", "outcomes", "studies"]
+
+
+def test_excel_csv_with_bom_and_crlf_is_read(valid_copy: Path):
+    path = valid_copy / "studies.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    assert validate(valid_copy).empty
+
+
+def test_bad_project_instruments_file_is_a_problem_row(valid_copy: Path):
+    (valid_copy / "instruments.yaml").write_text("- id: X\n  name: x\n  outcome: mood\n  higher_is_worse: true\n",
+                                                 encoding="utf-8")
+    problems = validate(valid_copy)
+    assert problems["file"].str.endswith("instruments.yaml").any()
+    assert problems["problem"].str.contains("outcome 'mood'").any()
