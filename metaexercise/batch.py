@@ -498,6 +498,32 @@ def rma_batch(
     return BatchResult(method=method, test=test, level=float(level), **arrays)
 
 
+def leave1out_batch(yi, vi, method: Method = "REML", *, level: float = 95, test: Test = "z",
+                    control: BatchControl | None = None) -> BatchResult:
+    """Leave-one-out fits (metafor's `leave1out`): row i is the model fitted without study i, all k fits in
+    one `rma_batch` call."""
+    yi = np.asarray(yi, dtype=float).reshape(-1)
+    vi = np.asarray(vi, dtype=float).reshape(-1)
+    if yi.shape != vi.shape:
+        raise ValueError(f"leave1out_batch: yi has {yi.shape[0]} studies but vi has {vi.shape[0]}")
+    k = yi.shape[0]
+    y2 = np.tile(yi, (k, 1))
+    np.fill_diagonal(y2, np.nan)
+    return rma_batch(y2, np.tile(vi, (k, 1)), method, level=level, test=test, control=control)
+
+
+def cumul_batch(yi, vi, method: Method = "REML", *, level: float = 95, test: Test = "z",
+                control: BatchControl | None = None) -> BatchResult:
+    """Cumulative fits (metafor's `cumul`) in the given order: row i uses studies 0..i."""
+    yi = np.asarray(yi, dtype=float).reshape(-1)
+    vi = np.asarray(vi, dtype=float).reshape(-1)
+    if yi.shape != vi.shape:
+        raise ValueError(f"cumul_batch: yi has {yi.shape[0]} studies but vi has {vi.shape[0]}")
+    k = yi.shape[0]
+    y2 = np.where(np.tri(k, dtype=bool), yi[None, :], np.nan)
+    return rma_batch(y2, np.tile(vi, (k, 1)), method, level=level, test=test, control=control)
+
+
 def set_threads(n: int) -> int:
     """Set numba's thread count for rma_batch; returns the previous count."""
     old = numba.get_num_threads()
@@ -505,5 +531,5 @@ def set_threads(n: int) -> int:
     return old
 
 
-__all__ = ["BatchControl", "BatchResult", "rma_batch", "set_threads"]
+__all__ = ["BatchControl", "BatchResult", "cumul_batch", "leave1out_batch", "rma_batch", "set_threads"]
 

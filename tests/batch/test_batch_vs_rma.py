@@ -5,7 +5,7 @@ the same numbers as one call."""
 import numpy as np
 import pytest
 
-from metaexercise.batch import rma_batch
+from metaexercise.batch import cumul_batch, leave1out_batch, rma_batch
 from metaexercise.errors import ConvergenceError
 from metaexercise.model import rma
 
@@ -88,3 +88,17 @@ def test_bad_input_names_row_and_column():
         rma_batch(yi, np.abs(vi), "XYZ")
     with pytest.raises(ValueError, match="shape"):
         rma_batch(yi, np.abs(vi)[:, :2])
+
+
+def test_leave1out_and_cumul_batch_equal_refits_with_rma():
+    rng = np.random.default_rng(12)
+    vi = rng.uniform(0.01, 0.2, 12)
+    yi = rng.normal(-0.3, np.sqrt(vi + 0.04))
+    loo = leave1out_batch(yi, vi)
+    cum = cumul_batch(yi, vi, "DL")
+    for i in range(12):
+        keep = np.arange(12) != i
+        fit = rma(yi[keep], vi[keep])
+        np.testing.assert_allclose([loo.estimate[i], loo.tau2[i]], [fit.estimate, fit.tau2], rtol=1e-8, atol=ATOL)
+        fit = rma(yi[: i + 1], vi[: i + 1], method="DL")
+        np.testing.assert_allclose([cum.estimate[i], cum.tau2[i]], [fit.estimate, fit.tau2], rtol=1e-8, atol=ATOL)
