@@ -1,7 +1,7 @@
 """Reading an export's text: encoding detection in one streaming pass, then lines with their numbers.
 
-Exports come as UTF-8, UTF-8 with a byte-order mark (Excel, Web of Science) or Latin-1 (older EndNote and
-Windows tools), with Unix or Windows line ends. UTF-8 is tried first because Latin-1 decodes any byte string
+Exports come as UTF-8, UTF-8 with a byte-order mark (Excel, Web of Science), UTF-16 with a byte-order
+mark (Windows "Unicode" text) or Latin-1 (older EndNote and Windows tools), with Unix or Windows line ends. UTF-8 is tried first because Latin-1 decodes any byte string
 without error and would silently garble a UTF-8 file; Latin-1 is the fallback, with a note saying where the
 first non-UTF-8 byte sits.
 """
@@ -30,11 +30,14 @@ def detect_encoding(path: Path) -> Encoding:
     """Decode the file once in 1 MiB chunks (memory bounded) and choose utf-8-sig, utf-8 or latin-1.
 
     Raises SearchImportError for an empty file (no bytes, or only whitespace and a BOM)."""
+    with open(path, "rb") as fh:
+        head = fh.read(3)
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return _check_utf16(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     content = False
     with open(path, "rb") as fh:
-        head = fh.read(3)
         bom = head == codecs.BOM_UTF8
         fh.seek(3 if bom else 0)
         while chunk := fh.read(_CHUNK):
@@ -61,6 +64,24 @@ def detect_encoding(path: Path) -> Encoding:
     if not content:
         raise SearchImportError(f"{path.name}: the file is empty; nothing was imported")
     return Encoding("utf-8-sig" if bom else "utf-8")
+
+
+def _check_utf16(path: Path) -> Encoding:
+    """UTF-16 with a byte-order mark (EndNote and Excel "Unicode text" on Windows): decoded as a whole
+    stream; an odd byte or a lone surrogate is an error."""
+    decoder = codecs.getincrementaldecoder("utf-16")()
+    content = False
+    with open(path, "rb") as fh:
+        try:
+            while chunk := fh.read(_CHUNK):
+                content = content or bool(decoder.decode(chunk).strip())
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise SearchImportError(f"{path.name}: starts as UTF-16 but is not valid UTF-16 ({exc.reason}); "
+                                    "re-export it as UTF-8") from None
+    if not content:
+        raise SearchImportError(f"{path.name}: the file is empty; nothing was imported")
+    return Encoding("utf-16", f"{path.name}: read as UTF-16 (byte-order mark at the start)")
 
 
 def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:

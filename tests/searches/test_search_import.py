@@ -126,6 +126,15 @@ def test_windows_line_ends_and_bom_read_as_plain_utf8(tmp_path):
     assert _rows(read_ris(bom, encoding="utf-8-sig")) == plain
 
 
+def test_utf16_with_byte_order_mark(tmp_path):
+    plain = _rows(read_ris(_write(tmp_path, "lf.ris", RIS_TWO)))
+    path = tmp_path / "unicode.ris"
+    path.write_bytes(RIS_TWO.replace("\n", "\r\n").encode("utf-16"))  # Python writes the BOM first
+    encoding = detect_encoding(path)
+    assert encoding.name == "utf-16"
+    assert _rows(read_ris(path, encoding=encoding.name)) == plain
+
+
 def test_latin1_falls_back_with_a_note_naming_the_line(folder, tmp_path):
     path = _write(tmp_path, "old.ris", RIS_TWO, encoding="latin-1")
     encoding = detect_encoding(path)
