@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from metaexercise.comparisons import build_comparisons
 from metaexercise.effects import escalc
@@ -35,7 +36,7 @@ from metaexercise.normalise import spread_to_0_10
 from metaexercise.replica import LABEL as REPLICA_LABEL
 from metaexercise.sheets import Extraction
 from metaexercise.specs import AnalysisSpec
-from metaexercise.vas import TYPICAL_SD, pooled_sd, to_vas
+from metaexercise.vas import TYPICAL_SD, VasEffect, pooled_sd, to_vas
 
 #: Control types in each comparator class (codes of `metaexercise.schema.CONTROL_TYPES`).
 COMPARATOR_TYPES: dict[str, tuple[str, ...]] = {
@@ -76,7 +77,7 @@ class AnalysisResult:
     regtest: object | None = None  #: `metaexercise.bias.RegtestResult` (Egger), None when k < 3
     ranktest: object | None = None  #: `metaexercise.bias.RanktestResult`, None when k < 3
     outliers: tuple[str, ...] = ()
-    vas: object | None = None
+    vas: VasEffect | None = None
     vas_sd: float = float("nan")
     vas_sd_source: str = ""
     regression: MetaRegression | None = None
@@ -257,8 +258,9 @@ def _study_rows(spec: AnalysisSpec, comps: pd.DataFrame, fit: RMAResult | None, 
         "excluded_as_outlier")})
     out.insert(0, "analysis_id", spec.id)
     se = np.sqrt(comps["vi"].to_numpy(dtype=float))
-    out["ci_lb"] = comps["yi"].to_numpy(dtype=float) - 1.959963984540054 * se
-    out["ci_ub"] = comps["yi"].to_numpy(dtype=float) + 1.959963984540054 * se
+    crit = stats.norm.isf((1 - spec.model.level / 100) / 2)
+    out["ci_lb"] = comps["yi"].to_numpy(dtype=float) - crit * se
+    out["ci_ub"] = comps["yi"].to_numpy(dtype=float) + crit * se
     out["excluded_as_outlier"] = [i in excluded for i in range(len(comps))]
     for col in ("weight", "rstudent", "cooks_d", "hat"):
         out[col] = np.nan
@@ -323,8 +325,7 @@ def moderator_frame(spec: AnalysisSpec, comps: pd.DataFrame) -> pd.DataFrame:
                                   f"'{mod.column}', which the comparisons do not have")
         col = comps[mod.column]
         if mod.is_indicator:
-            values = [v for v in mod.values]
-            ind = col.isin(values).astype(float)
+            ind = col.isin(list(mod.values)).astype(float)
             cols[mod.name] = ind.where(col.notna(), np.nan)
         else:
             cols[mod.name] = pd.to_numeric(col, errors="coerce").astype(float)

@@ -21,9 +21,13 @@ trials' data" for the replica.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,7 +37,7 @@ import pandas as pd
 import scipy
 from tqdm import tqdm
 
-from metaexercise import __version__, atomic, replica
+from metaexercise import __version__, replica
 from metaexercise.analyses import (
     ANALYSIS_COLUMNS,
     METAREG_COLUMNS,
@@ -64,8 +68,6 @@ class RunOutput:
 
     def frame(self, name: str) -> pd.DataFrame:
         """One of the written tables, read back (e.g. `frame("analyses")`)."""
-        import io
-
         return pd.read_csv(io.BytesIO(self.files[f"{name}.csv"]))
 
     def summary(self) -> str:
@@ -211,12 +213,18 @@ def execute(project: Project, *, source: Source = "extraction", progress: bool =
 
 
 def write(output: RunOutput) -> list[Path]:
-    """Write every file of `output` (each replaced atomically; the manifest last, so a complete manifest
-    means a complete set)."""
+    """Write every file of `output`, whole or not at all: all files are first written to a temporary
+    folder beside the results, then renamed into place (the manifest last, so a manifest always
+    describes a complete set). Other files in the results folder (e.g. `replica/`) are left alone."""
+    folder = output.folder
+    folder.mkdir(parents=True, exist_ok=True)
     names = sorted(n for n in output.files if n != "manifest.json") + ["manifest.json"]
-    written = []
-    for name in names:
-        path = output.folder / name
-        atomic.write_bytes(path, output.files[name])
-        written.append(path)
-    return written
+    staging = Path(tempfile.mkdtemp(prefix=".run-", dir=folder))
+    try:
+        for name in names:
+            (staging / name).write_bytes(output.files[name])
+        for name in names:
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [folder / name for name in names]

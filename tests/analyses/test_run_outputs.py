@@ -41,10 +41,14 @@ def test_real_extraction_run_writes_every_file_and_status_rows(tmp_path, capsys)
     build(project.extraction, two_arm("aa2020", -2.0, -1.0, 2.0, 20, base_sd=2.0),
           two_arm("bb2020", -1.5, -1.2, 1.5, 40, base_sd=1.0),
           two_arm("cc2020", -1.0, -0.9, 2.5, 30, control="usual care or advice"))
+    (project.results / "replica").mkdir(parents=True)
+    (project.results / "replica" / "keep.txt").write_text("replica results stay", encoding="utf-8")
     assert main(["run", "--project", str(project.root), "--quiet"]) == 0
     assert "8 analyses from extraction: 1 fitted, 7 with insufficient data" in capsys.readouterr().out
     names = sorted(p.name for p in project.results.iterdir())
-    assert names == ["analyses.csv", "grade.csv", "manifest.json", "metareg.csv", "sof.csv", "studies.csv"]
+    assert names == ["analyses.csv", "grade.csv", "manifest.json", "metareg.csv", "replica", "sof.csv",
+                     "studies.csv"]  # no staging folder left behind; results/replica untouched
+    assert (project.results / "replica" / "keep.txt").exists()
     analyses = pd.read_csv(project.results / "analyses.csv")
     assert list(analyses.columns) == ["data", *ANALYSIS_COLUMNS]
     assert (analyses["data"] == "extraction").all() and not analyses["synthetic"].any()
