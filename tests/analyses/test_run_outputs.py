@@ -113,3 +113,15 @@ def test_full_replica_through_the_sheets_layer_hits_its_target(tmp_path):
     k, smd, i2 = replica.TARGETS["disability_passive_short"]
     assert row["k"] == k
     assert row["estimate"] == pytest.approx(smd, abs=1e-4) and row["I2"] == pytest.approx(i2, abs=0.05)
+
+
+def test_real_run_includes_the_audit_of_the_published_numbers(tmp_path):
+    project = _project(tmp_path, "audited")
+    shutil.copy(ROOT / "analyses" / "published.yaml", project.analyses / "published.yaml")
+    build(project.extraction, two_arm("aa2020", -2.0, -1.0, 2.0, 20), two_arm("bb2020", -1.5, -1.2, 1.5, 40))
+    out = runner.execute(project, progress=False)
+    audit = out.frame("audit")
+    # the review's own inconsistency (abstract -0.18 [-0.22, 0.01] vs results -0.09 [-0.18, 0.01])
+    hit = audit[(audit["label"] == "disability_passive_short") & (audit["check"] == "abstract_vs_results")]
+    assert len(hit) == 1 and "-0.18" in hit["detail"].iloc[0] and "-0.09" in hit["detail"].iloc[0]
+    assert "analyses/published.yaml" in json.loads(out.files["manifest.json"])["inputs"]
