@@ -3,6 +3,7 @@
     search import FILE... --database NAME --date YYYY-MM-DD   import exports (all or none), then de-duplicate
     search dedupe                                           re-run de-duplication (after editing overrides)
     search screen [--xlsx]                                  create or update the screening log
+    search included                                         write searches/new_studies.csv for extraction
     search status [--json]                                  PRISMA 2020 counts of the update
     search diff OLD NEW [--studies FILE] [--json]           edition diff of two results/analyses.csv tables
 """
@@ -33,6 +34,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("dedupe", help="re-run de-duplication (e.g. after editing searches/overrides.csv)")
     p = sub.add_parser("screen", help="create or update the screening log with the new unique records")
     p.add_argument("--xlsx", action="store_true", help="write searches/screening.xlsx instead of .csv")
+    sub.add_parser("included", help="write searches/new_studies.csv: included studies, ready for extraction")
     p = sub.add_parser("status", help="PRISMA 2020 counts of the update")
     p.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
     p = sub.add_parser("diff", help="edition diff: old vs new k, SMD, CI and certainty per analysis")
@@ -64,6 +66,12 @@ def run(args) -> int:
         elif args.search_command == "screen":
             path, added = workflow.run_screen(folder, ".xlsx" if args.xlsx else None)
             print(f"{path}: {added} new record(s) added for screening")
+        elif args.search_command == "included":
+            project = project_from_args(args)
+            path, studies = workflow.run_included(folder, project.extraction / "studies.csv")
+            print(f"{path}: {len(studies)} new included stud{'y' if len(studies) == 1 else 'ies'}")
+            if len(studies):
+                print(studies[["extraction_id", "first_author", "year", "source"]].to_string(index=False))
         elif args.search_command == "status":
             counts = workflow.run_status(folder)
             print(counts.to_json() if args.json else counts.summary())

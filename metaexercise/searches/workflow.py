@@ -11,6 +11,7 @@ import pandas as pd
 
 from metaexercise.errors import SearchDataError
 from metaexercise.searches.dedupe import Deduplication, deduplicate
+from metaexercise.searches.handoff import new_studies
 from metaexercise.searches.importer import ImportedFile, import_exports
 from metaexercise.searches.prisma import PrismaCounts, count_flow
 from metaexercise.searches.records import COLUMNS
@@ -26,6 +27,7 @@ from metaexercise.searches.store import (
 )
 
 DEDUPLICATED = "deduplicated.csv"
+NEW_STUDIES = "new_studies.csv"
 
 
 def _checked(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -65,9 +67,7 @@ def run_screen(folder: SearchFolder, suffix: str | None = None) -> tuple[Path, i
     target = folder.screening_log(suffix) if suffix else (existing or folder.screening_log(".csv"))
     log = read_log(existing) if existing else new_log_rows(pd.DataFrame(columns=list(COLUMNS)))
     kept = set(dedup.loc[dedup["status"].isin(["unique", "kept"]), "record_id"])
-    ledger = read_ledger(folder)
-    frames = [read_table(folder.records_dir / f"{i}.csv", COLUMNS) for i in ledger["import_id"]]
-    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+    records = _all_records(folder)
     updated = update_log(log, records[records["record_id"].isin(kept)])
     write_log(target, updated)
     return target, len(updated) - len(log)
@@ -80,6 +80,27 @@ def run_status(folder: SearchFolder, previous_studies: int | None = None) -> Pri
     log = read_log(log_path) if log_path else new_log_rows(pd.DataFrame(columns=list(COLUMNS)))
     extra = {} if previous_studies is None else {"previous_studies": previous_studies}
     return count_flow(read_ledger(folder), dedup, log, **extra)
+
+
+def run_included(folder: SearchFolder, extraction_studies: Path | None = None) -> tuple[Path, pd.DataFrame]:
+    """Write `searches/new_studies.csv`: the update's included studies, ready for extraction (see
+    `metaexercise.searches.handoff`). Ids already in `extraction_studies` (a studies.csv) are not reused."""
+    log_path = folder.existing_screening_log()
+    log = read_log(log_path) if log_path else new_log_rows(pd.DataFrame(columns=list(COLUMNS)))
+    taken: list[str] = []
+    if extraction_studies is not None and extraction_studies.exists():
+        taken = pd.read_csv(extraction_studies, dtype=str, keep_default_na=False, usecols=["study_id"])[
+            "study_id"].tolist()
+    studies = new_studies(log, _all_records(folder), taken)
+    target = folder.root / NEW_STUDIES
+    write_table(target, studies)
+    return target, studies
+
+
+def _all_records(folder: SearchFolder) -> pd.DataFrame:
+    ledger = read_ledger(folder)
+    frames = [read_table(folder.records_dir / f"{i}.csv", COLUMNS) for i in ledger["import_id"]]
+    return pd.concat(frames, ignore_index=True) if frames else read_table(folder.records_dir / "none.csv", COLUMNS)
 
 
 def _read_deduplicated(folder: SearchFolder) -> pd.DataFrame:

@@ -60,6 +60,13 @@ def test_update_flow_through_the_command(tmp_path, capsys):
     assert counts["reports_excluded"]["intervention"] == 1 and counts["reports_excluded_total"] == 1
     assert counts["new_studies"] == 1 and counts["previous_studies"] == 58 and counts["total_studies"] == 59
     assert counts["first_edition"] == FIRST_EDITION
+    # the included study goes to extraction with an id that does not clash with extraction/studies.csv
+    (project / "extraction").mkdir()
+    (project / "extraction" / "studies.csv").write_text("study_id,first_author,year\napeldoorn2012,Apeldoorn,2012\n")
+    assert _search(project, "included") == 0
+    studies = pd.read_csv(project / "searches" / "new_studies.csv", dtype=str, keep_default_na=False)
+    assert studies[["extraction_id", "study_id", "first_author", "year", "source"]].values.tolist() == [
+        ["apeldoorn2012b", "Apeldoorn 2012", "Apeldoorn", "2012", "https://doi.org/10.1097/brs.0b013e31824d9f2b"]]
     # a re-run of the same search adds nothing to screen, and screened rows are kept
     assert _search(project, "screen") == 0
     assert pd.read_csv(log_path, dtype=str, keep_default_na=False).equals(log.astype(str))
