@@ -631,3 +631,36 @@ def write_csv_folder(extraction: Extraction, folder: str | Path) -> list[Path]:
                     w.writerow([_csv_text(v) for v in rec])
             written.append(target)
     return written
+
+
+COMPARE_COLUMNS = ("sheet", "key", "column", "value_a", "value_b", "row_a", "row_b", "difference")
+#: Columns that say who extracted a row; two extractors differ there by design.
+_NOT_COMPARED = ("source_row", "extractor")
+
+
+def compare_extractions(a: Extraction, b: Extraction) -> pd.DataFrame:
+    """Cell-by-cell disagreements between two independent extractions of the same studies (the review:
+    "two independent reviewers extracted the data"): rows only one has, and cells that differ, matched
+    on each sheet's key. Columns: sheet, key, column, value_a, value_b, row_a, row_b, difference."""
+    out = []
+    for sh in SHEETS:
+        fa, fb = getattr(a, sh.name), getattr(b, sh.name)
+        ra = {tuple(r[k] for k in sh.key): r for r in (x._asdict() for x in _rows(fa))}
+        rb = {tuple(r[k] for k in sh.key): r for r in (x._asdict() for x in _rows(fb))}
+        for key in sorted(set(ra) | set(rb), key=lambda k: tuple("" if v is None else str(v) for v in k)):
+            label = " | ".join("" if v is None else _csv_text(v) for v in key)
+            x, y = ra.get(key), rb.get(key)
+            if x is None or y is None:
+                out.append((sh.name, label, "", "", "", x and x["source_row"], y and y["source_row"],
+                            "only in A" if y is None else "only in B"))
+                continue
+            for col in sh.column_names:
+                if col in sh.key or col in _NOT_COMPARED:
+                    continue
+                if _csv_text(x[col]) != _csv_text(y[col]):
+                    out.append((sh.name, label, col, _csv_text(x[col]), _csv_text(y[col]), x["source_row"],
+                                y["source_row"], "differs"))
+    df = pd.DataFrame(out, columns=list(COMPARE_COLUMNS))
+    for c in ("row_a", "row_b"):
+        df[c] = pd.array(df[c], dtype="Int64")
+    return df

@@ -1,4 +1,5 @@
-"""`metaexercise template FORM.xlsx`: write an empty, documented extraction workbook.
+"""`metaexercise template FORM.xlsx`: write an empty, documented extraction workbook
+(`--fill extraction/` writes it with the existing rows, for editing and re-import).
 
 One sheet per extraction sheet (header row with each column's meaning as a cell comment, drop-down
 lists for coded and true/false columns, number checks for numeric columns), a README sheet (the
@@ -11,10 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from metaexercise import atomic
+from metaexercise.errors import ExtractionError
 from metaexercise.project import project_from_args
 from metaexercise.scales import Registry, load_registry
 from metaexercise.schema import SHEETS, Column, type_text
+from metaexercise.sheets import Extraction, load_extraction
 
 #: Rows of each data sheet that carry the drop-down lists and number checks.
 FORM_ROWS = 2000
@@ -23,6 +28,8 @@ FORM_ROWS = 2000
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="the workbook to write (.xlsx)")
     parser.add_argument("--force", action="store_true", help="replace the file if it exists")
+    parser.add_argument("--fill", type=Path, default=None, metavar="EXTRACTION",
+                        help="fill the form with existing sheets (a CSV folder or workbook) for editing")
 
 
 def _validation(col: Column, list_ref: str | None):
@@ -115,9 +122,26 @@ def build_workbook(registry: Registry):
     return wb
 
 
-def write_template(path: Path, registry: Registry) -> None:
-    """Write the form to `path`, whole or not at all."""
+def _excel_value(v):
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return None
+    return v
+
+
+def fill_workbook(wb, extraction: Extraction) -> None:
+    """Append the extraction's rows under each sheet's header (typed cells: numbers as numbers)."""
+    for sh in SHEETS:
+        frame = getattr(extraction, sh.name)[list(sh.column_names)].astype(object)
+        ws = wb[sh.name]
+        for rec in frame.itertuples(index=False, name=None):
+            ws.append([_excel_value(v) for v in rec])
+
+
+def write_template(path: Path, registry: Registry, extraction: Extraction | None = None) -> None:
+    """Write the form to `path` (filled with `extraction`'s rows when given), whole or not at all."""
     wb = build_workbook(registry)
+    if extraction is not None:
+        fill_workbook(wb, extraction)
     with atomic.atomic_path(path) as tmp:
         wb.save(tmp)
 
@@ -131,6 +155,14 @@ def run(args) -> int:
         print(f"error: {path} exists; use --force to replace it", file=sys.stderr)
         return 2
     registry = load_registry(project_from_args(args).extraction / "instruments.yaml")
-    write_template(path, registry)
-    print(f"wrote {path}")
+    extraction = None
+    if args.fill is not None:
+        try:
+            extraction = load_extraction(args.fill, registry=registry)
+        except ExtractionError as exc:
+            print(exc, file=sys.stderr)
+            print(f"nothing written to {path}", file=sys.stderr)
+            return 2
+    write_template(path, registry, extraction)
+    print(f"wrote {path}" + (f" (filled from {args.fill})" if extraction is not None else ""))
     return 0

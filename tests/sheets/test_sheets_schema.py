@@ -118,3 +118,32 @@ def test_validate_exit_codes(tmp_path: Path, capsys):
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["file", "sheet", "row", "column", "value", "problem", "severity"]
     assert "not an XLSX workbook" in capsys.readouterr().out
+
+
+def test_template_fill_round_trips_the_real_extraction(tmp_path: Path):
+    form = tmp_path / "real.xlsx"
+    assert main(["template", str(form), "--fill", str(ROOT / "extraction")]) == 0
+    out = tmp_path / "extraction"
+    assert main(["import", str(form), "--to", str(out)]) == 0
+    a, b = load_extraction(ROOT / "extraction"), load_extraction(out)
+    for name in ("studies", "arms", "outcomes", "risk_of_bias"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+
+
+def test_compare_two_extractors(tmp_path: Path, capsys):
+    from metaexercise.sheets import compare_extractions
+
+    other = tmp_path / "second"
+    shutil.copytree(HERE / "valid", other)
+    text = (other / "outcomes.csv").read_text(encoding="utf-8").replace(",55,18,", ",56,18,", 1)
+    (other / "outcomes.csv").write_text(text, encoding="utf-8")
+    lines = (other / "risk_of_bias.csv").read_text(encoding="utf-8").splitlines()
+    (other / "risk_of_bias.csv").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    diff = compare_extractions(load_extraction(HERE / "valid"), load_extraction(other))
+    assert list(diff["difference"]) == ["differs", "only in A"]
+    first = diff.iloc[0]
+    assert (first["sheet"], first["column"], first["value_a"], first["value_b"], first["row_a"]) == (
+        "outcomes", "mean", "55", "56", 2)
+    assert main(["validate", str(HERE / "valid"), "--compare", str(other)]) == 2
+    assert "2 disagreement(s)" in capsys.readouterr().out
+    assert main(["validate", str(HERE / "valid"), "--compare", str(HERE / "valid")]) == 0
