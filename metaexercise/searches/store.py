@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from metaexercise.atomic import atomic_path
+from metaexercise.errors import SearchDataError
 from metaexercise.searches.records import COLUMNS
 
 LEDGER_COLUMNS: tuple[str, ...] = (
@@ -76,9 +77,7 @@ def read_table(path: Path, columns: tuple[str, ...], usecols: tuple[str, ...] | 
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=lambda c: c in wanted)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        from metaexercise.errors import SearchImportError
-
-        raise SearchImportError(f"{path.name} line 1: missing column(s) {', '.join(missing)}")
+        raise SearchDataError(f"{path.name} row 1: missing column(s) {', '.join(missing)}")
     return frame[wanted].astype(object)
 
 

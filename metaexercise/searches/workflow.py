@@ -54,7 +54,13 @@ def run_dedupe(folder: SearchFolder) -> Deduplication:
 
 
 def run_import(folder: SearchFolder, files: list[Path], **options) -> tuple[list[ImportedFile], Deduplication]:
-    """Import exports (all or none), then de-duplicate everything imported so far."""
+    """Import exports (all or none), then de-duplicate everything imported so far. The hand-edited inputs of
+    de-duplication are checked first, so a malformed one stops the import before anything is written."""
+    _checked(folder.previous_edition, PREVIOUS_COLUMNS)
+    _checked(folder.overrides, OVERRIDE_COLUMNS)
+    log_path = folder.existing_screening_log()
+    if log_path:
+        read_log(log_path)
     imported = import_exports(folder, files, **options)
     return imported, run_dedupe(folder)
 

@@ -47,3 +47,15 @@ def test_bad_screening_log_is_reported(tmp_path, capsys):
     (tmp_path / "searches" / "screening.csv").write_text("record_id,title\nr1,A\n")
     assert main(["search", "status", "--project", str(tmp_path)]) == 2
     assert "screening.csv row 1: missing column(s) authors" in capsys.readouterr().err
+
+
+def test_bad_previous_edition_is_reported(tmp_path, capsys):
+    (tmp_path / "searches").mkdir()
+    (tmp_path / "searches" / "previous_edition.csv").write_text("title,year\nA trial,2020\n")
+    path = tmp_path / "a.ris"
+    path.write_text(RIS_TWO)
+    assert main(["search", "import", str(path), "--database", "PubMed", "--date", "2026-11-01",
+                 "--project", str(tmp_path)]) == 2
+    assert ("error: previous_edition.csv row 1: missing column(s) authors, doi, pmid, decision, edition"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "searches" / "imports.csv").exists()  # checked before anything is imported
