@@ -36,7 +36,7 @@ from metaexercise.normalise import spread_to_0_10
 from metaexercise.replica import LABEL as REPLICA_LABEL
 from metaexercise.sheets import Extraction
 from metaexercise.specs import AnalysisSpec
-from metaexercise.vas import TYPICAL_SD, VasEffect, pooled_sd, to_vas
+from metaexercise.vas import OUTCOME_TYPICAL_SD, TYPICAL_SD, VasEffect, pooled_sd, to_vas
 
 #: Control types in each comparator class (codes of `metaexercise.schema.CONTROL_TYPES`).
 COMPARATOR_TYPES: dict[str, tuple[str, ...]] = {
@@ -196,9 +196,9 @@ def comparisons_for(spec: AnalysisSpec, extraction: Extraction, cache: dict | No
     return frame
 
 
-def baseline_sd(extraction: Extraction, comps: pd.DataFrame) -> tuple[float, str]:
+def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: str) -> tuple[float, str]:
     """Pooled patient-level baseline SD on 0–10 over every arm of the analysis's comparisons
-    (`metaexercise.vas.pooled_sd`), else the instrument's typical SD, else NaN."""
+    (`metaexercise.vas.pooled_sd`), else the outcome's typical SD on 0–10 (`vas.OUTCOME_TYPICAL_SD`), else NaN."""
     o = extraction.outcomes
     base = o[o["value_kind"].eq("baseline")]
     sds, ns = [], []
@@ -215,10 +215,10 @@ def baseline_sd(extraction: Extraction, comps: pd.DataFrame) -> tuple[float, str
                 ns.append(float(r["n"]))
     if sds:
         return pooled_sd(sds, ns), f"pooled baseline SD of {len(sds)} arms (0-10 scale)"
-    instruments = set(comps["instrument"]) if len(comps) else set()
-    if len(instruments) == 1 and (typical := TYPICAL_SD.get(next(iter(instruments)))):
-        return typical[0], typical[1]
-    return float("nan"), "no baseline SD reported"
+    if outcome in OUTCOME_TYPICAL_SD:
+        sd, source = TYPICAL_SD[OUTCOME_TYPICAL_SD[outcome]]
+        return sd, f"typical SD of {OUTCOME_TYPICAL_SD[outcome]} 0-10 ({source}); no baseline SD reported"
+    return float("nan"), "no baseline SD reported and no typical SD for this outcome"
 
 
 def _diagnostics(fit: RMAResult) -> tuple[pd.DataFrame | None, object, object, list[str]]:
@@ -304,7 +304,7 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
         fit = rma(kept["yi"], kept["vi"], method=m.method, test=m.test, level=m.level)
         infl, eg, rk, more = _diagnostics(fit)
         notes += [n for n in more if n not in notes]
-    sd, sd_source = baseline_sd(extraction, comps.drop(index=sorted(excluded)))
+    sd, sd_source = baseline_sd(extraction, comps.drop(index=sorted(excluded)), spec.outcome)
     vas = None
     if np.isfinite(sd):
         vas = to_vas(spec.outcome, fit.estimate, float(fit.ci_lb[0]), float(fit.ci_ub[0]), sd, sd_source)

@@ -7,8 +7,9 @@ We use, in order of preference,
 1. the pooled baseline SD of the analysis's own studies, pooling every arm's baseline SD with its degrees
    of freedom, SD = sqrt(Σ (n_j − 1) s_j² / Σ (n_j − 1)) (the within-groups SD of Hedges' g, extended
    to many groups; Borenstein et al. 2009, Introduction to Meta-Analysis, chapter 4);
-2. an instrument's typical SD, e.g. NRS 0–10 pain, "common standard deviation = 1.64 points"
-   (BetterBack trial protocol, NCT03147300, version 2, 30 Sept 2017, Outcome measures, NRS-LBP).
+2. a typical SD on the 0–10 scale: for pain, the NRS's "common standard deviation = 1.64 points"
+   (BetterBack trial protocol, NCT03147300, version 2, 30 Sept 2017, Outcome measures, NRS-LBP), which
+   serves any pain scale once the review has put it on 0–10.
 
 Never the review's descriptive SDs of study means (1.09–1.51 on the 0–10 scale, Results "Results of
 individual studies"): those describe how study means vary, not how patients vary.
@@ -31,6 +32,10 @@ THRESHOLDS: dict[str, float] = {"pain": 1.5, "disability": 1.0}
 TYPICAL_SD: dict[str, tuple[float, str]] = {
     "NRS": (1.64, "BetterBack trial protocol (NCT03147300, v2 2017), NRS-LBP 'common standard deviation=1.64'"),
 }
+#: Which instrument's typical SD serves an outcome when an analysis's studies report no baseline SD. The
+#: review puts every pain scale on 0–10 (Methods), so the NRS's SD serves pain whatever the instrument
+#: was; our sources give no comparable figure for a 0–10 disability score.
+OUTCOME_TYPICAL_SD: dict[str, str] = {"pain": "NRS"}
 
 
 @dataclass(frozen=True, slots=True)

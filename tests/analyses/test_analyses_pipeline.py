@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from analyses_sheets_helpers import build, two_arm
 
-from metaexercise.analyses import check_not_mixed, comparisons_for, moderator_frame, run_analysis
+from metaexercise.analyses import (
+    baseline_sd,
+    check_not_mixed,
+    comparisons_for,
+    moderator_frame,
+    run_analysis,
+)
 from metaexercise.errors import ExtractionError
 from metaexercise.metareg import metareg
 from metaexercise.model import rma
@@ -129,3 +135,14 @@ def test_meta_regression_equals_metareg_on_the_same_rows(tmp_path):
     direct = metareg(comps["yi"], comps["vi"], mods)
     np.testing.assert_allclose(res.regression.beta, direct.beta, rtol=1e-12)
     assert isinstance(res.regression.to_frame(), pd.DataFrame)
+
+
+def test_without_baseline_sds_pain_uses_the_nrs_typical_sd_and_disability_has_none(tmp_path):
+    ex = load_extraction(build(tmp_path / "nb", two_arm("aa2020", -2.0, -1.0, 2.0, 20),
+                               two_arm("bb2020", -1.5, -1.2, 1.5, 40)))
+    res = run_analysis(spec(), ex)
+    assert res.vas_sd == 1.64 and "BetterBack" in res.vas_sd_source  # BetterBack protocol NRS SD
+    assert res.row()["vas_points"] == pytest.approx(res.fit.estimate * 1.64, rel=1e-12)
+    comps = comparisons_for(spec(), ex)
+    sd, why = baseline_sd(ex, comps, "disability")
+    assert math.isnan(sd) and "no typical SD" in why
