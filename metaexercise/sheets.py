@@ -429,6 +429,12 @@ def _check_studies(ctx: _Context) -> None:
 
 
 def _check_arms(ctx: _Context) -> None:
+    with_arms = set(ctx.frames["arms"]["study_id"].dropna())
+    if "arms" in ctx.raws:
+        for r in _rows(ctx.frames["studies"]):
+            if not _blank(r.study_id) and r.study_id not in with_arms:
+                ctx.report("studies", r.source_row, "study_id", r.study_id,
+                           "no arms listed for this study in arms", "warning")
     for r in _rows(ctx.frames["arms"]):
         if r.arm_role == "control" and _blank(r.control_type):
             ctx.report("arms", r.source_row, "control_type", "", "a control arm needs its control_type")
@@ -455,6 +461,9 @@ def _rule(ctx: _Context, r, column, value, problem) -> None:
 def _check_outcome_row(ctx: _Context, r) -> None:
     reg = ctx.registry
     inst = None
+    if not _blank(r.as_printed_use) and not _overridden(r):
+        ctx.report("outcomes", r.source_row, "as_printed_use", r.as_printed_use,
+                   "as_printed_use needs the reason in as_printed")
     if not _blank(r.instrument):
         if r.instrument in reg:
             inst = reg.get(r.instrument)

@@ -63,6 +63,7 @@ def csv_cases() -> None:
              put(put(s, 2, "adverse_events_total", "3"), 2, "adverse_events_related", "5"))
     csv_case("studies__mixed_synthetic", put(s, 3, "synthetic", "false"))
     csv_case("studies__header_only", s[:1])
+    csv_case("studies__study_without_arms", s + [put(s, 2, "study_id", "gamma2019")[1]])
     csv_case("studies__semicolons", s, sep=";")
     csv_case("studies__tabs", s, sep="\t")
     ragged = text(s).splitlines()
@@ -100,6 +101,7 @@ def csv_cases() -> None:
     csv_case("outcomes__n_on_contrast", put(o, 8, "n", "107"))
     csv_case("outcomes__p_zero", put(o, 8, "p_value", "0"))
     csv_case("outcomes__unclear_orientation", put(o, 8, "reported_as", "unclear"))
+    csv_case("outcomes__use_without_reason", put(o, 8, "as_printed_use", "negate"))
     csv_case("risk_of_bias__bad_judgement", put(rob, 2, "judgement", "unclear"))
     csv_case("risk_of_bias__unknown_domain", put(rob, 3, "domain", "blinding of outcome assessors"))
 
