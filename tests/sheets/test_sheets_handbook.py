@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metaexercise import handbook as hb
 
@@ -106,3 +108,18 @@ def test_design_effect_and_effective_n():
 def test_arrays_in_arrays_out():
     out = hb.sd_from_se(np.array([1.0, 2.0]), np.array([4, 9]))
     assert np.allclose(out, [2.0, 6.0])
+
+
+_sd = st.floats(0.1, 50)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_sd, _sd, st.floats(-0.95, 0.95))
+def test_change_sd_and_correlation_are_inverse(sd_b, sd_f, r):
+    assert hb.correlation_from_change(sd_b, sd_f, hb.change_sd(sd_b, sd_f, r)) == pytest.approx(r, abs=1e-7)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 200), st.integers(2, 200), st.floats(-10, 10), st.floats(-10, 10), _sd, _sd)
+def test_combining_groups_is_symmetric(n1, n2, m1, m2, s1, s2):
+    assert hb.combine_groups(n1, m1, s1, n2, m2, s2) == pytest.approx(hb.combine_groups(n2, m2, s2, n1, m1, s1))

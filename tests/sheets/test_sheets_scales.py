@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metaexercise.errors import ExtractionError
 from metaexercise.normalise import burden_difference, difference_to_0_10, score_to_0_10, spread_to_0_10
@@ -102,3 +104,18 @@ def test_bad_instrument_files_are_named(tmp_path: Path, text: str, message: str)
     extra.write_text(text, encoding="utf-8")
     with pytest.raises(ExtractionError, match=message):
         load_registry(extra)
+
+
+RANGED = sorted(i for i, inst in REG.instruments.items() if inst.has_range)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(RANGED), st.floats(0, 1), st.floats(0, 1))
+def test_normalisation_is_affine_and_consistent(instrument, u, v):
+    """score(y) - score(x) == difference(y - x); ends of the scale map to 0 and 10."""
+    inst = REG.get(instrument)
+    x, y = inst.minimum + u * inst.width, inst.minimum + v * inst.width
+    assert 0 - 1e-9 <= score_to_0_10(x, inst) <= 10 + 1e-9
+    assert score_to_0_10(y, inst) - score_to_0_10(x, inst) == pytest.approx(difference_to_0_10(y - x, inst), abs=1e-9)
+    best = inst.minimum if inst.higher_is_worse else inst.maximum
+    assert score_to_0_10(best, inst) == pytest.approx(0.0, abs=1e-12)
