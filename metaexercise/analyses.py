@@ -54,7 +54,7 @@ ANALYSIS_COLUMNS = (
 #: Columns of studies.csv, in order.
 STUDY_COLUMNS = (
     "analysis_id", "study_id", "label", "comparator", "control_type", "arms", "timepoint_weeks", "instrument",
-    "n1i", "n2i", "n_total", "rob_overall", "yi", "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d",
+    "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "n_total", "rob_overall", "yi", "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d",
     "hat", "outlier", "influential", "excluded_as_outlier", "data_kind", "synthetic",
 )
 #: Columns of metareg.csv, in order (one row per coefficient; model summaries repeated on each row).

@@ -228,3 +228,11 @@ def write(output: RunOutput) -> list[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [folder / name for name in names]
+
+
+def run_project(project: Project, *, source: str = "extraction", progress: bool = True) -> RunOutput:
+    """Execute and write in one call (what `metaexercise run` and `metaexercise book` do). `source` is
+    "extraction" or "replica"; "real" is accepted as the book's name for the extraction."""
+    out = execute(project, source="extraction" if source == "real" else source, progress=progress)
+    write(out)
+    return out

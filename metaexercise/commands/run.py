@@ -18,8 +18,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     project = project_from_args(args)
-    output = runner.execute(project, source=args.source, progress=not args.quiet)
-    for path in runner.write(output):
-        print(path, file=sys.stderr)
+    output = runner.run_project(project, source=args.source, progress=not args.quiet)
+    for name in sorted(output.files):
+        print(output.folder / name, file=sys.stderr)
     print(output.summary())
     return 0
