@@ -191,8 +191,7 @@ def regtest(
         crit = float(stats.t.isf(alpha / 2, df))
         est = float(ols.params[0])
         lb, ub = est - crit * float(ols.bse[0]), est + crit * float(ols.bse[0])
-    return RegtestResult(model, predictor, "EE" if method == "EE" else method, zval, pval, df, est, lb, ub, k,
-                         None)
+    return RegtestResult(model, predictor, method, zval, pval, df, est, lb, ub, k, None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
