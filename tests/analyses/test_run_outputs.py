@@ -125,3 +125,9 @@ def test_real_run_includes_the_audit_of_the_published_numbers(tmp_path):
     hit = audit[(audit["label"] == "disability_passive_short") & (audit["check"] == "abstract_vs_results")]
     assert len(hit) == 1 and "-0.18" in hit["detail"].iloc[0] and "-0.09" in hit["detail"].iloc[0]
     assert "analyses/published.yaml" in json.loads(out.files["manifest.json"])["inputs"]
+
+
+def test_run_project_writes_what_execute_returns(small_replica):
+    out = runner.run_project(small_replica, source="replica", progress=False)
+    for name, data in out.files.items():
+        assert (out.folder / name).read_bytes() == data
