@@ -21,7 +21,7 @@ from metaexercise import handbook
 from metaexercise.effects import escalc
 from metaexercise.normalise import burden_difference, spread_to_0_10
 from metaexercise.scales import Instrument
-from metaexercise.sheets import Extraction, _rows
+from metaexercise.sheets import Extraction, records
 
 Window = Literal["short", "long"]
 MultiArm = Literal["combine", "split"]
@@ -68,11 +68,6 @@ STUDY_MODERATORS = (
 
 def _blank(v) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-
-
-def _records(df: pd.DataFrame) -> list[dict]:
-    """Rows as dicts with missing values as None."""
-    return [r._asdict() for r in _rows(df)]
 
 
 def _usable(row: dict) -> bool:
@@ -170,7 +165,8 @@ def _arm_change(rows: list[dict], arm: dict, inst: Instrument, r: float, r_note:
         if mean is None or sd is None:
             return None, False, f"{aid}: change score without mean or spread"
         if change.get("as_printed_use") == "negate":
-            mean, _ = -mean, notes.append(f"{aid}: sign negated (as_printed: {change['as_printed']})")
+            mean = -mean
+            notes.append(f"{aid}: sign negated (as_printed: {change['as_printed']})")
         m, s, on = _to_scale(mean, sd, inst, change["reported_as"])
         return _Arm([aid], n, m, s, notes), on, ""
     final, base = by_kind.get("final"), by_kind.get("baseline")
@@ -284,19 +280,19 @@ def build_comparisons(extraction: Extraction, *, outcome: str, window: Window, c
         r, r_note = estimate_change_correlation(extraction, outcome=outcome)
     else:
         r, r_note = correlation, "given"
-    studies = {s["study_id"]: s for s in _records(extraction.studies)}
+    studies = {s["study_id"]: s for s in records(extraction.studies)}
     arms_by_study: dict[str, list[dict]] = {}
-    for a in _records(extraction.arms):
+    for a in records(extraction.arms):
         arms_by_study.setdefault(a["study_id"], []).append(a)
     rows_by_study: dict[str, list[dict]] = {}
     pairs_by_study: dict[str, set] = {}
-    for x in _records(extraction.outcomes):
+    for x in records(extraction.outcomes):
         if x["value_kind"] == "contrast":
             pairs_by_study.setdefault(x["study_id"], set()).add((x["arm_id"], x["comparator_arm_id"]))
         if x["outcome"] == outcome:
             rows_by_study.setdefault(x["study_id"], []).append(x)
     rows, skipped = [], []
-    for f in _records(follow):
+    for f in records(follow):
         sid, tp = f["study_id"], f[f"{window}_weeks"]
         if tp is None:
             skipped.append((sid, f"no time point in the {window} window (has {f['available_weeks']} weeks)"))

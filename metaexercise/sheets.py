@@ -354,6 +354,11 @@ def _rows(df: pd.DataFrame):
     return [row(*map(_none, values)) for values in zip(*columns, strict=True)]
 
 
+def records(df: pd.DataFrame) -> list[dict]:
+    """A sheet's rows as dicts, missing values as None."""
+    return [r._asdict() for r in _rows(df)]
+
+
 def _blank(v) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
