@@ -13,8 +13,9 @@ How it is built (all draws from one `numpy.random.default_rng(seed)`):
 
 * Study characteristics come from the review's Results ("Study characteristics", medRxiv v2): sample size
   median 121 (IQR 69–238), age 45.4 (41.7–49.4), female 55.7% (50.2–62.5), inclusion LBP duration 12
-  (6–12) weeks, LBP burden 111 (55–450) weeks, training 8 (6–12) weeks, sessions per week 2.0 (1.5–3.0),
-  minutes 50 (35–60), publication year median 2015 (1993–2021). Each is drawn by stratified sampling from
+  (6–12) weeks, LBP burden 111 (55–450) weeks, training 8 (6–12) weeks, sessions per week 2.0 (1.5–3.0)
+  individualized and 1.5 (1.0–2.4) active control, minutes 50 (35–60) and 50 (30–60), publication year
+  median 2015 (1993–2021). Each is drawn by stratified sampling from
   the piecewise-linear quantile function through the printed quartiles (log scale for sizes and
   durations), so the replica's quartiles land near the printed ones. Counts (intervention types,
   psychological components, risk of bias) are assigned exactly, then shuffled.
@@ -204,6 +205,14 @@ def _design(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     arms["control_matched"] = pd.Series(pd.NA, index=arms.index, dtype="boolean")
     arms.loc[arms["arm_role"].eq("control"), "control_matched"] = False
     arms.loc[rng.choice(active, _MATCHED_ACTIVE, replace=False), "control_matched"] = True
+    # dose: the individualized arm as its study; active controls from the review's control-exercise quartiles
+    # (sessions per week 1.5 (1.0-2.4), minutes 50 (30-60)); passive controls have no exercise sessions
+    ind = arms["arm_role"].eq("individualized").to_numpy()
+    dose = studies.set_index("study_id")[["sessions_per_week", "minutes_per_session"]]
+    arms.loc[ind, "sessions_per_week"] = dose.loc[arms.loc[ind, "study_id"], "sessions_per_week"].to_numpy()
+    arms.loc[ind, "minutes_per_session"] = dose.loc[arms.loc[ind, "study_id"], "minutes_per_session"].to_numpy()
+    arms.loc[active, "sessions_per_week"] = np.round(_quartile_draw(rng, len(active), 0.5, 1.0, 1.5, 2.4, 5) * 2) / 2
+    arms.loc[active, "minutes_per_session"] = np.round(_quartile_draw(rng, len(active), 20, 30, 50, 60, 90) / 5) * 5
     return studies, arms
 
 
