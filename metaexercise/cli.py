@@ -35,21 +35,40 @@ def build_parser() -> argparse.ArgumentParser:
         "non-specific low back pain (Fleckenstein et al. 2022).",
     )
     parser.add_argument("--version", action="version", version=f"metaexercise {__version__}")
+    parser.add_argument(
+        "--project", type=Path, default=Path("."), help="project folder (default: current directory)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
+        # SUPPRESS: given after the verb it wins; otherwise the top-level value (or ".") stands.
         sp.add_argument(
-            "--project", type=Path, default=Path("."), help="project folder (default: current directory)"
+            "--project", type=Path, default=argparse.SUPPRESS, help="project folder (default: current directory)"
         )
         sp.set_defaults(_verb=name)
     return parser
+
+
+def _find_verb(argv: list[str]) -> str | None:
+    """The first bare word that is not the value of a top-level option (`--project DIR run`)."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--project":
+            skip = True
+            continue
+        if not a.startswith("-"):
+            return a
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     # Let the verb's own module add its arguments before the full parse.
-    verb = next((a for a in argv if not a.startswith("-")), None)
+    verb = _find_verb(argv)
     if verb in COMMANDS:
         module = importlib.import_module(COMMANDS[verb][0])
         sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
