@@ -78,20 +78,27 @@ def _usable(row: dict) -> bool:
 
 def select_followup(extraction: Extraction, *, outcome: str, windows: dict[str, FollowUpWindow] | None = None,
                     statuses: tuple[str, ...] = ("included",)) -> pd.DataFrame:
-    """Per study, the time points reported for `outcome` and the one each window takes
-    (columns study_id, available_weeks, short_weeks, long_weeks)."""
+    """Per study, the follow-up time points with usable rows for `outcome` (rows kept as printed and
+    excluded, or of unclear orientation, do not count) and the one each window takes. Columns:
+    study_id, available_weeks, unusable_weeks, short_weeks, long_weeks (NaN: none in the window)."""
     windows = windows or WINDOWS
-    out = extraction.outcomes
-    out = out[(out["outcome"] == outcome) & (out["timepoint_weeks"] > 0)]
     keep = set(extraction.studies.loc[extraction.studies["inclusion_status"].isin(statuses), "study_id"])
+    usable: dict[str, set[float]] = {}
+    unusable: dict[str, set[float]] = {}
+    for x in records(extraction.outcomes):
+        if x["outcome"] != outcome or x["study_id"] not in keep or not x["timepoint_weeks"]:
+            continue
+        (usable if _usable(x) else unusable).setdefault(x["study_id"], set()).add(float(x["timepoint_weeks"]))
     rows = []
-    for sid, grp in out[out["study_id"].isin(keep)].groupby("study_id", sort=True):
-        weeks = sorted(set(grp["timepoint_weeks"].astype(float)))
-        row = {"study_id": sid, "available_weeks": ", ".join(f"{w:g}" for w in weeks)}
+    for sid in sorted(set(usable) | set(unusable)):
+        weeks = sorted(usable.get(sid, ()))
+        row = {"study_id": sid, "available_weeks": ", ".join(f"{w:g}" for w in weeks),
+               "unusable_weeks": ", ".join(f"{w:g}" for w in sorted(unusable.get(sid, set()) - set(weeks)))}
         for name, win in windows.items():
             row[f"{name}_weeks"] = win.choose(weeks)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["study_id", "available_weeks", *(f"{n}_weeks" for n in windows)])
+    columns = ["study_id", "available_weeks", "unusable_weeks", *(f"{n}_weeks" for n in windows)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass(slots=True)
@@ -294,8 +301,11 @@ def build_comparisons(extraction: Extraction, *, outcome: str, window: Window, c
     rows, skipped = [], []
     for f in records(follow):
         sid, tp = f["study_id"], f[f"{window}_weeks"]
-        if tp is None:
-            skipped.append((sid, f"no time point in the {window} window (has {f['available_weeks']} weeks)"))
+        if tp is None or (isinstance(tp, float) and math.isnan(tp)):
+            why = f"no usable time point in the {window} window (has {f['available_weeks'] or 'none'}"
+            why += f"; rows not usable (as printed / orientation unclear) at {f['unusable_weeks']})" \
+                if f["unusable_weeks"] else ")"
+            skipped.append((sid, why))
             continue
         made, why = _study_comparisons(extraction, studies[sid], arms_by_study.get(sid, []), rows_by_study[sid],
                                        pairs_by_study.get(sid, set()), tp, comparators, multiarm, r, r_note)
