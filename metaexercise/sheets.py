@@ -493,6 +493,9 @@ def _check_outcome_row(ctx: _Context, r) -> None:
                 ctx.report("outcomes", r.source_row, col, getattr(r, col), "only contrast rows have this column")
     if r.value_kind == "baseline" and not _blank(r.timepoint_weeks) and r.timepoint_weeks != 0:
         ctx.report("outcomes", r.source_row, "timepoint_weeks", r.timepoint_weeks, "a baseline row has time point 0")
+    if r.reported_as == "improvement" and r.value_kind in ("baseline", "final"):
+        ctx.report("outcomes", r.source_row, "reported_as", r.reported_as,
+                   "'improvement' describes changes and contrasts; a baseline or final value is 'scale'")
     if r.reported_as == "unclear":
         ctx.report("outcomes", r.source_row, "reported_as", "unclear",
                    "orientation not stated by the source: reported, never pooled", "warning")

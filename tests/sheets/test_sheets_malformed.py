@@ -84,6 +84,7 @@ CASES: dict[str, list[tuple]] = {
     "outcomes__n_on_contrast.csv": [(E, "outcomes", 8, "n", "contrast rows give n_individualized and n_control")],
     "outcomes__p_zero.csv": [(E, "outcomes", 8, "p_value", "must be greater than 0")],
     "outcomes__unclear_orientation.csv": [(W, "outcomes", 8, "reported_as", "never pooled")],
+    "outcomes__final_as_improvement.csv": [(E, "outcomes", 4, "reported_as", "a baseline or final value is 'scale'")],
     "outcomes__use_without_reason.csv": [(E, "outcomes", 8, "as_printed_use", "needs the reason in as_printed")],
     "risk_of_bias__bad_judgement.csv": [(E, "risk_of_bias", 2, "judgement", "'unclear' is not an allowed value")],
     "risk_of_bias__unknown_domain.csv": [(E, "risk_of_bias", 3, "domain", "is not an allowed value")],

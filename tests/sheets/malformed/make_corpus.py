@@ -102,6 +102,7 @@ def csv_cases() -> None:
     csv_case("outcomes__p_zero", put(o, 8, "p_value", "0"))
     csv_case("outcomes__unclear_orientation", put(o, 8, "reported_as", "unclear"))
     csv_case("outcomes__use_without_reason", put(o, 8, "as_printed_use", "negate"))
+    csv_case("outcomes__final_as_improvement", put(o, 4, "reported_as", "improvement"))
     csv_case("risk_of_bias__bad_judgement", put(rob, 2, "judgement", "unclear"))
     csv_case("risk_of_bias__unknown_domain", put(rob, 3, "domain", "blinding of outcome assessors"))
 
