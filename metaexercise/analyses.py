@@ -102,9 +102,10 @@ class AnalysisResult:
                    window=s.window, status=self.status, synthetic=self.synthetic, method=s.model.method,
                    filters="; ".join(f.describe() for f in s.filters) + ("; without outliers"
                                                                          if s.exclude_outliers else ""),
-                   notes="; ".join(self.notes), k=len(self.studies), outliers="; ".join(self.outliers),
+                   notes="; ".join(self.notes), outliers="; ".join(self.outliers),
                    vas_sd_source=self.vas_sd_source, meaningful="")
-        used = self.studies[~self.studies["excluded_as_outlier"]] if len(self.studies) else self.studies
+        used = (self.studies[~self.studies["excluded_as_outlier"].astype(bool)] if len(self.studies)
+                else self.studies)
         row["k"] = len(used)
         row["participants"] = float(used["n1i"].sum() + used["n2i"].sum()) if len(used) else 0.0
         fit = self.fit
@@ -125,6 +126,11 @@ class AnalysisResult:
             reg = self.regression
             row.update(tau2=reg.tau2, I2=reg.I2, QE=reg.QE, QEp=reg.QEp)
         return row
+
+
+    def to_frame(self) -> pd.DataFrame:
+        """The analysis row as a one-row DataFrame (columns `ANALYSIS_COLUMNS`)."""
+        return pd.DataFrame([self.row()], columns=list(ANALYSIS_COLUMNS))
 
 
 def check_not_mixed(frame: pd.DataFrame, where: str) -> bool:
