@@ -182,7 +182,8 @@ def _arm_change(rows: list[dict], arm: dict, inst: Instrument, r: float, r_note:
         if n is None:
             return None, False, f"{aid}: no n"
         mf, sf = _centre(final, n, notes, aid), _spread(final, n, notes, aid)
-        mb, sb = _centre(base, n, notes, aid), _spread(base, n, notes, aid)
+        nb = n if _blank(base.get("n")) else float(base["n"])
+        mb, sb = _centre(base, nb, notes, aid), _spread(base, nb, notes, aid)
         if None in (mf, sf, mb, sb):
             return None, False, f"{aid}: final or baseline value without mean or spread"
         sd = float(handbook.change_sd(sb, sf, r))
