@@ -445,3 +445,15 @@ def _join(values) -> str:
         if v and v not in seen:
             seen.append(v)
     return " ; ".join(seen)
+
+
+def derivation_log(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Every imputation and choice behind a comparisons table, one row per step (for the book's list of
+    derived numbers): study_id, label, arms, step."""
+    rows = [
+        (c["study_id"], c["label"], c["arms"], step.strip())
+        for c in records(comparisons)
+        for step in str(c["derivation"] or "").split("; ")
+        if step.strip()
+    ]
+    return pd.DataFrame(rows, columns=["study_id", "label", "arms", "step"])

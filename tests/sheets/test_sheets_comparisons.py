@@ -154,3 +154,14 @@ def test_correlation_is_estimated_from_arms_reporting_all_three_sds(tmp_path: Pa
 def test_unstated_range_is_flagged(real):
     row = build_comparisons(real, outcome="pain", window="long", comparators=PASSIVE).iloc[0]
     assert "SMD only, no 0-10 (VAS) conversion" in row.derivation
+
+
+def test_derivation_log_lists_every_step(real):
+    from metaexercise.comparisons import derivation_log
+
+    comps = build_comparisons(real, outcome="pain", window="long", comparators=PASSIVE)
+    log = derivation_log(comps)
+    heinrich = log[log["study_id"] == "heinrich2009"]["step"].tolist()
+    assert heinrich[0].startswith("instrument pain-unstated")
+    assert "pt: n = randomised n 53 (analysed n not reported)" in heinrich
+    assert "arms pt + ptcbwe combined (Handbook Table 6.5.a)" in heinrich
