@@ -116,6 +116,9 @@ def _read_csv_file(path: Path, sheet: str, out: _Problems) -> _Raw | None:
         out.add(path, sheet, None, None, None, "empty sheet: no header row")
         return None
     header = [c.strip() for c in records[0]]
+    while len(header) > 1 and not header[-1] and all(not "".join(r[len(header) - 1:]).strip() for r in records[1:]):
+        header.pop()  # trailing separators that spreadsheet programs add after the last column
+        records = [r[: len(header)] if len(r) > len(header) else r for r in records]
     if len(header) == 1:
         for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
             if sep in records[0][0]:

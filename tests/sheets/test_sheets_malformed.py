@@ -181,3 +181,9 @@ def test_bad_project_instruments_file_is_a_problem_row(valid_copy: Path):
     problems = validate(valid_copy)
     assert problems["file"].str.endswith("instruments.yaml").any()
     assert problems["problem"].str.contains("outcome 'mood'").any()
+
+
+def test_trailing_separators_are_ignored(valid_copy: Path):
+    path = valid_copy / "arms.csv"
+    path.write_text("".join(line + ",,\n" for line in path.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    assert validate(valid_copy).empty
