@@ -318,7 +318,9 @@ class TrimfillResult:
         """Laid out as metafor's `print.rma.uni` for a trim-and-fill object."""
         head = f"Estimated number of missing studies on the {self.side} side: {self.k0} (SE = {fcf(self.se_k0)})"
         if self.estimator == "R0":
-            head += f"\nTest of H0: no missing studies on the {self.side} side:     p-val {fmt_pval(self.p_k0)}"
+            pad = " " * len(str(self.k0))
+            head += (f"\nTest of H0: no missing studies on the {self.side} side:     {pad}"
+                     f"p-val {fmt_pval(self.p_k0, showeq=True, sep=' ')}")
         return "\n" + head + "\n" + self.fit.summary()
 
     __str__ = summary

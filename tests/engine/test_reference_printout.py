@@ -1,7 +1,8 @@
 """Text snapshots: our summaries against metafor 3.8.1's printouts, line by line.
 
 Reference: tests/reference/printout.json, `capture.output(print(...))` in make_reference.R, on dat.bcg (log risk
-ratios): rma with REML, DL, EE and Knapp–Hartung; rma ~ ablat (z and knha); regtest, ranktest, trimfill.
+ratios): rma with REML, DL, EE and Knapp–Hartung; rma ~ ablat (z and knha); regtest (rma and lm models; sei,
+vi and ni predictors), ranktest, trimfill (L0, R0) and fsn (Rosenthal, Orwin, Rosenberg).
 Only trailing blank lines are ignored.
 """
 
@@ -14,10 +15,10 @@ import pytest
 from engine_reference import CONTROL, fixture
 
 from metaexercise import rma
-from metaexercise.bias import ranktest, regtest, trimfill
+from metaexercise.bias import fsn, ranktest, regtest, trimfill
 
 PRINT = fixture("printout")
-YI, VI, ABLAT = (np.array(PRINT[k], dtype=float) for k in ("yi", "vi", "ablat"))
+YI, VI, ABLAT, NI = (np.array(PRINT[k], dtype=float) for k in ("yi", "vi", "ablat", "ni"))
 
 
 def _object(key: str):
@@ -32,6 +33,13 @@ def _object(key: str):
         "bcg/regtest": lambda: regtest(base),
         "bcg/ranktest": lambda: ranktest(base),
         "bcg/trimfill": lambda: trimfill(base),
+        "bcg/trimfill_R0": lambda: trimfill(base, estimator="R0"),
+        "bcg/regtest_lm": lambda: regtest(base, model="lm"),
+        "bcg/regtest_knha_vi": lambda: regtest(rma(YI, VI, test="knha", control=CONTROL), predictor="vi"),
+        "bcg/regtest_EE_ni": lambda: regtest(rma(YI, VI, method="EE", control=CONTROL), predictor="ni", ni=NI),
+        "bcg/fsn_Rosenthal": lambda: fsn(YI, VI),
+        "bcg/fsn_Orwin": lambda: fsn(YI, VI, type="Orwin"),
+        "bcg/fsn_Rosenberg": lambda: fsn(YI, VI, type="Rosenberg"),
     }[key]()
 
 

@@ -426,7 +426,7 @@ bcg_yi <- as.numeric(DATA$bcg$yi)
 bcg_vi <- as.numeric(DATA$bcg$vi)
 fit_bcg <- rma(bcg_yi, bcg_vi, control = CTRL)
 print_body <- list(
-  yi = DATA$bcg$yi, vi = DATA$bcg$vi, ablat = DATA$bcg$ablat,
+  yi = DATA$bcg$yi, vi = DATA$bcg$vi, ablat = DATA$bcg$ablat, ni = DATA$bcg$ni,
   printouts = list(
     "bcg/REML/z" = list(call = "print(rma(yi, vi, control=CTRL))", text = capture(fit_bcg)),
     "bcg/DL/z" = list(call = "print(rma(yi, vi, method=\"DL\", control=CTRL))",
@@ -444,7 +444,21 @@ print_body <- list(
     "bcg/regtest" = list(call = "print(regtest(rma(yi, vi, control=CTRL)))", text = capture(regtest(fit_bcg))),
     "bcg/ranktest" = list(call = "print(ranktest(rma(yi, vi, control=CTRL)))", text = capture(ranktest(fit_bcg))),
     "bcg/trimfill" = list(call = "print(trimfill(rma(yi, vi, control=CTRL), control=CTRL))",
-                          text = capture(trimfill(fit_bcg, control = CTRL)))
+                          text = capture(trimfill(fit_bcg, control = CTRL))),
+    "bcg/trimfill_R0" = list(call = "print(trimfill(rma(yi, vi, control=CTRL), estimator=\"R0\", control=CTRL))",
+                             text = capture(trimfill(fit_bcg, estimator = "R0", control = CTRL))),
+    "bcg/regtest_lm" = list(call = "print(regtest(rma(yi, vi, control=CTRL), model=\"lm\"))",
+                            text = capture(regtest(fit_bcg, model = "lm"))),
+    "bcg/regtest_knha_vi" = list(call = "print(regtest(rma(yi, vi, test=\"knha\", control=CTRL), predictor=\"vi\"))",
+                                 text = capture(regtest(rma(bcg_yi, bcg_vi, test = "knha", control = CTRL),
+                                                        predictor = "vi"))),
+    "bcg/regtest_EE_ni" = list(call = "print(regtest(rma(yi, vi, method=\"EE\"), predictor=\"ni\", ni=ni))",
+                               text = capture(regtest(rma(bcg_yi, bcg_vi, method = "EE", control = CTRL),
+                                                      predictor = "ni", ni = as.numeric(DATA$bcg$ni)))),
+    "bcg/fsn_Rosenthal" = list(call = "print(fsn(yi, vi))", text = capture(fsn(bcg_yi, bcg_vi))),
+    "bcg/fsn_Orwin" = list(call = "print(fsn(yi, vi, type=\"Orwin\"))", text = capture(fsn(bcg_yi, bcg_vi, type = "Orwin"))),
+    "bcg/fsn_Rosenberg" = list(call = "print(fsn(yi, vi, type=\"Rosenberg\"))",
+                               text = capture(fsn(bcg_yi, bcg_vi, type = "Rosenberg")))
   )
 )
 write_fixture("printout", "capture.output(print(<object>)) with options(width=80) defaults", print_body)
