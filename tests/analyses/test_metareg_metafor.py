@@ -62,3 +62,18 @@ def test_coefficient_table_and_bad_input():
         metareg(case["yi"], case["vi"], pd.DataFrame(case["mods"]), method="PM")
     with pytest.raises(ValueError, match="missing values"):
         metareg(case["yi"], case["vi"], {"x": [np.nan] + [1.0] * 12})
+
+
+def test_random_intercept_fixed_slopes_is_weighted_least_squares_at_tau2():
+    """Wilson's macro: inverse-variance weights 1/(v_i + tau^2), fixed slopes. Given the fitted tau^2, the
+    coefficients are WLS (statsmodels) and their SEs sqrt(diag((X'WX)^-1)) (no residual scale)."""
+    import statsmodels.api as sm
+
+    case = FIXTURE["cases"]["review8_synthetic"]
+    mods = pd.DataFrame(case["mods"])
+    fit = metareg(case["yi"], case["vi"], mods, method="DL")
+    X = sm.add_constant(mods.to_numpy(dtype=float))
+    w = 1 / (np.asarray(case["vi"]) + fit.tau2)
+    wls = sm.WLS(np.asarray(case["yi"]), X, weights=w).fit()
+    np.testing.assert_allclose(fit.beta, wls.params, rtol=1e-9)
+    np.testing.assert_allclose(fit.se, np.sqrt(np.diag(np.linalg.inv(X.T @ (w[:, None] * X)))), rtol=1e-9)

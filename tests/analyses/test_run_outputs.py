@@ -131,3 +131,10 @@ def test_run_project_writes_what_execute_returns(small_replica):
     out = runner.run_project(small_replica, source="replica", progress=False)
     for name, data in out.files.items():
         assert (out.folder / name).read_bytes() == data
+
+
+def test_cli_shows_progress_on_stderr(small_replica, capsys):
+    assert main(["run", "--project", str(small_replica.root), "--source", "replica"]) == 0
+    captured = capsys.readouterr()
+    assert "metaexercise run (replica)" in captured.err and "8/8" in captured.err
+    assert replica.LABEL in captured.out
