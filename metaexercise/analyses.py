@@ -352,6 +352,10 @@ def run_meta_regression(spec: AnalysisSpec, extraction: Extraction, cache: dict 
     if not complete.all():
         notes.append(f"{int((~complete).sum())} comparison(s) left out for a blank moderator")
     comps, mods = comps[complete].reset_index(drop=True), mods[complete].reset_index(drop=True)
+    shared = int(comps["study_id"].duplicated().sum())
+    if shared:
+        notes.append(f"{shared} study(ies) contribute one comparison per comparator class (their individualized "
+                     "arm appears in both)")
     p = 1 + len(spec.moderators)
     if len(comps) <= p:
         return AnalysisResult(spec, f"insufficient data (k={len(comps)} for {p} coefficients)", synthetic,

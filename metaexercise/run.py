@@ -208,6 +208,8 @@ def execute(project: Project, *, source: Source = "extraction", progress: bool =
         "inputs": _inputs(project, folder),
         "outputs": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
+    if synthetic:
+        manifest["replica_not_honoured"] = list(replica.NOT_HONOURED)
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     return RunOutput(source=source, folder=results_folder(project, source), results=tuple(results), files=files)
 

@@ -78,6 +78,7 @@ def test_two_runs_are_byte_identical_and_manifest_hashes_inputs(small_replica):
     for name, digest in manifest["outputs"].items():
         assert hashlib.sha256(after[name]).hexdigest() == digest
     assert not any(word in after["manifest.json"].decode() for word in ("time", "date"))
+    assert manifest["replica_not_honoured"] == list(replica.NOT_HONOURED)
 
 
 def test_replica_results_are_labelled_and_kept_apart(small_replica):
