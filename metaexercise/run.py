@@ -144,6 +144,11 @@ def _grade(project: Project, results: list[AnalysisResult], synthetic: bool) -> 
                          f"to express the clinical threshold in SMD units ({r.vas_sd_source})"})
             continue
         used = r.studies[~r.studies["excluded_as_outlier"].astype(bool)].reset_index(drop=True)
+        unrated = sorted(used.loc[used["rob_overall"].isna(), "study_id"].astype(str))
+        if unrated:
+            rows.append({"analysis_id": r.spec.id, "domain": "all", "reason": "not graded: overall risk of bias "
+                         f"not rated for {', '.join(unrated)} (studies.rob_overall)"})
+            continue
         th = GradeThresholds.for_outcome(r.spec.outcome, r.vas_sd, r.vas_sd_source)
         a = grade_analysis(r.spec.id, r.fit, used, r.regtest, r.ranktest, thresholds=th,
                            judgements=judgements_for(table, r.spec.id))

@@ -56,6 +56,8 @@ def test_real_extraction_run_writes_every_file_and_status_rows(tmp_path, capsys)
     assert row["status"] == "insufficient data (k=1)" and pd.isna(row["estimate"])
     fitted = analyses.set_index("analysis_id").loc["pain_active_short"]
     assert fitted["status"] == "ok" and fitted["k"] == 2
+    grade = pd.read_csv(project.results / "grade.csv")
+    assert set(grade["analysis_id"]) == {"pain_active_short"} and grade["certainty"].notna().all()
     studies = pd.read_csv(project.results / "studies.csv")
     assert set(studies.loc[studies["analysis_id"] == "pain_active_short", "study_id"]) == {"aa2020", "bb2020"}
 
@@ -119,8 +121,11 @@ def test_full_replica_through_the_sheets_layer_hits_its_target(tmp_path):
 def test_real_run_includes_the_audit_of_the_published_numbers(tmp_path):
     project = _project(tmp_path, "audited")
     shutil.copy(ROOT / "analyses" / "published.yaml", project.analyses / "published.yaml")
-    build(project.extraction, two_arm("aa2020", -2.0, -1.0, 2.0, 20), two_arm("bb2020", -1.5, -1.2, 1.5, 40))
+    build(project.extraction, two_arm("aa2020", -2.0, -1.0, 2.0, 20),
+          two_arm("bb2020", -1.5, -1.2, 1.5, 40, rob_overall=None))
     out = runner.execute(project, progress=False)
+    grade = out.frame("grade")  # a study without an overall RoB rating: listed as not graded, with the reason
+    assert grade["reason"].str.contains("risk of bias not rated for bb2020").any()
     audit = out.frame("audit")
     # the review's own inconsistency (abstract -0.18 [-0.22, 0.01] vs results -0.09 [-0.18, 0.01])
     hit = audit[(audit["label"] == "disability_passive_short") & (audit["check"] == "abstract_vs_results")]
@@ -139,3 +144,17 @@ def test_cli_shows_progress_on_stderr(small_replica, capsys):
     captured = capsys.readouterr()
     assert "metaexercise run (replica)" in captured.err and "8/8" in captured.err
     assert replica.LABEL in captured.out
+
+
+def test_the_committed_project_runs_on_its_real_extraction(tmp_path):
+    """Smoke test on the repository's own analyses/ and extraction/ (copied; inputs are never modified)."""
+    project = Project(tmp_path / "repo")
+    shutil.copytree(ROOT / "analyses", project.analyses)
+    shutil.copytree(ROOT / "extraction", project.extraction)
+    out = runner.execute(project, progress=False)
+    analyses = out.frame("analyses").set_index("analysis_id")
+    for main_id in runner.MAIN_IDS:
+        status = analyses.loc[main_id, "status"]
+        assert status == "ok" or status.startswith("insufficient data (k="), (main_id, status)
+    assert not analyses["synthetic"].any() and (analyses["data"] == "extraction").all()
+    assert "audit.csv" in out.files
