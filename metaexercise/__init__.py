@@ -36,6 +36,19 @@ _LAZY = {
     "cumul": "metaexercise.influence",
     "rma_batch": "metaexercise.batch",
     "permutest": "metaexercise.permutest",
+    "metareg": "metaexercise.metareg",
+    "load_extraction": "metaexercise.sheets",
+    "validate": "metaexercise.sheets",
+    "Extraction": "metaexercise.sheets",
+    "build_comparisons": "metaexercise.comparisons",
+    "load_published": "metaexercise.published",
+    "audit_registry": "metaexercise.audit",
+    "audit_reported": "metaexercise.audit",
+    "run_audit": "metaexercise.audit",
+    "grade_analysis": "metaexercise.grade",
+    "GradeThresholds": "metaexercise.grade",
+    "summary_of_findings": "metaexercise.grade",
+    "run_project": "metaexercise.run",
 }
 __all__ += list(_LAZY)
 
