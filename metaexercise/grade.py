@@ -208,10 +208,11 @@ def rate_risk_of_bias(rob: np.ndarray, weights: np.ndarray, th: GradeThresholds)
     weights = weights / weights.sum()
     high = float(weights[rob == "high"].sum())
     some = float(weights[rob == "some concerns"].sum())
+    low = max(0.0, 1 - high - some)  # rounding can leave a tiny negative remainder ("-0% low")
     n_high = int((rob == "high").sum())
     reason = (
         f"{n_high} of {len(rob)} studies at high risk of bias carry {100 * high:.0f}% of the weight "
-        f"({100 * some:.0f}% some concerns, {100 * (1 - high - some):.0f}% low)"
+        f"({100 * some:.0f}% some concerns, {100 * low:.0f}% low)"
     )
     if high > th.rob_high_share:
         return 1, f"{reason}; more than {100 * th.rob_high_share:.0f}% from high-risk studies"
