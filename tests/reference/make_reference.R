@@ -408,13 +408,23 @@ for (nm in influence_sets) {
   }
   infl_body$datasets[[nm]] <- entry
 }
-# Meta-regression influence (dfbs per coefficient).
+# Meta-regression influence (dfbs per coefficient). "bcg~study4" has a dummy for study 4 alone: deleting that
+# study leaves a constant column, metafor skips the refit and reports NA for its row.
 bcg <- DATA$bcg
-for (t in c("z", "knha")) {
-  fit <- rma(as.numeric(bcg$yi), as.numeric(bcg$vi), mods = as.numeric(bcg$ablat), test = t, control = CTRL)
-  infl_body$metareg[[paste0("bcg~ablat/REML/", t)]] <- list(yi = bcg$yi, vi = bcg$vi, mods = bcg$ablat,
-                                                             influence = influence_values(fit))
+bcg_x <- list(
+  "bcg~ablat" = cbind(ablat = as.numeric(bcg$ablat)),
+  "bcg~alloc" = model.matrix(~factor(bcg$alloc))[, -1, drop = FALSE],
+  "bcg~study4" = cbind(study4 = as.numeric(seq_along(bcg$yi) == 4))
+)
+for (nm in names(bcg_x)) for (t in c("z", "knha")) {
+  fit <- rma(as.numeric(bcg$yi), as.numeric(bcg$vi), mods = bcg_x[[nm]], test = t, control = CTRL)
+  infl_body$metareg[[paste0(nm, "/REML/", t)]] <- list(yi = bcg$yi, vi = bcg$vi, mods = unname(bcg_x[[nm]]),
+                                                         influence = influence_values(fit))
 }
+# Fixed tau^2 (rma(..., tau2=0.1)): the deleted-case refits keep tau^2 fixed, as metafor's do.
+fit <- rma(as.numeric(bcg$yi), as.numeric(bcg$vi), tau2 = 0.1, control = CTRL)
+infl_body$fixed_tau2 <- list(yi = bcg$yi, vi = bcg$vi, tau2 = 0.1, influence = influence_values(fit),
+                             leave1out = list_values(leave1out(fit)), cumul = list_values(cumul(fit)))
 write_fixture("influence", "influence(fit); leave1out(fit); cumul(fit); cumul(fit, order=rank(vi, ties.method=\"first\")); fit = rma(yi, vi, method=<m>, test=<t>, control=CTRL); outlier: abs(rstudent) >= qnorm(0.05/(2k), lower.tail=FALSE); influential: cook.d > median + 6*IQR (reporter.rma.uni)",
               infl_body)
 
