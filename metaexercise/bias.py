@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from html import escape
 from typing import Literal
 
 import numpy as np
@@ -120,6 +121,9 @@ class RegtestResult:
 
     __str__ = summary
 
+    def _repr_html_(self) -> str:
+        return f"<pre>{escape(self.summary())}</pre>"
+
 
 def _rdf(df: float) -> str:
     r = round(df, 2)
@@ -220,6 +224,9 @@ class RanktestResult:
                           ""]) + "\n"
 
     __str__ = summary
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{escape(self.summary())}</pre>"
 
 
 def _kendall_exact_cdf(n: int) -> np.ndarray:
@@ -324,6 +331,9 @@ class TrimfillResult:
         return "\n" + head + "\n" + self.fit.summary()
 
     __str__ = summary
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{escape(self.summary())}</pre>"
 
 
 def _k0_step(yi_sorted: np.ndarray, beta: float, estimator: str) -> tuple[float, float]:
@@ -447,6 +457,9 @@ class FsnResult:
         return "\n".join([*lines, "", f"Fail-safe N: {n}", ""]) + "\n"
 
     __str__ = summary
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{escape(self.summary())}</pre>"
 
 
 def fsn(yi, vi=None, *, sei=None, type: FsnType = "Rosenthal", alpha: float = 0.05, target: float | None = None,

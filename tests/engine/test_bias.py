@@ -158,3 +158,17 @@ def test_errors_name_the_problem():
         ranktest([0.1, 0.2, 0.3], [0.1, 0.1, -0.1])
     with pytest.raises(ValueError, match="cannot be fitted"):
         regtest(yi[:2], vi[:2])
+
+
+def test_results_are_frozen_and_tabulate():
+    yi, vi, _ = _data("bcg")
+    fit = rma(yi, vi)
+    results = [regtest(fit), ranktest(fit), trimfill(fit), fsn(yi, vi)]
+    for r in results:
+        # frozen dataclass; Python 3.11 raises TypeError rather than FrozenInstanceError for frozen+slots
+        # classes (CPython issue 90562), either way the result cannot be changed
+        with pytest.raises((AttributeError, TypeError)):
+            r.pval = 0.5
+        assert len(r.to_frame()) in (1, fit.k + trimfill(fit).k0)
+        assert r._repr_html_().startswith("<pre>")
+    assert regtest(fit).tval is None and regtest(rma(yi, vi, test="knha")).tval is not None
