@@ -108,3 +108,14 @@ def test_fixture_spans_the_required_designs():
     spans = [np.log10(max(d["vi"]) / min(d["vi"])) for d in synthetic.values()]
     assert max(spans) > 4
     assert RMA["source"]["metafor_version"] == "3.8.1"
+
+
+def test_k1_with_knha_falls_back_to_z_as_metafor():
+    # metafor's rma.uni: `if (k == 1L && test != "z") test <- "z"` (with a warning). Reference: the first row of
+    # cumul() under test="knha" in tests/reference/influence.json, a one-study fit of dat.bcg's study 1.
+    ref = fixture("influence")["datasets"]["bcg"]["fits"]["REML/knha"]["cumul"]
+    yi, vi = RMA["datasets"]["bcg"]["yi"][0], RMA["datasets"]["bcg"]["vi"][0]
+    fit = rma([yi], [vi], test="knha", control=CONTROL)
+    check_all([(f"k=1 knha {q}", ours, ref[q][0]) for q, ours in (
+        ("estimate", fit.estimate), ("se", fit.se[0]), ("zval", fit.zval[0]), ("pval", fit.pval[0]),
+        ("ci_lb", fit.ci_lb[0]), ("ci_ub", fit.ci_ub[0]), ("tau2", fit.tau2), ("Q", fit.QE), ("Qp", fit.QEp))])
