@@ -99,7 +99,7 @@ def synthetic_banner() -> _HTML:
     """The replica banner shown at the top of every page that shows synthetic rows."""
     return _HTML(
         '<div class="admonition warning me-synthetic-banner"><p class="admonition-title">'
-        f"{escape(SYNTHETIC_BANNER.capitalize())}</p><p>Everything on this page is computed from the seeded "
+        f"{escape(SYNTHETIC_BANNER.capitalize())}</p><p>Everything below is computed from the seeded "
         "synthetic replica (studies <code>Replica-01</code> … <code>Replica-58</code>). It demonstrates the "
         "pipeline; it is not evidence about individualised exercise.</p></div>"
     )
@@ -120,19 +120,12 @@ def results_dir(source: str = "real") -> Path:
 
 # ------------------------------------------------------------------------------------------ extraction
 def extraction(source: str = "real"):
-    """The extraction sheets (real: extraction/; replica: the seeded replica generated in memory)."""
+    """The extraction sheets: extraction/ (real) or replica/extraction/ (the seeded replica that
+    `metaexercise run` writes), as `metaexercise.run` reads them."""
+    from metaexercise.run import extraction_folder
     from metaexercise.sheets import load_extraction
 
-    if source == "replica":
-        import tempfile
-
-        from metaexercise import replica
-
-        with tempfile.TemporaryDirectory() as folder:
-            for name, frame in replica.generate().sheets().items():
-                frame.to_csv(Path(folder) / f"{name}.csv", index=False, lineterminator="\n")
-            return load_extraction(Path(folder))
-    return load_extraction(project().extraction)
+    return load_extraction(extraction_folder(project(), "replica" if source == "replica" else "extraction"))
 
 
 REVIEW_INCLUDED = 58
@@ -420,4 +413,145 @@ def contrast_report(analysis_id: str, source: str = "real") -> list:
                         "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d", "outlier", "influential")
             if c in st]
     out.append(table(st[cols], f"studies_{tag}", f"Per-study effects ({what})"))
+    return out
+
+
+# --------------------------------------------------------------------------- reproduced vs published
+#: Registry field -> column of results/analyses.csv, by entry kind.
+_OURS: dict[str, dict[str, str]] = {
+    "effect": {"k": "k", "estimate": "estimate", "ci_lb": "ci_lb", "ci_ub": "ci_ub", "i2": "I2"},
+    "points": {"value": "vas_points"},
+    "test:egger": {"statistic": "egger_z", "p": "egger_p"},
+    "test:rank": {"statistic": "rank_tau", "p": "rank_p"},
+}
+
+
+def reproduced_vs_published() -> pd.DataFrame:
+    """Every registered pooled number of an analysis we run beside ours from the REAL extraction only.
+    Where the real rows cannot support the analysis, `ours` says why and no number is shown."""
+    reg = registry()
+    analyses, _ = read_results("real")
+    by_id = analyses.set_index("analysis_id")
+    rows = []
+    for e in reg.entries:
+        key = e.kind if e.kind != "test" else f"test:{e.test}"
+        fields = _OURS.get(key)
+        if not fields or e.contrast is None:
+            continue
+        for field_name, column in fields.items():
+            printed = getattr(e, field_name)
+            if printed is None:
+                continue
+            row = {"entry": e.id, "where in the paper": e.section, "quantity": field_name,
+                   "published": printed.text}
+            if e.contrast not in by_id.index:
+                row.update(ours="not an analysis in analyses/*.yaml", difference="", within_rounding="")
+            elif by_id.loc[e.contrast, "status"] != "ok" or pd.isna(by_id.loc[e.contrast, column]):
+                status = by_id.loc[e.contrast, "status"]
+                why = status if status != "ok" else "not computed for this analysis"
+                row.update(ours=f"cannot be computed from the real rows: {why}", difference="",
+                           within_rounding="")
+            else:
+                ours = float(by_id.loc[e.contrast, column])
+                row.update(ours=f"{ours:.4g}", difference=f"{ours - printed.value:+.3g}",
+                           within_rounding="yes" if printed.lo <= ours <= printed.hi else "no")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def audit_findings() -> pd.DataFrame:
+    """results/audit.csv (written by `metaexercise audit` / the book build)."""
+    path = project().results / "audit.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing; run `metaexercise audit` first")
+    return pd.read_csv(path)
+
+
+# --------------------------------------------------------------------------- sensitivity, regression
+def main_ids() -> list[str]:
+    return [cid for cid, _ in main_contrasts()]
+
+
+def scenario_table(source: str = "real", prefix: str = "sens_", ids: list[str] | None = None) -> pd.DataFrame:
+    """The sensitivity scenarios (ids starting with `prefix`, or the given `ids`) from results/analyses.csv."""
+    analyses, _ = read_results(source)
+    pick = analyses["analysis_id"].isin(ids) if ids is not None else analyses["analysis_id"].astype(str).str.startswith(prefix)
+    sens = analyses[pick]
+    cols = ["analysis_id", "label", "k", "participants", "estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub", "I2",
+            "vas_points", "status", "filters"]
+    return sens[[c for c in cols if c in sens]].reset_index(drop=True)
+
+
+def scenario_forest(source: str = "real", prefix: str = "sens_", ids: list[str] | None = None):
+    """Forest of the scenario estimates that could be computed (None when none could)."""
+    from metaexercise.plots.pooled import pooled_forest
+
+    tab = scenario_table(source, prefix, ids)
+    ok = tab[tab["status"] == "ok"]
+    if ok.empty:
+        return None
+    return pooled_forest(ok[["label", "k", "estimate", "ci_lb", "ci_ub", "I2"]], synthetic=source == "replica")
+
+
+def metareg_table(source: str = "real") -> pd.DataFrame:
+    """results/metareg.csv: one row per coefficient of each meta-regression."""
+    path = results_dir(source) / "metareg.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing; run `metaexercise run` first")
+    return pd.read_csv(path)
+
+
+def metareg_bubbles(analysis_id: str, source: str = "real") -> list:
+    """Bubble plots of a meta-regression against each numeric moderator. The fit is rebuilt from the
+    package's own comparison and moderator functions and checked against results/metareg.csv."""
+    from metaexercise import rma
+    from metaexercise.analyses import comparisons_for, moderator_frame
+    from metaexercise.plots.bubble import bubble_plot
+    from metaexercise.specs import load_specs
+
+    stored = metareg_table(source)
+    stored = stored[stored["analysis_id"] == analysis_id]
+    if stored.empty or (stored["status"] != "ok").all():
+        why = "no coefficients stored" if stored.empty else str(stored["status"].iloc[0])
+        return [note(f"{analysis_id}: {why}", "warning")]
+    spec = next(s for s in load_specs(project().analyses) if s.id == analysis_id)
+    comps = comparisons_for(spec, extraction(source))
+    mods = moderator_frame(spec, comps)
+    keep = mods.notna().all(axis=1).to_numpy()
+    comps, mods = comps[keep].reset_index(drop=True), mods[keep].reset_index(drop=True)
+    terms = [t for t in stored["term"] if t != "intrcpt"]
+    mods = mods[[t for t in terms if t in mods]]
+    fit = rma(comps["yi"].to_numpy(float), comps["vi"].to_numpy(float), mods=mods.to_numpy(float),
+              method=spec.model.method)
+    expected = stored.set_index("term")["estimate"].reindex(["intrcpt", *mods.columns]).to_numpy(float)
+    if not np.allclose(fit.beta, expected, rtol=1e-6, atol=1e-9):
+        raise ValueError(f"{analysis_id}: rebuilt coefficients differ from results/metareg.csv")
+    labels = {m.name: m.label or m.name for m in spec.moderators}
+    out = []
+    for j, name in enumerate(mods.columns, start=1):
+        if set(np.unique(mods[name])) <= {0.0, 1.0}:
+            continue  # indicators: a bubble plot of two columns says little; the table has them
+        out.append(figure(bubble_plot(fit, j, xlabel=labels.get(name, name), synthetic=source == "replica"),
+                          f"bubble_{analysis_id}_{name}_{source}".lower(),
+                          f"{spec.label}: effect against {labels.get(name, name)}"
+                          + (" (synthetic replica \u2014 not the trials' data)" if source == "replica" else "")))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- GRADE
+def grade_report(source: str = "real") -> list:
+    """The summary-of-findings table (results/sof.csv) and the domain-by-domain ratings (results/grade.csv)
+    that `metaexercise run` wrote with `metaexercise.grade`."""
+    what = "synthetic replica \u2014 not the trials' data" if source == "replica" else "real extraction"
+    folder = results_dir(source)
+    out = []
+    for name, caption in (("sof", "Summary of findings"), ("grade", "GRADE domains: suggestion, judgement, rating")):
+        path = folder / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing; run `metaexercise run` first")
+        frame = pd.read_csv(path).drop(columns=["data"], errors="ignore")
+        if frame.empty:
+            out.append(note(f"{caption} ({what}): no main contrast could be fitted, so none is rated.", "warning"))
+        else:
+            out.append(table(frame, f"{name}_{source}", f"{caption} ({what})"))
     return out

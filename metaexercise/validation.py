@@ -2,7 +2,7 @@
 `metareg.json` (written by `tests/reference/make_reference.R`, metafor 3.8-1 with tightened convergence)
 and report, per quantity, the largest absolute and relative difference and where it occurred.
 
-The relative difference is |ours - metafor| / |metafor|; where metafor's value is below `floor` in
+The relative difference is abs(ours - metafor) / abs(metafor); where metafor's value is below `floor` in
 magnitude (e.g. tau^2 = 0, p-values near 0) the absolute difference is used instead, as metafor's own
 tests do with their tolerances (tests/testthat/settings.r). The book's "Engine validation" page shows this.
 """

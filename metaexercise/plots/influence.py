@@ -1,5 +1,5 @@
 """Outlier and influence plot: studentized deleted residuals and Cook's distances per study, with the
-thresholds metafor's `reporter.rma.uni` (and the review) use: a potential outlier has |rstudent| above the
+thresholds metafor's `reporter.rma.uni` (and the review) use: a potential outlier has an absolute rstudent above the
 100(1 - 0.05/(2k))th normal percentile (Bonferroni, two-sided alpha = 0.05); an influential study has a Cook's
 distance above the median plus six times the interquartile range (Viechtbauer & Cheung 2010,
 Res Synth Methods 1:112-125).
@@ -15,7 +15,7 @@ from metaexercise.plots.style import INK, PREDICTION, add_synthetic_banner, new_
 
 
 def outlier_threshold(k: int, alpha: float = 0.05) -> float:
-    """Bonferroni threshold for |rstudent|: qnorm(1 - alpha / (2k))."""
+    """Bonferroni threshold for the absolute rstudent: qnorm(1 - alpha / (2k))."""
     return float(stats.norm.ppf(1 - alpha / (2 * k)))
 
 

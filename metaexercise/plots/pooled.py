@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metaexercise.plots.style import INK, new_figure, plain_text, styled
+from metaexercise.plots.style import INK, add_synthetic_banner, new_figure, plain_text, styled
 
 _REQUIRED = ("label", "estimate", "ci_lb", "ci_ub")
 
 
 @styled
-def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: float = 1.0, ax=None):
+def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: float = 1.0,
+                  synthetic: bool = False, ax=None):
     """One row per published pooled result: `label`, `estimate`, `ci_lb`, `ci_ub`, and optionally `k`,
     `I2` (percent) and `certainty` (GRADE word), drawn in the frame's order, top to bottom."""
     missing = [c for c in _REQUIRED if c not in published.columns]
@@ -46,7 +47,7 @@ def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: f
     for x, head, ha in cols:
         ax.text(x, head_y, head, transform=tf, ha=ha, va="center", fontweight="bold", clip_on=False)
     for y, (_, r) in zip(rows, published.iterrows(), strict=False):
-        ax.text(-1.62, y, plain_text(r["label"]), transform=tf, ha="left", va="center", clip_on=False)
+        ax.text(-1.62, y, _short(r["label"]), transform=tf, ha="left", va="center", clip_on=False)
         if "k" in r and pd.notna(r["k"]):
             ax.text(-0.32, y, f"{int(r['k'])}", transform=tf, ha="right", va="center", clip_on=False)
         ax.text(1.05, y, f"{r['estimate']:.2f} [{r['ci_lb']:.2f}, {r['ci_ub']:.2f}]", transform=tf,
@@ -57,4 +58,11 @@ def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: f
             ax.text(1.62, y, plain_text(r["certainty"]), transform=tf, ha="left", va="center", clip_on=False)
     if source:
         fig.text(0.01, 0.01, plain_text(source), fontsize=7, color="#555555", ha="left", va="bottom")
+    if synthetic:
+        add_synthetic_banner(fig)
     return fig
+
+
+def _short(label, width: int = 46) -> str:
+    text = plain_text(label)
+    return text if len(text) <= width else text[: width - 1] + "\u2026"

@@ -131,6 +131,7 @@ def test_each_contrast_page_shows_its_forest_plot_and_a_screenshot_is_saved(book
             "return [...document.images].filter(i => /forest/.test(i.src) && i.naturalWidth > 0).length")
         assert forests >= 1, f"contrast_{cid}.html has no forest plot"
     _load(driver, f"{book_url}/contrast_{CONTRASTS[0]}.html")
+    driver.execute_script("[...document.images].find(i => /forest/.test(i.src)).scrollIntoView()")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"contrast_{CONTRASTS[0]}.png"
     assert driver.save_screenshot(str(shot))
