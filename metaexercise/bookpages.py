@@ -238,16 +238,22 @@ def main_contrasts() -> list[tuple[str, str]]:
     return [(a["id"], a["label"]) for a in spec["analyses"]]
 
 
+def short_label(analysis_id: str) -> str:
+    """"Pain, vs passive / usual care, short term" from an id such as pain_passive_short."""
+    outcome, comparator, window = analysis_id.split("_")[:3]
+    return f"{outcome.capitalize()}, vs {COMPARATOR_NAMES.get(comparator, comparator)}, {window} term"
+
+
 def published_pooled() -> pd.DataFrame:
     """The review's pooled results as printed in its Results section, one row per main contrast."""
     reg = registry()
     rows = []
-    for cid, label in main_contrasts():
+    for cid in main_ids():
         e = reg.effect(cid, "results")
         if e is None:
             continue
         rows.append({
-            "id": cid, "label": label.split(" (")[0], "k": e.k.value if e.k else None,
+            "id": cid, "label": short_label(cid), "k": e.k.value if e.k else None,
             "estimate": e.estimate.value, "ci_lb": e.ci_lb.value, "ci_ub": e.ci_ub.value,
             "I2": e.i2.value if e.i2 else None, "certainty": reg.certainty(cid, "results"),
             "printed": f"{e.estimate.text} [{e.ci_lb.text}, {e.ci_ub.text}]", "where": e.section,

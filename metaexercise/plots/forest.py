@@ -31,16 +31,16 @@ from metaexercise.plots.style import (
 
 #: Text columns, as (key, heading, inches left of the graph, alignment).
 _ARM_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
-    ("m1i", "Mean", 5.0, "right"),
-    ("sd1i", "SD", 4.55, "right"),
-    ("n1i", "Total", 4.1, "right"),
-    ("m2i", "Mean", 3.5, "right"),
-    ("sd2i", "SD", 3.05, "right"),
-    ("n2i", "Total", 2.6, "right"),
+    ("m1i", "Mean", 5.4, "right"),
+    ("sd1i", "SD", 4.95, "right"),
+    ("n1i", "Total", 4.5, "right"),
+    ("m2i", "Mean", 3.9, "right"),
+    ("sd2i", "SD", 3.45, "right"),
+    ("n2i", "Total", 3.0, "right"),
 )
-_STUDY_X = 7.4
+_STUDY_X = 7.8
 _LABEL_CHARS = 30
-_WEIGHT_X = 2.0
+_WEIGHT_X = 2.4
 _EFFECT_X = 0.15
 _GRAPH_WIDTH = 3.0
 
@@ -153,8 +153,8 @@ def forest_plot(
     # headings
     y_h1, y_h2 = k + 1.9, k + 1.0
     put(col(_STUDY_X), y_h2, "Study or Subgroup", fontweight="bold")
-    put(col(4.55), y_h1, plain_text(experimental), ha="center", fontweight="bold")
-    put(col(3.05), y_h1, plain_text(comparator), ha="center", fontweight="bold")
+    put(col(4.95), y_h1, plain_text(experimental), ha="center", fontweight="bold")
+    put(col(3.45), y_h1, plain_text(comparator), ha="center", fontweight="bold")
     for _key, head, x, ha in _ARM_COLUMNS:
         put(col(x), y_h2, head, ha=ha, fontweight="bold")
     put(col(_WEIGHT_X), y_h2, "Weight", ha="right", fontweight="bold")
@@ -193,7 +193,7 @@ def forest_plot(
     est, clb, cub = float(fit.estimate), float(np.ravel(fit.ci_lb)[0]), float(np.ravel(fit.ci_ub)[0])
     ax.axhline(0.3, xmin=col(_STUDY_X), xmax=1.0, color=INK, lw=0.4, clip_on=False)
     put(col(_STUDY_X), y_total, "Total (95% CI)", fontweight="bold")
-    for key, x in (("n1i", 4.1), ("n2i", 2.6)):
+    for key, x in (("n1i", 4.5), ("n2i", 3.0)):
         if key in studies.columns and studies[key].notna().all():
             put(col(x), y_total, f"{int(round(studies[key].astype(float).sum()))}", ha="right", fontweight="bold")
     put(col(_WEIGHT_X), y_total, "100.0%", ha="right", fontweight="bold")

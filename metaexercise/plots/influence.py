@@ -65,6 +65,6 @@ def influence_plot(infl: pd.DataFrame, labels=None, *, title: str | None = None,
     if synthetic:
         add_synthetic_banner(fig)
     if own:
-        fig.subplots_adjust(top=1 - (1.0 if synthetic else 0.6) / fig.get_figheight(),
+        fig.subplots_adjust(top=1 - (0.75 if synthetic else 0.45) / fig.get_figheight(),
                             bottom=0.9 / fig.get_figheight(), left=0.28, wspace=0.08)
     return fig

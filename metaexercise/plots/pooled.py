@@ -24,8 +24,8 @@ def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: f
     n = len(published)
     rows = np.arange(n, 0, -1, dtype=float)
     if ax is None:
-        fig = new_figure(10.0, 1.4 + 0.3 * n)
-        ax = fig.add_axes((0.5, 0.9 / fig.get_figheight(), 0.3, 1 - 1.4 / fig.get_figheight()))
+        fig = new_figure(12.0, 1.5 + 0.3 * n)
+        ax = fig.add_axes((0.45, 0.9 / fig.get_figheight(), 0.25, 1 - 1.5 / fig.get_figheight()))
     fig = ax.figure
     est = published["estimate"].to_numpy(dtype=float)
     lb = published["ci_lb"].to_numpy(dtype=float)
@@ -42,20 +42,20 @@ def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: f
 
     tf = transforms.blended_transform_factory(ax.transAxes, ax.transData)
     head_y = n + 0.8
-    cols = ((-1.62, "Contrast", "left"), (-0.32, "k", "right"), (1.05, "SMD [95% CI]", "left"),
-            (1.55, "I\u00b2", "right"), (1.62, "GRADE", "left"))
+    cols = ((-1.75, "Contrast", "left"), (-0.08, "k", "right"), (1.04, "SMD [95% CI]", "left"),
+            (1.78, "I\u00b2", "right"), (1.85, "GRADE", "left"))
     for x, head, ha in cols:
         ax.text(x, head_y, head, transform=tf, ha=ha, va="center", fontweight="bold", clip_on=False)
     for y, (_, r) in zip(rows, published.iterrows(), strict=False):
-        ax.text(-1.62, y, _short(r["label"]), transform=tf, ha="left", va="center", clip_on=False)
+        ax.text(-1.75, y, _short(r["label"]), transform=tf, ha="left", va="center", clip_on=False)
         if "k" in r and pd.notna(r["k"]):
-            ax.text(-0.32, y, f"{int(r['k'])}", transform=tf, ha="right", va="center", clip_on=False)
-        ax.text(1.05, y, f"{r['estimate']:.2f} [{r['ci_lb']:.2f}, {r['ci_ub']:.2f}]", transform=tf,
+            ax.text(-0.08, y, f"{int(r['k'])}", transform=tf, ha="right", va="center", clip_on=False)
+        ax.text(1.04, y, f"{r['estimate']:.2f} [{r['ci_lb']:.2f}, {r['ci_ub']:.2f}]", transform=tf,
                 ha="left", va="center", clip_on=False)
         if "I2" in r and pd.notna(r["I2"]):
-            ax.text(1.55, y, f"{r['I2']:.0f}%", transform=tf, ha="right", va="center", clip_on=False)
+            ax.text(1.78, y, f"{r['I2']:.0f}%", transform=tf, ha="right", va="center", clip_on=False)
         if "certainty" in r and pd.notna(r["certainty"]):
-            ax.text(1.62, y, plain_text(r["certainty"]), transform=tf, ha="left", va="center", clip_on=False)
+            ax.text(1.85, y, plain_text(r["certainty"]), transform=tf, ha="left", va="center", clip_on=False)
     if source:
         fig.text(0.01, 0.01, plain_text(source), fontsize=7, color="#555555", ha="left", va="bottom")
     if synthetic:
@@ -63,6 +63,6 @@ def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: f
     return fig
 
 
-def _short(label, width: int = 46) -> str:
+def _short(label, width: int = 62) -> str:
     text = plain_text(label)
     return text if len(text) <= width else text[: width - 1] + "\u2026"

@@ -11,11 +11,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.book.conftest import ARTIFACTS, REPO, XSS_NAME
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"
+XSS_NAME = "<img src=x onerror=alert(1)>"  # the study the book_html fixture adds (conftest.py)
+
 
 pytestmark = pytest.mark.browser
 
