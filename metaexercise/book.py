@@ -73,9 +73,8 @@ def _outputs(shell, result, stdout: str, captured) -> list:
     import nbformat
 
     outs = []
-    text = "\n".join(ln for ln in stdout.splitlines() if not ln.startswith("Out["))
-    if text.strip():
-        outs.append(nbformat.v4.new_output("stream", name="stdout", text=text + "\n"))
+    if stdout.strip():
+        outs.append(nbformat.v4.new_output("stream", name="stdout", text=stdout))
     for rich in captured:
         outs.append(nbformat.v4.new_output("display_data", data=rich.data, metadata=rich.metadata or {}))
     if result is not None:
@@ -94,6 +93,10 @@ def execute_pages(src: Path, project: Project, echo: Callable[[str], None]) -> i
     from myst_nb.core.read import read_myst_markdown_notebook
 
     shell = InteractiveShell.instance()
+    # The last expression's value is kept as the cell's rich result (ExecutionResult.result); the terminal
+    # display hook must not also print its text form into the page.
+    shell.displayhook.write_output_prompt = lambda: None
+    shell.displayhook.write_format_data = lambda *args, **kwargs: None
     pages = sorted(p for p in src.glob("*.md") if _is_notebook(p.read_text(encoding="utf-8")))
     old_cwd, old_env = Path.cwd(), os.environ.get(PROJECT_ENV)
     os.environ[PROJECT_ENV] = str(project.root)

@@ -61,7 +61,8 @@ def _check_stem(stem: str) -> str:
 
 def escape(value) -> str:
     """HTML-escape any value read from a sheet (study names may hold markup; it must show as text)."""
-    return html.escape("" if value is None or (isinstance(value, float) and value != value) else str(value))
+    blank = value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value))
+    return html.escape("" if blank else str(value))
 
 
 def figure(fig, stem: str, caption: str, *, alt: str | None = None) -> _HTML:

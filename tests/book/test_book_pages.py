@@ -29,9 +29,9 @@ def project(tmp_path, monkeypatch):
 
 
 def test_tables_escape_sheet_text_and_write_the_csv(project):
-    frame = pd.DataFrame({"study": [XSS_NAME], "source": ["javascript:alert(1)"]})
+    frame = pd.DataFrame({"study": [XSS_NAME], "source": ["javascript:alert(1)"], "n": pd.array([pd.NA], "Int64")})
     html = bp.links_table(frame, "xss", "Studies").html
-    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<img" not in html and "&lt;NA&gt;" not in html  # missing values are blank cells and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert 'href="javascript' not in html  # only http(s) URLs become links
     csv = project.book / "generated" / "tables" / "xss.csv"
     assert pd.read_csv(csv)["study"].tolist() == [XSS_NAME]  # the download keeps the value as typed
@@ -75,7 +75,8 @@ x = 40
 ```
 
 ```{code-cell} python3
-bp.note(f"last value {x + 2}")
+import pandas as pd
+bp.table(pd.DataFrame({"value": [x + 2, pd.NA]}), "last", "last value")
 ```
 """
 
@@ -89,9 +90,9 @@ def test_pages_execute_in_one_process_and_keep_rich_outputs(project):
     assert not (src / "page.md").exists() and (src / "plain.md").exists()
     nb = nbformat.read(src / "page.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert [o.output_type for o in outputs] == ["display_data", "execute_result"]
+    assert [o.output_type for o in outputs] == ["display_data", "execute_result"]  # no text copy on stdout
     assert "shown &lt;by&gt; display" in outputs[0].data["text/html"]
-    assert "last value 42" in outputs[1].data["text/html"]
+    assert "last value" in outputs[1].data["text/html"] and "<td>42</td>" in outputs[1].data["text/html"]
 
 
 def test_a_failing_page_stops_the_build_and_is_named(project):
