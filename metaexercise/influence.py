@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from metaexercise.errors import MetaexerciseError
 from metaexercise.model import RMAResult, refit
 from metaexercise.wls import gram
 
@@ -52,8 +53,9 @@ def _without(fit: RMAResult, i: int) -> RMAResult | None:
     keep[i] = False
     try:
         return refit(fit, keep)
-    except (ValueError, np.linalg.LinAlgError):
-        # metafor skips a deletion whose refit fails (e.g. a moderator becomes constant); its row stays NA.
+    except (ValueError, np.linalg.LinAlgError, MetaexerciseError):
+        # metafor skips a deletion whose refit fails (a moderator becomes constant, Fisher scoring does not
+        # converge, ...): `try(rma.uni(...))`, and its row stays NA.
         return None
 
 
@@ -165,8 +167,8 @@ def cumul(fit: RMAResult, order=None) -> pd.DataFrame:
         keep = idx[:j]
         try:
             rows.append(_row(refit(fit, keep)))
-        except (ValueError, np.linalg.LinAlgError):
-            rows.append(_row(None))
+        except (ValueError, np.linalg.LinAlgError, MetaexerciseError):
+            rows.append(_row(None))  # as metafor's `try(...)`: the step's row stays NA
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS), index=pd.Index(idx + 1, name="study"))
 
 
