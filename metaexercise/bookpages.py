@@ -72,8 +72,9 @@ def figure(fig, stem: str, caption: str, *, alt: str | None = None) -> _HTML:
     src = f"_static/figures/{stem}"
     return _HTML(
         f'<figure class="me-figure" id="fig-{stem}">'
+        f'<a href="{src}.svg" title="open the figure at full size">'
         f'<img src="{src}.svg" alt="{escape(alt or caption)}" class="me-plot" data-stem="{stem}" '
-        f'style="max-width:100%;height:auto">'
+        f'style="max-width:100%;height:auto"></a>'
         f"<figcaption>{escape(caption)} "
         f'<span class="me-downloads">Download: <a href="{src}.svg" download>SVG</a> · '
         f'<a href="{src}.png" download>PNG</a></span></figcaption></figure>'
