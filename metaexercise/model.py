@@ -371,6 +371,9 @@ def rma(
         raise ValueError("rma: the moderator matrix is not of full rank (a moderator is constant or collinear)")
 
     notes: list[str] = []
+    if k == 1 and test != "z":
+        test = "z"  # metafor: 'Setting argument test="z" since k=1.'
+        notes.append('k = 1: test set to "z" (Knapp-Hartung needs k > 1)')
     tau2_fixed = tau2 is not None and method != "EE"
     iterations, converged = 0, True
     if method == "EE":
