@@ -93,7 +93,7 @@ def test_fsn_matches_metafor(dataset):
     for key, ref in BIAS["datasets"][dataset]["fsn"].items():
         kind = key.split("_")[0]
         r = fsn(yi, vi, type=kind, target=0.05 if key.endswith("_target") else None)
-        for q in ("fsnum", "pval", "meanes", "target"):
+        for q in ("fsnum", "pval", "meanes", "target", "alpha"):
             pairs.append((f"{dataset} fsn {key} {q}", getattr(r, q), ref[q]))
     check_all(pairs)
 

@@ -14,6 +14,7 @@ import pytest
 from engine_reference import CONTROL, check_all, fixture
 
 from metaexercise import rma
+from metaexercise.influence import _s2w
 
 RMA = fixture("rma")
 METHODS = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")
@@ -44,13 +45,15 @@ def fit_pairs(fit, ref: dict, label: str) -> list[tuple[str, object, object]]:
         (f"{label} QM", fit.QM, ref["QM"]),
         (f"{label} QMp", fit.QMp, ref["QMp"]),
         (f"{label} ddf", fit.ddf, ref.get("ddf")),
+        (f"{label} s2w (Knapp-Hartung scale, as influence() computes it)", _s2w(fit), ref["s2w"]),
         (f"{label} weights", fit.weights, ref["weights"]),
         (f"{label} ll", fit.ll, ref["ll_REML"] if fit.method == "REML" else ref["ll_ML"]),
     ]
     if "pi_lb" in ref:
         pairs += [(f"{label} pi_lb", fit.pi_lb, ref["pi_lb"]), (f"{label} pi_ub", fit.pi_ub, ref["pi_ub"])]
         pred = fit.predict()
-        pairs += [(f"{label} predict().pi_lb", pred.pi_lb, ref["pi_lb"]),
+        pairs += [(f"{label} predict().pred", pred.pred, ref["pred"]),
+                  (f"{label} predict().pi_lb", pred.pi_lb, ref["pi_lb"]),
                   (f"{label} predict().pi_ub", pred.pi_ub, ref["pi_ub"])]
     if "pi_lb_riley" in ref:
         riley = fit.predict(pi_dist="riley")
