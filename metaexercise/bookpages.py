@@ -212,6 +212,15 @@ def prisma_update() -> dict | None:
     return counts if counts["records_identified"] else None
 
 
+def rob_weights(wide: pd.DataFrame, analysis_id: str, source: str = "real") -> tuple[pd.DataFrame, np.ndarray]:
+    """The studies of `wide` that are in one analysis, with their REML weights there (robvis' weighted
+    summary: the share of information at each judgement)."""
+    _, st = _analysis(source, analysis_id)
+    weights = st.groupby("label")["weight"].sum()
+    used = wide.loc[wide.index.isin(weights.index)]
+    return used, weights.reindex(used.index).to_numpy(float)
+
+
 def rob_judgements(source: str = "real") -> pd.DataFrame | None:
     """Risk-of-bias judgements, one row per study ("Author Year"), five domains + Overall; None if empty."""
     from metaexercise.plots.rob import rob_wide
