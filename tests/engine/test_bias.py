@@ -92,10 +92,23 @@ def test_fsn_matches_metafor(dataset):
     pairs = []
     for key, ref in BIAS["datasets"][dataset]["fsn"].items():
         kind = key.split("_")[0]
-        r = fsn(yi, vi, type=kind, target=0.05 if key.endswith("_target") else None)
+        r = fsn(yi, vi, type=kind, target=0.05 if key.endswith("_target") else None,
+                weighted=key.endswith("_weighted"))
         for q in ("fsnum", "pval", "meanes", "target", "alpha"):
             pairs.append((f"{dataset} fsn {key} {q}", getattr(r, q), ref[q]))
     check_all(pairs)
+
+
+@pytest.mark.parametrize("key", list(BIAS["metareg_regtest"]))
+def test_regtest_on_a_meta_regression_matches_metafor(key):
+    # The predictor joins the fit's moderators; metafor reports no limit estimate then.
+    d = BIAS["metareg_regtest"][key]
+    test, model = key.split("/")[1:]
+    fit = rma(np.array(d["yi"]), np.array(d["vi"]), mods=np.array(d["mods"]), test=test, control=CONTROL)
+    r = regtest(fit, model=model)
+    assert r.est is None and d["est"] is None
+    check_all([(f"{key} zval", r.zval, d["zval"]), (f"{key} pval", r.pval, d["pval"]),
+               (f"{key} df", r.df, d.get("ddf"))])
 
 
 def test_fixture_grid_is_complete():

@@ -318,6 +318,7 @@ for (nm in names(DATA)) {
     Rosenthal = fsn_values(fsn(yi, vi)),
     Orwin = fsn_values(fsn(yi, vi, type = "Orwin")),
     Orwin_target = fsn_values(fsn(yi, vi, type = "Orwin", target = 0.05)),
+    Orwin_weighted = fsn_values(fsn(yi, vi, type = "Orwin", weighted = TRUE)),
     Rosenberg = fsn_values(fsn(yi, vi, type = "Rosenberg"))
   )
   if (k >= 3) {
@@ -355,7 +356,21 @@ for (nm in names(DATA)) {
   }
   bias_body$datasets[[nm]] <- entry
 }
-write_fixture("bias", "regtest(rma(yi, vi, method=<m>, test=<t>, control=CTRL), model=<model>, predictor=<predictor>, ni=ni); ranktest(yi, vi); trimfill(fit, estimator=<L0|R0|Q0>, side=<auto|left|right>, control=CTRL) (control passed on to trimfill's internal rma() calls); fsn(yi, vi, type=<type>[, target=0.05])",
+# regtest on meta-regressions: the predictor joins the moderators; no limit estimate.
+bias_body$metareg_regtest <- list()
+for (nm in c("bcg~ablat", "raudenbush1985~weeks")) {
+  set <- strsplit(nm, "~")[[1]]
+  d <- DATA[[set[1]]]
+  x <- as.numeric(d[[set[2]]])
+  for (t in c("z", "knha")) {
+    fit <- rma(as.numeric(d$yi), as.numeric(d$vi), mods = x, test = t, control = CTRL)
+    for (mod in c("rma", "lm")) {
+      bias_body$metareg_regtest[[paste(nm, t, mod, sep = "/")]] <- c(
+        list(yi = d$yi, vi = d$vi, mods = vec(x)), regtest_values(regtest(fit, model = mod)))
+    }
+  }
+}
+write_fixture("bias", "regtest(rma(yi, vi, method=<m>, test=<t>, control=CTRL), model=<model>, predictor=<predictor>, ni=ni); ranktest(yi, vi); trimfill(fit, estimator=<L0|R0|Q0>, side=<auto|left|right>, control=CTRL) (control passed on to trimfill's internal rma() calls); fsn(yi, vi, type=<type>[, target=0.05 | weighted=TRUE]); metareg_regtest: regtest(rma(yi, vi, mods=x, test=<t>, control=CTRL), model=<model>)",
               bias_body)
 
 # ---------------------------------------------------------------------------------------------------
