@@ -103,13 +103,21 @@ def add_synthetic_banner(fig: Figure) -> None:
 
 def save_figure(fig: Figure, stem: str | os.PathLike) -> tuple[Path, Path]:
     """Write `stem`.svg and `stem`.png, each whole or not at all; return both paths."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     stem = Path(stem)
     paths = []
-    for fmt in ("svg", "png"):
-        target = stem.with_name(stem.name + "." + fmt)
-        with plot_style(), atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
-        paths.append(target)
+    with plot_style():
+        # One tight bounding box for both files: savefig(bbox_inches="tight") would draw the figure an
+        # extra time per file just to measure it.
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        bbox = fig.get_tightbbox(renderer).padded(float(RC["savefig.pad_inches"]))
+        for fmt in ("svg", "png"):
+            target = stem.with_name(stem.name + "." + fmt)
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=fmt, bbox_inches=bbox,
+                            metadata={"Date": None} if fmt == "svg" else None)
+            paths.append(target)
     return paths[0], paths[1]
 
 
