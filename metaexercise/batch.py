@@ -20,6 +20,7 @@ estimate +/- crit * sqrt(se^2 + tau^2), crit from N(0, 1) under test="z" and fro
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -30,6 +31,10 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 from scipy import special
+
+from metaexercise.tau2 import Control as _RmaControl
+
+_RMA_CONTROL = _RmaControl()
 
 Method = Literal["REML", "ML", "DL", "PM"]
 Test = Literal["z", "knha"]
@@ -49,6 +54,9 @@ _CACHE = bool(os.environ.get("NUMBA_CACHE_DIR")) or os.access(os.path.dirname(__
 #: are kept (no "fast" nnan/ninf flags), so padding and validation behave as without fastmath.
 _FAST = {"reassoc", "contract"}
 
+#: inputs with at most this many cells (rows x columns) are fitted on one thread.
+_SERIAL_CELLS = 16_384
+
 #: rows handled by one parallel task; one scratch buffer is allocated per block, not per row.
 _BLOCK = 512
 
@@ -57,14 +65,15 @@ _BLOCK = 512
 class BatchControl:
     """Algorithm settings, kept apart from the model (as metafor's `control` list).
 
-    `threshold` is the convergence criterion on the change in tau^2 between Fisher-scoring steps (metafor's
-    default is 1e-5; 1e-10 here, as `rma`'s Control, so results agree with metafor run to convergence).
+    `threshold` is the convergence criterion on the change in tau^2 between Fisher-scoring steps and
+    `maxiter` the iteration limit; both default to those of `rma`'s `Control` (1e-12 and 1,000; metafor's
+    are 1e-5 and 100), so that `rma_batch` takes exactly `rma`'s path.
     `tau2_max` bounds the Paule-Mandel search; None means metafor 3.8's per-analysis default
     max(100, 10 mad(yi)^2).
     """
 
-    threshold: float = 1e-10
-    maxiter: int = 100
+    threshold: float = _RMA_CONTROL.threshold
+    maxiter: int = _RMA_CONTROL.maxiter
     tau2_max: float | None = None
     ll0check: bool = True
 
@@ -374,6 +383,19 @@ def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
             _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check,
                      out, r)
 
+@njit(cache=_CACHE)
+def _fit_rows_serial(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
+    """As _fit_rows on one thread: for a few rows, waking the thread pool costs more than the fits (and,
+    on a busy machine, a descheduled worker thread stalls the whole call)."""
+    n, m = yi.shape
+    ybuf = np.empty(m)
+    vbuf = np.empty(m)
+    wbuf = np.empty(m)
+    w0buf = np.empty(m)
+    for r in range(n):
+        _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, out, r)
+
+
 # --------------------------------------------------------------------------------------------------
 # Python driver: validation, chunking, intervals
 # --------------------------------------------------------------------------------------------------
@@ -395,6 +417,20 @@ def _raise_invalid(yi: np.ndarray, vi: np.ndarray, k: np.ndarray, row0: int) -> 
                      f"where yi is given (yi = {y!r})")
 
 
+#: Results kept across chunks are put in their own anonymous memory maps once they are this large: glibc's
+#: dynamic mmap threshold otherwise serves them from the heap, interleaved with each chunk's freed
+#: temporaries, and the fragmented heap doubled the peak memory of a 10-million-fit stream.
+_MMAP_BYTES = 1 << 17
+
+
+def _kept_empty(n: int, dtype) -> np.ndarray:
+    """np.empty(n, dtype), in an anonymous memory map (returned to the OS when freed) if it is large."""
+    nbytes = n * np.dtype(dtype).itemsize
+    if nbytes < _MMAP_BYTES:
+        return np.empty(n, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=n)
+
+
 def _fit_chunk(yi, vi, code, control: BatchControl, row0: int) -> dict[str, np.ndarray]:
     yi = np.ascontiguousarray(yi, dtype=np.float64)
     vi = np.ascontiguousarray(vi, dtype=np.float64)
@@ -402,12 +438,14 @@ def _fit_chunk(yi, vi, code, control: BatchControl, row0: int) -> dict[str, np.n
         raise ValueError(f"rma_batch: the chunk starting at row {row0} has yi of shape {yi.shape} and vi of "
                          f"shape {vi.shape}; both must be the same 2-D shape")
     n = yi.shape[0]
+    f8 = np.float64
     out = (
-        np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
-        np.empty(n), np.empty(n, np.bool_), np.empty(n, np.int64),
+        _kept_empty(n, np.int64), _kept_empty(n, f8), _kept_empty(n, f8), _kept_empty(n, f8), _kept_empty(n, f8),
+        _kept_empty(n, f8), _kept_empty(n, f8), _kept_empty(n, np.bool_), _kept_empty(n, np.int64),
     )
     tau2_max = -1.0 if control.tau2_max is None else float(control.tau2_max)
-    _fit_rows(yi, vi, code, float(control.threshold), int(control.maxiter), tau2_max, bool(control.ll0check), out)
+    kernel = _fit_rows_serial if n * yi.shape[1] <= _SERIAL_CELLS else _fit_rows
+    kernel(yi, vi, code, float(control.threshold), int(control.maxiter), tau2_max, bool(control.ll0check), out)
     k, est, se, tau2, i2, qe, kh, conv, it = out
     if n and k.min() < 0:
         _raise_invalid(yi, vi, k, row0)
@@ -430,11 +468,21 @@ def _intervals(part: dict[str, np.ndarray], test: str, level: float) -> dict[str
             se = part["se_z"]
             crit = special.ndtri(1.0 - alpha / 2.0)
         est = part["estimate"]
+        n = est.shape[0]
+        if se is part["se_z"]:
+            se_kept = se
+        else:
+            se_kept = _kept_empty(n, np.float64)
+            np.copyto(se_kept, se)
         half_pi = crit * np.sqrt(se * se + part["tau2"])
-        return {
-            "se": se, "ci_lb": est - crit * se, "ci_ub": est + crit * se,
-            "pi_lb": est - half_pi, "pi_ub": est + half_pi,
-        }
+        half_ci = crit * se
+        res = {name: _kept_empty(n, np.float64) for name in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")}
+        np.subtract(est, half_ci, out=res["ci_lb"])
+        np.add(est, half_ci, out=res["ci_ub"])
+        np.subtract(est, half_pi, out=res["pi_lb"])
+        np.add(est, half_pi, out=res["pi_ub"])
+        res["se"] = se_kept
+        return res
 
 
 def _iter_chunks(yi, vi, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -491,9 +539,12 @@ def rma_batch(
     empty = {"converged": np.bool_, "iterations": np.int64, "k": np.int64}
     for name in _ARRAY_FIELDS:
         chunks = parts.pop(name)
-        arrays[name] = (
-            np.concatenate(chunks) if chunks else np.empty(0, dtype=empty.get(name, np.float64))
-        )
+        if len(chunks) == 1:
+            arrays[name] = chunks[0]
+        elif chunks:
+            arrays[name] = np.concatenate(chunks, out=_kept_empty(row0, chunks[0].dtype))
+        else:
+            arrays[name] = np.empty(0, dtype=empty.get(name, np.float64))
         del chunks
     return BatchResult(method=method, test=test, level=float(level), **arrays)
 

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metaexercise.batch import _CACHE
+from metaexercise.batch import _CACHE, _RMA_CONTROL
 
 MOD_METHOD_CODES: dict[str, int] = {"REML": 0, "ML": 1, "DL": 2, "PM": 3, "EE": 4}
 
@@ -327,12 +327,13 @@ def _fit_permuted(y, v, X, perms, method, knha, threshold, maxiter, tau2_max, be
         conv[j] = c
 
 
-def fit_permuted(yi, vi, X, perms, method: str = "REML", test: str = "z", *, threshold: float = 1e-10,
-                 maxiter: int = 100, tau2_max: float | None = None):
+def fit_permuted(yi, vi, X, perms, method: str = "REML", test: str = "z", *,
+                 threshold: float = _RMA_CONTROL.threshold, maxiter: int = _RMA_CONTROL.maxiter,
+                 tau2_max: float | None = None):
     """Fit `rma(yi, vi, mods=X[perm], intercept=False)` for each row of `perms` (row indices into X).
 
     Returns (beta, zval, QM, tau2, converged): beta and zval are (n_perm, p), the others length n_perm.
-    Non-converged fits have converged False (metafor's permutest skips them: `try(...)`, `next`).
+    `threshold`/`maxiter` default to `rma`'s Control. Non-converged fits have converged False (metafor's permutest skips them: `try(...)`, `next`).
     """
     if method not in MOD_METHOD_CODES:
         raise ValueError(f"fit_permuted: method={method!r} is not one of {sorted(MOD_METHOD_CODES)}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metaexercise.batch import rma_batch
+from metaexercise.batch import BatchControl, rma_batch
 from metaexercise.batch_mods import MOD_METHOD_CODES, fit_permuted
 
 COMPTOL = np.finfo(float).eps ** 0.5  #: metafor's con$comptol
@@ -99,13 +99,16 @@ def _pvalues(zperm, qperm, conv, z, qm, comptol):
 
 def permutest_arrays(
     yi, vi, mods=None, *, method: str = "REML", test: str = "z", exact: bool = False, iter: int = 1000,
-    seed=None, comptol: float = COMPTOL,
+    seed=None, comptol: float = COMPTOL, control: BatchControl | None = None,
 ) -> PermutationTestResult:
     """Permutation test of `rma(yi, vi, mods=mods, method=method, test=test)`; see the module docstring.
 
     `mods`: None (intercept-only), a 1-D array (one moderator) or a 2-D array (k x q); the intercept is
-    added, as `rma`. `seed` feeds numpy's default_rng for the random (non-exact) test.
+    added, as `rma`. `seed` feeds numpy's default_rng for the random (non-exact) test. `control`: the
+    refits' threshold and maxiter (default: `rma`'s); which refits fail to converge, and so drop out of
+    the p-values, depends on it, as in metafor, whose permutest refits with the model's own control.
     """
+    control = BatchControl() if control is None else control
     yi = np.asarray(yi, dtype=float)
     vi = np.asarray(vi, dtype=float)
     k = yi.shape[0]
@@ -115,7 +118,7 @@ def permutest_arrays(
         raise ValueError(f"permutest: iter={iter!r} must be an integer >= 2 (as metafor)")
     rng = np.random.default_rng(seed)
     if mods is None:
-        return _sign_flip_test(yi, vi, method, test, exact, int(iter), rng, comptol)
+        return _sign_flip_test(yi, vi, method, test, exact, int(iter), rng, comptol, control)
     m = np.asarray(mods, dtype=float)
     m = m.reshape(k, -1) if m.ndim == 1 else m
     if m.shape[0] != k:
@@ -133,15 +136,16 @@ def permutest_arrays(
     else:
         perms = np.argsort(rng.random((int(iter), k)), axis=1)
         perms[0] = np.arange(k)
-    beta0, z0, qm0, _t, conv0 = fit_permuted(yi, vi, X, np.arange(k)[None, :], method, test)
-    _b, zperm, qperm, _t2, conv = fit_permuted(yi, vi, X, perms, method, test)
+    opts = {"threshold": control.threshold, "maxiter": control.maxiter, "tau2_max": control.tau2_max}
+    beta0, z0, qm0, _t, conv0 = fit_permuted(yi, vi, X, np.arange(k)[None, :], method, test, **opts)
+    _b, zperm, qperm, _t2, conv = fit_permuted(yi, vi, X, perms, method, test, **opts)
     pval, qmp = _pvalues(zperm, qperm, conv, z0[0], qm0[0], comptol)
     return PermutationTestResult(method=method, test=test, exact=use_exact, iter=int(perms.shape[0]),
                                  beta=beta0[0], zval=z0[0], pval=pval, QM=float(qm0[0]), QMp=qmp,
                                  zval_perm=zperm, QM_perm=qperm)
 
 
-def _sign_flip_test(yi, vi, method, test, exact, iter, rng, comptol) -> PermutationTestResult:
+def _sign_flip_test(yi, vi, method, test, exact, iter, rng, comptol, control) -> PermutationTestResult:
     if method == "EE":
         raise ValueError("permutest: the intercept-only sign-flip test is implemented for REML, ML, DL and PM")
     k = yi.shape[0]
@@ -155,8 +159,8 @@ def _sign_flip_test(yi, vi, method, test, exact, iter, rng, comptol) -> Permutat
     else:
         signs = rng.choice([-1.0, 1.0], size=(iter, k))
         signs[0] = 1.0
-    obs = rma_batch(yi[None, :], vi[None, :], method, test=test)
-    res = rma_batch(signs * yi, np.broadcast_to(vi, signs.shape).copy(), method, test=test)
+    obs = rma_batch(yi[None, :], vi[None, :], method, test=test, control=control)
+    res = rma_batch(signs * yi, np.broadcast_to(vi, signs.shape).copy(), method, test=test, control=control)
     z0 = obs.estimate / obs.se
     zperm = (res.estimate / res.se)[:, None]
     qperm = zperm[:, 0] ** 2
@@ -168,10 +172,14 @@ def _sign_flip_test(yi, vi, method, test, exact, iter, rng, comptol) -> Permutat
 
 def permutest(fit, *, exact: bool = False, iter: int = 1000, seed=None,
               comptol: float = COMPTOL) -> PermutationTestResult:
-    """Permutation test of a fitted `rma` model (metafor's `permutest(x, exact, iter)`)."""
+    """Permutation test of a fitted `rma` model (metafor's `permutest(x, exact, iter)`), refitted with the
+    model's own method, test and control."""
     if getattr(fit, "tau2_fixed", False):
         raise ValueError("permutest: models with a fixed tau2 (rma(..., tau2=...)) are not supported")
+    fc = getattr(fit, "control", None)
+    control = BatchControl() if fc is None else BatchControl(threshold=fc.threshold, maxiter=fc.maxiter,
+                                                             tau2_max=fc.tau2_max)
     X = np.asarray(fit.X, dtype=float)
     mods = None if X.shape[1] == 1 else X[:, 1:]
     return permutest_arrays(fit.yi, fit.vi, mods, method=fit.method, test=fit.test, exact=exact, iter=iter,
-                            seed=seed, comptol=comptol)
+                            seed=seed, comptol=comptol, control=control)

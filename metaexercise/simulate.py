@@ -18,7 +18,7 @@ Each replicate is fitted with every tau^2 estimator (`rma_batch`: DL, REML, ML, 
   t(k - 2) (Higgins, Thompson & Spiegelhalter 2009, J R Stat Soc A 172:137) quantiles: coverage (the
   probability that theta_new ~ N(mu, tau^2) falls inside the interval, averaged over replicates) and width.
 Monte Carlo standard errors as Morris, White & Crowther (2019, Stat Med 38:2074, Table 6).
-Replicates whose fit did not converge (Fisher scoring, maxiter 1000) are excluded and counted.
+Replicates whose fit did not converge (Fisher scoring within `rma`'s maxiter) are excluded and counted.
 
 Reproducibility: replicates are cut into chunks of a fixed size; chunk c of scenario s draws from
 numpy's SeedSequence(seed).spawn(S)[s].spawn(C)[c], and chunk results are combined in a fixed order,
@@ -41,8 +41,8 @@ ESTIMATORS = ("DL", "REML", "ML", "PM")
 CI_METHODS = ("wald", "knha", "knha_trunc")
 PI_METHODS = ("z", "t(k-2)")
 
-#: Control of the simulation fits: metafor's algorithm and threshold, with room for slow Fisher scoring.
-SIM_CONTROL = BatchControl(maxiter=1000)
+#: Control of the simulation fits: rma's defaults (metafor's algorithm, threshold 1e-12, maxiter 1000).
+SIM_CONTROL = BatchControl()
 
 # The review (Fleckenstein et al. 2022, J Pain; medRxiv 2021.12.16.21267900): main contrast "pain, short term,
 # individualized vs other exercise" k = 32, SMD -0.28 [-0.42, -0.14], I^2 = 73% (Fig. 3); trial sizes

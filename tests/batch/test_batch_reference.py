@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from batch_helpers import pad
 
-from metaexercise.batch import rma_batch
+from metaexercise.batch import BatchControl, rma_batch
 
+METAFOR_RUN = BatchControl(threshold=1e-10, maxiter=100)
 FIELDS = ("estimate", "se", "ci_lb", "ci_ub", "tau2", "I2", "QE", "pi_lb", "pi_ub")
 
 
@@ -19,7 +20,8 @@ def test_rma_batch_matches_metafor_row_by_row(batch_reference, method, test):
     width = max(len(d["yi"]) for d in sets) + 3
     yi = pad([d["yi"] for d in sets], width, shuffle_seed=1)
     vi = pad([d["vi"] for d in sets], width, shuffle_seed=1)
-    res = rma_batch(yi, vi, method, test=test, chunk_size=17)
+    # metafor's own path: the fixture ran rma() with threshold 1e-10 and maxiter 100
+    res = rma_batch(yi, vi, method, test=test, chunk_size=17, control=METAFOR_RUN)
     assert res.converged.all()
     np.testing.assert_array_equal(res.k, [len(d["yi"]) for d in sets])
     for name in FIELDS:
@@ -34,5 +36,5 @@ def test_pm_widens_its_search_as_metafor_when_tau2_exceeds_100(batch_reference):
     d = batch_reference["datasets"][-1]
     want = batch_reference["fits"]["PM_z"][-1]["tau2"][0]
     assert want > 100
-    res = rma_batch(np.array([d["yi"]]), np.array([d["vi"]]), "PM")
+    res = rma_batch(np.array([d["yi"]]), np.array([d["vi"]]), "PM", control=METAFOR_RUN)
     np.testing.assert_allclose(res.tau2, [want], rtol=1e-10)
