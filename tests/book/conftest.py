@@ -31,8 +31,9 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1400,1000",
 )
-_IGNORE = shutil.ignore_patterns(".git", "results", "_build", "generated", "__pycache__", ".pytest_cache",
-                                 ".ruff_cache", "artifacts", "*.egg-info", ".hypothesis", "_work")
+# Generated folders stay behind (results/, replica/, book/_build/ ...): the copy builds from its sources.
+_IGNORE = shutil.ignore_patterns(".git", "results", "replica", "_build", "generated", "__pycache__",
+                                 ".pytest_cache", ".ruff_cache", "artifacts", "*.egg-info", ".hypothesis", "_work")
 
 
 def _apt_busy() -> bool:
