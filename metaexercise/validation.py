@@ -1,6 +1,8 @@
 """Agreement of the engine with R's metafor: refit every case stored in `tests/reference/rma.json` and
-`metareg.json` (written by `tests/reference/make_reference.R`, metafor 3.8-1 with tightened convergence)
-and report, per quantity, the largest absolute and relative difference and where it occurred.
+`metareg.json`, and rerun the default funnel-asymmetry tests of `bias.json` (`regtest`: mixed-effects
+model, predictor sei, on the REML fit; `ranktest`), all written by `tests/reference/make_reference.R`
+(metafor 3.8-1 with tightened convergence); report, per quantity, the largest absolute and relative
+difference and where it occurred.
 
 The relative difference is abs(ours - metafor) / abs(metafor); where metafor's value is below `floor` in
 magnitude (e.g. tau^2 = 0, p-values near 0) the absolute difference is used instead, as metafor's own
@@ -39,7 +41,7 @@ class Agreement:
 
     def summary(self) -> str:
         worst = self.table["max_rel_diff"].max()
-        return (f"{self.fits} metafor fits compared ({self.source}); largest relative difference "
+        return (f"{self.fits} metafor results compared ({self.source}); largest relative difference "
                 f"{worst:.2e}; {len(self.failed)} fits could not be refitted")
 
     def to_frame(self) -> pd.DataFrame:
@@ -79,6 +81,44 @@ def _diffs(ours, theirs, floor: float) -> tuple[float, float]:
     return float(absd.max()), float(rel.max())
 
 
+def _record(worst: dict, name: str, ours, theirs, where: str, floor: float) -> None:
+    absd, reld = _diffs(ours, theirs, floor)
+    w = worst.setdefault(name, [0.0, 0.0, "", 0])
+    w[3] += 1
+    w[0] = max(w[0], absd)
+    if reld > w[1]:
+        w[1], w[2] = reld, where
+
+
+def _bias_agreement(reference: Path, worst: dict, failed: list, floor: float) -> int:
+    """regtest (REML/z/rma/sei: metafor's defaults) and ranktest on every data set of bias.json."""
+    path = reference / "bias.json"
+    if not path.exists():
+        return 0
+    from metaexercise import rma
+    from metaexercise.bias import ranktest, regtest
+
+    n = 0
+    for name, ds in json.loads(path.read_text())["datasets"].items():
+        ref = ds.get("regtest", {}).get("REML/z/rma/sei")
+        rank = ds.get("ranktest")
+        try:
+            fit = rma(np.asarray(ds["yi"], float), np.asarray(ds["vi"], float))
+            if ref and "error" not in ref:
+                reg = regtest(fit)
+                _record(worst, "regtest zval", reg.zval, ref["zval"], f"{name} regtest", floor)
+                _record(worst, "regtest pval", reg.pval, ref["pval"], f"{name} regtest", floor)
+                n += 1
+            if rank and "error" not in rank:
+                rk = ranktest(fit)
+                _record(worst, "ranktest tau", rk.tau, rank["tau"], f"{name} ranktest", floor)
+                _record(worst, "ranktest pval", rk.pval, rank["pval"], f"{name} ranktest", floor)
+                n += 1
+        except (ConvergenceError, ValueError) as exc:
+            failed.append(f"{name} bias tests: {exc}")
+    return n
+
+
 def metafor_agreement(reference: str | Path, *, floor: float = 1e-8) -> Agreement:
     """Refit every stored metafor case with `metaexercise.rma` and tabulate the largest differences."""
     from metaexercise import rma
@@ -107,7 +147,9 @@ def metafor_agreement(reference: str | Path, *, floor: float = 1e-8) -> Agreemen
                 w[0], w[1], w[2] = max(w[0], absd), reld, where
             else:
                 w[0] = max(w[0], absd)
+    n += _bias_agreement(reference, worst, failed, floor)
     rows = [{"quantity": attr, "comparisons": w[3], "max_abs_diff": w[0], "max_rel_diff": w[1], "worst_case": w[2]}
             for attr, w in worst.items() if w[3]]
-    source = ", ".join(p.name for p in (reference / "rma.json", reference / "metareg.json") if p.exists())
+    source = ", ".join(p.name for p in (reference / "rma.json", reference / "metareg.json",
+                                         reference / "bias.json") if p.exists())
     return Agreement(pd.DataFrame(rows), n, tuple(failed), source)
