@@ -311,7 +311,7 @@ def vas_table() -> pd.DataFrame:
         rows.append({"contrast": r["label"], "SMD [95% CI] (published)": r["printed"],
                      "certainty (published)": r["certainty"],
                      "VAS difference printed by the review": mcid[0].value.text if mcid and mcid[0].value else "",
-                     f"SMD x {sd:g} (points)": f"{vas.points:.2f} [{vas.ci_lb:.2f}, {vas.ci_ub:.2f}]",
+                     f"SMD x NRS common SD {sd:g} (points)": f"{vas.points:.2f} [{vas.ci_lb:.2f}, {vas.ci_ub:.2f}]",
                      "threshold (points)": vas.threshold, "verdict": vas.verdict})
     return pd.DataFrame(rows)
 
