@@ -126,3 +126,11 @@ def test_metafor_agreement_is_tight_and_detects_a_perturbed_fixture(tmp_path):
     # tau2 off by 1% in the fixture: ours / (1.01 * metafor) - 1 = -0.0099 in relative terms.
     assert bad.loc["tau2", "max_rel_diff"] == pytest.approx(0.01 / 1.01, rel=1e-4)
     assert bad.loc["tau2", "worst_case"] == "bcg REML/z"
+
+
+def test_build_book_names_a_missing_book_config(tmp_path):
+    from metaexercise.book import build_book
+
+    with pytest.raises(BookBuildError, match=r"_config\.yml not found"):
+        build_book(Project(tmp_path), run_analyses=False, echo=lambda s: None)
+    assert not (tmp_path / "book" / "_build" / "html").exists()  # nothing half-written
