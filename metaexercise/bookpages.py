@@ -572,3 +572,18 @@ def grade_report(source: str = "real") -> list:
         else:
             out.append(table(frame, f"{name}_{source}", f"{caption} ({what})"))
     return out
+
+
+def validation_report() -> list:
+    """The metafor-agreement table (metaexercise.validation) from tests/reference/, or a note when this
+    project has no reference fixtures."""
+    from metaexercise.validation import metafor_agreement
+
+    reference = project().root / "tests" / "reference"
+    if not (reference / "rma.json").is_file():
+        return [note(f"No metafor reference fixtures in {reference.name}/ of this project, so the engine's "
+                     "agreement with metafor is not shown.", "warning")]
+    agreement = metafor_agreement(reference)
+    return [note(agreement.summary()),
+            table(agreement.to_frame(), "metafor_agreement", "Largest differences from metafor 3.8-1, per quantity",
+                  float_format="{:.2e}")]

@@ -134,3 +134,8 @@ def test_build_book_names_a_missing_book_config(tmp_path):
     with pytest.raises(BookBuildError, match=r"_config\.yml not found"):
         build_book(Project(tmp_path), run_analyses=False, echo=lambda s: None)
     assert not (tmp_path / "book" / "_build" / "html").exists()  # nothing half-written
+
+
+def test_validation_page_says_so_when_a_project_has_no_fixtures(project):
+    (shown,) = bp.validation_report()
+    assert "No metafor reference fixtures" in shown.html
