@@ -37,7 +37,14 @@ _IGNORE = shutil.ignore_patterns(".git", "results", "replica", "_build", "genera
 
 
 def _apt_busy() -> bool:
-    return subprocess.run(["pgrep", "-x", "apt-get|apt|dpkg"], capture_output=True).returncode == 0
+    """Another apt or dpkg is running (never start a second one)."""
+    names = set()
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            names.add(comm.read_text().strip())
+        except OSError:  # the process ended while we looked
+            continue
+    return bool(names & {"apt", "apt-get", "dpkg"})
 
 
 def ensure_chromium() -> None:
