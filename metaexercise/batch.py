@@ -50,9 +50,9 @@ LL0_TOL = np.finfo(float).eps ** 0.25
 #: (an installed, non-editable copy) and NUMBA_CACHE_DIR is not set, rather than failing at import.
 _CACHE = bool(os.environ.get("NUMBA_CACHE_DIR")) or os.access(os.path.dirname(__file__), os.W_OK)
 
-#: LLVM may reorder the sums of the hot loops (SIMD reductions) and fuse multiply-adds; NaN/Inf semantics
-#: are kept (no "fast" nnan/ninf flags), so padding and validation behave as without fastmath.
-_FAST = {"reassoc", "contract"}
+#: Fused multiply-adds only: no "reassoc" (it made sums depend on memory alignment, so results changed
+#: with allocation history) and no nnan/ninf (padding and validation rely on NaN semantics).
+_FAST = {"contract"}
 
 #: inputs with at most this many cells (rows x columns) are fitted on one thread.
 _SERIAL_CELLS = 16_384
@@ -147,38 +147,88 @@ class BatchResult:
 # --------------------------------------------------------------------------------------------------
 
 
-@njit(cache=_CACHE, nogil=True, fastmath=_FAST)
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST, error_model="numpy")
 def _weight_sums(y, v, k, tau2, wbuf):
-    """w = 1/(v + tau2) into wbuf; returns sum w, sum w y, sum w^2, sum w^3 (one pass)."""
-    sw = 0.0
-    swy = 0.0
-    sw2 = 0.0
-    sw3 = 0.0
+    """w = 1/(v + tau2) into wbuf; returns sum w, sum w y, sum w^2, sum w^3.
+
+    The divisions run as one vectorisable loop; each sum is kept in four lanes that are added in a fixed
+    order, so the compiler may use SIMD without reordering any sum: results do not depend on memory
+    alignment or thread count (they did with fastmath's "reassoc")."""
     for i in range(k):
-        w = 1.0 / (v[i] + tau2)
-        wbuf[i] = w
-        sw += w
-        swy += w * y[i]
-        w2 = w * w
-        sw2 += w2
-        sw3 += w2 * w
-    return sw, swy, sw2, sw3
+        wbuf[i] = 1.0 / (v[i] + tau2)
+    a0 = a1 = a2 = a3 = 0.0
+    b0 = b1 = b2 = b3 = 0.0
+    c0 = c1 = c2 = c3 = 0.0
+    d0 = d1 = d2 = d3 = 0.0
+    k4 = k - k % 4
+    for i in range(0, k4, 4):
+        w0 = wbuf[i]
+        w1 = wbuf[i + 1]
+        w2 = wbuf[i + 2]
+        w3 = wbuf[i + 3]
+        a0 += w0
+        a1 += w1
+        a2 += w2
+        a3 += w3
+        b0 += w0 * y[i]
+        b1 += w1 * y[i + 1]
+        b2 += w2 * y[i + 2]
+        b3 += w3 * y[i + 3]
+        q0 = w0 * w0
+        q1 = w1 * w1
+        q2 = w2 * w2
+        q3 = w3 * w3
+        c0 += q0
+        c1 += q1
+        c2 += q2
+        c3 += q3
+        d0 += q0 * w0
+        d1 += q1 * w1
+        d2 += q2 * w2
+        d3 += q3 * w3
+    for i in range(k4, k):
+        w = wbuf[i]
+        a0 += w
+        b0 += w * y[i]
+        q = w * w
+        c0 += q
+        d0 += q * w
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3), (c0 + c1) + (c2 + c3), (d0 + d1) + (d2 + d3)
 
 
-@njit(cache=_CACHE, nogil=True, fastmath=_FAST)
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST, error_model="numpy")
 def _residual_sums(y, wbuf, k, mu):
-    """(sum w r^2, sum w^2 r^2) with r = y - mu: the (generalized) Q and Y'PPY of the intercept-only model."""
-    q = 0.0
-    ypp = 0.0
-    for i in range(k):
+    """(sum w r^2, sum w^2 r^2) with r = y - mu: the (generalized) Q and Y'PPY of the intercept-only model
+    (four fixed lanes, as _weight_sums)."""
+    q0 = q1 = q2 = q3 = 0.0
+    p0 = p1 = p2 = p3 = 0.0
+    k4 = k - k % 4
+    for i in range(0, k4, 4):
+        r0 = y[i] - mu
+        r1 = y[i + 1] - mu
+        r2 = y[i + 2] - mu
+        r3 = y[i + 3] - mu
+        e0 = wbuf[i] * r0
+        e1 = wbuf[i + 1] * r1
+        e2 = wbuf[i + 2] * r2
+        e3 = wbuf[i + 3] * r3
+        q0 += e0 * r0
+        q1 += e1 * r1
+        q2 += e2 * r2
+        q3 += e3 * r3
+        p0 += e0 * e0
+        p1 += e1 * e1
+        p2 += e2 * e2
+        p3 += e3 * e3
+    for i in range(k4, k):
         r = y[i] - mu
-        a = wbuf[i] * r
-        q += a * r
-        ypp += a * a
-    return q, ypp
+        e = wbuf[i] * r
+        q0 += e * r
+        p0 += e * e
+    return (q0 + q1) + (q2 + q3), (p0 + p1) + (p2 + p3)
 
 
-@njit(cache=_CACHE, nogil=True, fastmath=_FAST)
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST, error_model="numpy")
 def _log_prod_1p(wbuf0, k, tau2):
     """sum(log(1 + tau2 w0)) = sum(log(v + tau2)) - sum(log v), with one log per ~100 studies."""
     acc = 0.0
@@ -195,7 +245,78 @@ def _log_prod_1p(wbuf0, k, tau2):
     return acc + math.log(prod)
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, fastmath=_FAST, error_model="numpy")
+def _score_moments(y, v, k, tau2, ybar, wbuf):
+    """One pass for a Fisher-scoring step: with w = 1/(v + tau2) and c = y - ybar, returns sum w, sum w c,
+    sum w^2, sum w^3 and Y'PPY = sum w^2 (c - m)^2 = sum w^2 c^2 - 2 m sum w^2 c + m^2 sum w^2,
+    m = sum w c / sum w (centring at ybar keeps the expansion free of cancellation). Four fixed lanes per
+    sum, as _weight_sums."""
+    for i in range(k):
+        wbuf[i] = 1.0 / (v[i] + tau2)
+    a0 = a1 = a2 = a3 = 0.0
+    b0 = b1 = b2 = b3 = 0.0
+    c0 = c1 = c2 = c3 = 0.0
+    d0 = d1 = d2 = d3 = 0.0
+    e0 = e1 = e2 = e3 = 0.0
+    f0 = f1 = f2 = f3 = 0.0
+    k4 = k - k % 4
+    for i in range(0, k4, 4):
+        w0 = wbuf[i]
+        w1 = wbuf[i + 1]
+        w2 = wbuf[i + 2]
+        w3 = wbuf[i + 3]
+        x0 = y[i] - ybar
+        x1 = y[i + 1] - ybar
+        x2 = y[i + 2] - ybar
+        x3 = y[i + 3] - ybar
+        q0 = w0 * w0
+        q1 = w1 * w1
+        q2 = w2 * w2
+        q3 = w3 * w3
+        a0 += w0
+        a1 += w1
+        a2 += w2
+        a3 += w3
+        b0 += w0 * x0
+        b1 += w1 * x1
+        b2 += w2 * x2
+        b3 += w3 * x3
+        c0 += q0
+        c1 += q1
+        c2 += q2
+        c3 += q3
+        d0 += q0 * w0
+        d1 += q1 * w1
+        d2 += q2 * w2
+        d3 += q3 * w3
+        e0 += q0 * x0
+        e1 += q1 * x1
+        e2 += q2 * x2
+        e3 += q3 * x3
+        f0 += q0 * x0 * x0
+        f1 += q1 * x1 * x1
+        f2 += q2 * x2 * x2
+        f3 += q3 * x3 * x3
+    for i in range(k4, k):
+        w = wbuf[i]
+        x = y[i] - ybar
+        q = w * w
+        a0 += w
+        b0 += w * x
+        c0 += q
+        d0 += q * w
+        e0 += q * x
+        f0 += q * x * x
+    sw = (a0 + a1) + (a2 + a3)
+    swc = (b0 + b1) + (b2 + b3)
+    sw2 = (c0 + c1) + (c2 + c3)
+    sw2c = (e0 + e1) + (e2 + e3)
+    m = swc / sw
+    ypp = ((f0 + f1) + (f2 + f3)) - 2.0 * m * sw2c + m * m * sw2
+    return sw, sw2, (d0 + d1) + (d2 + d3), ypp
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _hedges_start(y, v, k):
     """Start value of Fisher scoring as metafor: (RSS - tr(PV)) / (k - 1) with P = I - J/k, truncated at 0."""
     ybar = 0.0
@@ -213,18 +334,20 @@ def _hedges_start(y, v, k):
     return tau2 if tau2 > 0.0 else 0.0
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
     """REML (reml=True) or ML Fisher scoring with step-halving, as metafor 3.8's rma.uni.
     Returns (tau2, iterations, converged); the ll0check is done by the caller."""
     tau2 = _hedges_start(y, v, k)
+    ybar = 0.0
+    for i in range(k):
+        ybar += y[i]
+    ybar /= k
     it = 0
     change = threshold + 1.0
     while change > threshold:
         it += 1
-        sw, swy, sw2, sw3 = _weight_sums(y, v, k, tau2, wbuf)
-        mu = swy / sw
-        q, ypp = _residual_sums(y, wbuf, k, mu)
+        sw, sw2, sw3, ypp = _score_moments(y, v, k, tau2, ybar, wbuf)
         if reml:
             tr_p = sw - sw2 / sw
             tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) * (sw2 / sw)
@@ -243,7 +366,7 @@ def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
     return tau2, it, True
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _q_and_slope(y, v, k, tau2, wbuf):
     """Generalized Q(tau2) and its derivative -sum(w^2 r^2) (DerSimonian & Kacker 2007, eq. 7)."""
     sw, swy, sw2, sw3 = _weight_sums(y, v, k, tau2, wbuf)
@@ -251,14 +374,14 @@ def _q_and_slope(y, v, k, tau2, wbuf):
     return q, -ypp
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _mad2(y, k):
     """R's mad(y)^2: (1.4826 * median(|y - median(y)|))^2."""
     med = np.median(y[:k])
     return (1.4826 * np.median(np.abs(y[:k] - med))) ** 2
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _pm(y, v, k, q0, tau2_max, maxiter, wbuf):
     """Paule-Mandel root of Q(tau2) = k - 1 on [0, tau2_max] (q0 = Q(0)): Newton steps kept inside a
     shrinking bracket, bisection when a step would leave it. tau2_max < 0 means metafor's default
@@ -298,7 +421,7 @@ def _pm(y, v, k, q0, tau2_max, maxiter, wbuf):
     return x, it, False
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, out, r):
     """Fit row `r`; write k, estimate, se_z, tau2, I2, QE, kh_factor, converged, iterations into `out`."""
     f_k, f_est, f_se, f_tau2, f_i2, f_qe, f_kh, f_conv, f_it = out
@@ -370,7 +493,7 @@ def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, ta
     f_it[r] = it
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, error_model="numpy")
 def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
     n, m = yi.shape
     nblocks = (n + _BLOCK - 1) // _BLOCK
@@ -383,7 +506,7 @@ def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
             _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check,
                      out, r)
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, error_model="numpy")
 def _fit_rows_serial(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
     """As _fit_rows on one thread: for a few rows, waking the thread pool costs more than the fits (and,
     on a busy machine, a descheduled worker thread stalls the whole call)."""
