@@ -443,9 +443,15 @@ _OURS: dict[str, dict[str, str]] = {
 }
 
 
+#: Registry contrast ids that name an analysis by another id: the abstract's "in combination with
+#: psychological interventions" result is Table 2's scenario ii (short term, vs active exercise, pain).
+_ANALYSIS_FOR_CONTRAST = {"pain_active_short_psych": "sens_psych_pain"}
+
+
 def reproduced_vs_published() -> pd.DataFrame:
-    """Every registered pooled number of an analysis we run beside ours from the REAL extraction only.
-    Where the real rows cannot support the analysis, `ours` says why and no number is shown."""
+    """Every registered pooled result of an analysis we run, one row per place in the paper, beside ours from the
+    REAL extraction only. Where the real rows cannot support the analysis, `ours` says why and shows no number.
+    `within rounding` says whether our value lies in the interval the printed digits allow."""
     reg = registry()
     analyses, _ = read_results("real")
     by_id = analyses.set_index("analysis_id")
@@ -455,25 +461,43 @@ def reproduced_vs_published() -> pd.DataFrame:
         fields = _OURS.get(key)
         if not fields or e.contrast is None:
             continue
-        for field_name, column in fields.items():
-            printed = getattr(e, field_name)
-            if printed is None:
-                continue
-            row = {"entry": e.id, "where in the paper": e.section, "quantity": field_name,
-                   "published": printed.text}
-            if e.contrast not in by_id.index:
-                row.update(ours="not an analysis in analyses/*.yaml", difference="", within_rounding="")
-            elif by_id.loc[e.contrast, "status"] != "ok" or pd.isna(by_id.loc[e.contrast, column]):
-                status = by_id.loc[e.contrast, "status"]
-                why = status if status != "ok" else "not computed for this analysis"
-                row.update(ours=f"cannot be computed from the real rows: {why}", difference="",
-                           within_rounding="")
-            else:
-                ours = float(by_id.loc[e.contrast, column])
-                row.update(ours=f"{ours:.4g}", difference=f"{ours - printed.value:+.3g}",
-                           within_rounding="yes" if printed.lo <= ours <= printed.hi else "no")
-            rows.append(row)
+        printed = {f: getattr(e, f) for f in fields if getattr(e, f) is not None}
+        if not printed:
+            continue
+        analysis = _ANALYSIS_FOR_CONTRAST.get(e.contrast, e.contrast)
+        row = {"entry": e.id, "where in the paper": e.section, "analysis": analysis,
+               "published": _printed_summary(printed)}
+        if analysis not in by_id.index:
+            row.update(ours="not an analysis in analyses/*.yaml", difference="", within_rounding="")
+        elif by_id.loc[analysis, "status"] != "ok":
+            row.update(ours=f"cannot be computed from the real rows: {by_id.loc[analysis, 'status']}",
+                       difference="", within_rounding="")
+        else:
+            ours = {f: float(by_id.loc[analysis, fields[f]]) for f in printed
+                    if pd.notna(by_id.loc[analysis, fields[f]])}
+            row["ours"] = ", ".join(f"{f} {_fmt(v, '.0f' if f in ('k', 'i2') else '.3f')}"
+                                    for f, v in ours.items())
+            row["difference"] = ", ".join(f"{f} {ours[f] - printed[f].value:+.3g}" for f in printed if f in ours)
+            row["within_rounding"] = ", ".join(
+                f"{f} {'yes' if printed[f].lo <= ours[f] <= printed[f].hi else 'no'}" for f in printed if f in ours)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _printed_summary(printed: dict) -> str:
+    """The printed numbers as the paper shows them, e.g. "k 32, -0.28 [-0.42, -0.14], I² 73%"."""
+    parts = []
+    if "k" in printed:
+        parts.append(f"k {printed['k'].text}")
+    if "estimate" in printed:
+        ci = f" [{printed['ci_lb'].text}, {printed['ci_ub'].text}]" if "ci_lb" in printed and "ci_ub" in printed else ""
+        parts.append(f"{printed['estimate'].text}{ci}")
+    if "i2" in printed:
+        parts.append(f"I² {printed['i2'].text}%")
+    for f, v in printed.items():
+        if f not in ("k", "estimate", "ci_lb", "ci_ub", "i2"):
+            parts.append(f"{f} {v.text}")
+    return ", ".join(parts)
 
 
 def audit_findings() -> pd.DataFrame:

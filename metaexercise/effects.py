@@ -1,17 +1,17 @@
 """Effect sizes and their sampling variances, as metafor's `escalc` computes them.
 
-Measures
---------
-``"SMD"``  Hedges' g: the standardized mean difference with the exact small-sample correction
-           c(m) = Γ(m/2) / (√(m/2) · Γ((m−1)/2)), m = n1 + n2 − 2 (Hedges 1981, J Educ Stat 6:107, eq. 6e),
-           and metafor's default large-sample variance (``vtype="LS"``):
-           v = 1/n1 + 1/n2 + g² / (2 (n1 + n2))   (Hedges & Olkin 1985, eq. 5.15; metafor 3.8 `escalc`).
-           Applied to change scores (means and SDs of change), as the review did, it gives the SMD of change
-           scores: pass the change means and change SDs as ``m1i``/``sd1i`` and ``m2i``/``sd2i``.
-``"MD"``   raw mean difference m1 − m2 with v = sd1²/n1 + sd2²/n2 (metafor's default, heteroscedastic).
-``"GEN"``  a generic effect given directly as ``yi`` with its standard error ``sei`` or a (symmetric,
-           Wald) confidence interval ``ci_lb``/``ci_ub`` at level ``level``: se = (ub − lb) / (2 z₁₋α/₂)
-           (Cochrane Handbook 6.3.1).
+Measures:
+
+- ``"SMD"``: Hedges' g, the standardized mean difference with the exact small-sample correction
+  c(m) = Γ(m/2) / (√(m/2) · Γ((m−1)/2)), m = n1 + n2 − 2 (Hedges 1981, J Educ Stat 6:107, eq. 6e), and
+  metafor's default large-sample variance (``vtype="LS"``): v = 1/n1 + 1/n2 + g² / (2 (n1 + n2))
+  (Hedges & Olkin 1985, eq. 5.15; metafor 3.8 `escalc`). Applied to change scores (means and SDs of change),
+  as the review did, it gives the SMD of change scores: pass the change means and change SDs as
+  ``m1i``/``sd1i`` and ``m2i``/``sd2i``.
+- ``"MD"``: the raw mean difference m1 − m2 with v = sd1²/n1 + sd2²/n2 (metafor's default, heteroscedastic).
+- ``"GEN"``: a generic effect given directly as ``yi`` with its standard error ``sei`` or a (symmetric, Wald)
+  confidence interval ``ci_lb``/``ci_ub`` at level ``level``: se = (ub − lb) / (2 z₁₋α/₂)
+  (Cochrane Handbook 6.3.1).
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ def influence(fit: RMAResult) -> pd.DataFrame:
 
     Columns: ``rstudent`` (externally studentized residual), ``dffits``, ``cooks_d``, ``cov_r`` (covariance
     ratio), ``tau2_del``, ``QE_del``, ``hat``, ``weight`` (percent), ``dfbs_<coef>`` (DFBETAS per coefficient,
-    e.g. ``dfbs_intrcpt``), ``inf`` (metafor's "*" rule: |DFFITS| > 3√(p/(k−p)), P(χ²_p ≤ D) > 0.5,
-    hat > 3p/k or any |DFBETAS| > 1), ``outlier`` (|rstudent| ≥ z_{1−α/(2k)}, a Bonferroni rule) and
+    e.g. ``dfbs_intrcpt``), ``inf`` (metafor's "*" rule: ``|DFFITS|`` > 3√(p/(k−p)), P(χ²_p ≤ D) > 0.5,
+    hat > 3p/k or any ``|DFBETAS|`` > 1), ``outlier`` (``|rstudent|`` ≥ z_{1−α/(2k)}, a Bonferroni rule) and
     ``influential`` (Cook's distance > median + 6·IQR); the last two as `reporter.rma.uni` states them.
     """
     _require_fit("influence", fit)

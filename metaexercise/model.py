@@ -1,7 +1,9 @@
 """`rma`: equal-effects, random-effects and mixed-effects (meta-regression) models, as metafor 3.8's `rma.uni`.
 
-Model (Viechtbauer 2010, J Stat Softw 36(3), doi:10.18637/jss.v036.i03, eqs. 1–5):
-    yᵢ = xᵢ'β + uᵢ + εᵢ,   uᵢ ~ N(0, τ²),   εᵢ ~ N(0, vᵢ),
+Model (Viechtbauer 2010, J Stat Softw 36(3), doi:10.18637/jss.v036.i03, eqs. 1–5)::
+
+    yᵢ = xᵢ'β + uᵢ + εᵢ,   uᵢ ~ N(0, τ²),   εᵢ ~ N(0, vᵢ)
+
 with β̂ = (X'WX)⁻¹X'Wy, W = diag(1/(vᵢ + τ̂²)), Var(β̂) = (X'WX)⁻¹; under ``test="knha"`` Var(β̂) is multiplied
 by s² = Σ wᵢ (yᵢ − xᵢ'β̂)² / (k − p) and tests use t(k − p) (Knapp & Hartung 2003, Stat Med 22:2693).
 Heterogeneity: Q_E = Σ (yᵢ − xᵢ'β̂_EE)²/vᵢ (Cochran 1954); I² = 100·τ̂²/(τ̂² + ṽ) and H² = τ̂²/ṽ + 1 with the

@@ -89,7 +89,7 @@ def pooled_sd(sd, n) -> float:
 def to_vas(outcome: str, smd: float, ci_lb: float, ci_ub: float, sd: float, sd_source: str) -> VasEffect:
     """Re-express an SMD and its CI as VAS points (points = SMD × sd) and judge it against the thresholds.
 
-    `clinically_important`: |points| ≥ threshold and the CI excludes zero; `probably_meaningful`: the CI
+    `clinically_important`: ``|points|`` ≥ threshold and the CI excludes zero; `probably_meaningful`: the CI
     (on either scale: multiplying by sd > 0 does not move zero) lies entirely on one side of zero.
     """
     if outcome not in THRESHOLDS:
