@@ -12,14 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from metaexercise.plots.style import INK, figure_and_axes, styled
-
-FIRST_EDITION: dict[str, int] = {
-    "records": 1172,
-    "full_texts": 109,
-    "potentially_eligible": 73,
-    "included": 58,
-    "with_data": 53,
-}
+from metaexercise.searches.prisma import FIRST_EDITION  # one place for the first edition's counts and source
 
 #: Keys of an update's counts (names after `search status --json` and the PRISMA2020 R package).
 UPDATE_KEYS = (
@@ -75,7 +68,7 @@ def check_update_counts(update: Mapping[str, int]) -> None:
 
 
 @styled
-def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[str, int] = FIRST_EDITION,
+def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[str, int | str] = FIRST_EDITION,
                 ax=None):
     """Draw the PRISMA 2020 updated-review diagram; `update=None` (or an update with no records) shows the
     first edition's flow only. `update` is a mapping with `UPDATE_KEYS`, e.g. `PrismaCounts.to_dict()`."""
@@ -96,16 +89,16 @@ def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[st
         ax.text(0.035, (y0 + y1) / 2, label, rotation=90, ha="center", va="center", fontweight="bold",
                 fontsize=8.5)
     p = previous
-    _box(ax, xp, 0.86, f"First edition (searches to 2021):\nrecords identified\n(n = {_n(p['records'])})",
+    _box(ax, xp, 0.86, f"First edition (searches to {p['last_search']}):\nrecords identified\n(n = {_n(p['records_screened'])})",
          gid="prisma-previous-records")
-    _box(ax, xp, 0.62, f"Full texts screened\n(n = {_n(p['full_texts'])})")
-    _box(ax, xp, 0.45, f"Potentially eligible\n(n = {_n(p['potentially_eligible'])})")
-    _box(ax, xp, 0.15, f"Studies included in previous\nversion of review (n = {_n(p['included'])});\n"
-                       f"with sufficient data (n = {_n(p['with_data'])})", gid="prisma-previous-included")
+    _box(ax, xp, 0.62, f"Full texts screened\n(n = {_n(p['reports_assessed'])})")
+    _box(ax, xp, 0.45, f"Potentially eligible\n(n = {_n(p['reports_potentially_eligible'])})")
+    _box(ax, xp, 0.15, f"Studies included in previous\nversion of review (n = {_n(p['studies_included'])});\n"
+                       f"with sufficient data (n = {_n(p['studies_with_data'])})", gid="prisma-previous-included")
     _arrow(ax, xp, 0.81, xp, 0.66)
     _arrow(ax, xp, 0.58, xp, 0.49)
     _arrow(ax, xp, 0.41, xp, 0.20)
-    total = p["included"]
+    total = p["studies_included"]
     if update is None:
         _box(ax, (xn + xe) / 2, 0.62, "No update search imported yet\n(searches/ is empty)",
              gid="prisma-no-update", fc="#f2f2f2")

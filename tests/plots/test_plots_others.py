@@ -101,7 +101,7 @@ def test_prisma_first_edition_and_update_totals():
               "reports_excluded": {"not individualised": 20, "acute pain": 5}, "new_studies": 3}
     fig = prisma_flow(update)
     (total,) = _by_gid(fig, "prisma-total")
-    assert total.get_text() == f"Total studies included in review (n = {FIRST_EDITION['included'] + 3})"
+    assert total.get_text() == f"Total studies included in review (n = {FIRST_EDITION['studies_included'] + 3})"
     with pytest.raises(ValueError, match="records_identified - duplicates_removed"):
         check_update_counts({**update, "duplicates_removed": 41})
     # Awaiting decisions keep the boxes adding up (2 of the 30 reports not yet assessed).
