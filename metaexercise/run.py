@@ -175,11 +175,11 @@ def _audit(project: Project) -> pd.DataFrame | None:
 def execute(project: Project, *, source: Source = "extraction", progress: bool = True) -> RunOutput:
     """Run every spec in `analyses/` on the sheets of `source` and return the files to write.
 
-    For the replica, its sheets are generated first (deterministically, `metaexercise.replica`) when
-    `replica/extraction/` does not exist yet.
+    For the replica, its sheets are (re)generated first, deterministically (`metaexercise.replica`), so a
+    changed generator never leaves stale sheets behind; `replica/` is generated output, not an input.
     """
     folder = extraction_folder(project, source)
-    if source == "replica" and not (folder / "studies.csv").exists():
+    if source == "replica":
         replica.write(replica.generate(), folder)
     specs = load_specs(project.analyses)
     extraction = load_extraction(folder)
