@@ -102,3 +102,16 @@ def test_leave1out_and_cumul_batch_equal_refits_with_rma():
         np.testing.assert_allclose([loo.estimate[i], loo.tau2[i]], [fit.estimate, fit.tau2], rtol=1e-8, atol=ATOL)
         fit = rma(yi[: i + 1], vi[: i + 1], method="DL")
         np.testing.assert_allclose([cum.estimate[i], cum.tau2[i]], [fit.estimate, fit.tau2], rtol=1e-8, atol=ATOL)
+
+
+def test_large_chunks_kept_in_memory_maps_give_the_same_numbers():
+    # 40,000 rows: results of each 20,000-row chunk exceed 128 KiB, so they live in anonymous memory maps
+    # and are concatenated into one; the numbers must equal a single unchunked call.
+    rng = np.random.default_rng(8)
+    vi = rng.uniform(0.01, 0.2, (40_000, 4))
+    yi = rng.normal(0.2, np.sqrt(vi + 0.03))
+    one = rma_batch(yi, vi, "DL", chunk_size=40_000)
+    two = rma_batch(yi, vi, "DL", chunk_size=20_000)
+    for name in ("estimate", "se", "ci_lb", "ci_ub", "tau2", "I2", "QE", "pi_lb", "pi_ub", "k", "converged"):
+        np.testing.assert_array_equal(getattr(two, name), getattr(one, name))
+    assert two.estimate.flags.writeable and two.estimate.shape == (40_000,)
