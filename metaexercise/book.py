@@ -45,6 +45,21 @@ def _run_analyses(project: Project, source: str) -> None:
     run_project(project, source=source)
 
 
+#: The simulation study shown on the methods page: the review preset (k = 32, I² ≈ 73 %, median n 121),
+#: replicates and seed fixed so that every build shows the same table (`metaexercise.simulate`).
+SIMULATION_REPS = 2000
+SIMULATION_SEED = 20211216
+
+
+def _run_simulation(project: Project) -> None:
+    """results/simulation.csv: the review preset through `run_simulation`, in this process (deterministic)."""
+    from metaexercise.atomic import write_text
+    from metaexercise.simulate import review_preset, run_simulation
+
+    result = run_simulation(review_preset(), SIMULATION_REPS, SIMULATION_SEED, scheduler="synchronous")
+    write_text(project.results / "simulation.csv", result.table.to_csv(index=False, lineterminator="\n"))
+
+
 def _sphinx_main(book: str, output: str, jobs: str) -> int:
     """Entry point of the build subprocess: Jupyter Book's own Sphinx call (as jupyter_book.cli.main.build
     makes it), on pages already executed by `execute_pages`."""
@@ -180,6 +195,7 @@ def build_book(project: Project, *, run_analyses: bool = True,
         steps += [
             ("analyses (real extraction)", lambda: _run_analyses(project, "real")),
             ("analyses (synthetic replica)", lambda: _run_analyses(project, "replica")),
+            (f"simulation study (review preset, {SIMULATION_REPS} replicates)", lambda: _run_simulation(project)),
         ]
     steps.append(("HTML book (Jupyter Book, executing every page)", lambda: _sphinx(project, echo)))
     seconds: dict[str, float] = {}

@@ -611,3 +611,21 @@ def validation_report() -> list:
     return [note(agreement.summary()),
             table(agreement.to_frame(), "metafor_agreement", "Largest differences from metafor 3.8-1, per quantity",
                   float_format="{:.2e}")]
+
+
+# --------------------------------------------------------------------------- simulation (methods page)
+def simulation_report() -> list:
+    """The simulation study written by `metaexercise book` (results/simulation.csv): a table of bias, RMSE,
+    coverage and width with Monte Carlo SEs, and its figure. Synthetic by nature: simulated meta-analyses."""
+    from metaexercise.plots.simulation import plot_simulation
+
+    path = project().results / "simulation.csv"
+    if not path.is_file():
+        return [note("No simulation results yet: `metaexercise book` writes results/simulation.csv.")]
+    sim = pd.read_csv(path)
+    cols = ["estimator", "target", "interval", "reps", "failure_rate", "bias", "bias_mcse", "rmse", "coverage",
+            "coverage_mcse", "width"]
+    return [table(sim[[c for c in cols if c in sim]], "simulation", "Simulation study, review preset "
+                  f"(k = {int(sim['k'].iloc[0])}, I² = {sim['I2'].iloc[0]:.0f}%, μ = {sim['mu'].iloc[0]})"),
+            figure(plot_simulation(sim), "simulation", "Coverage of confidence and prediction intervals and RMSE "
+                   "of τ² by estimator (simulated data)")]
