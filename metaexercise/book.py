@@ -107,6 +107,7 @@ def execute_pages(src: Path, project: Project, echo: Callable[[str], None]) -> i
     from IPython.utils.capture import capture_output
     from myst_nb.core.read import read_myst_markdown_notebook
 
+    main_module = sys.modules.get("__main__")  # IPython swaps in a module without __spec__; put it back after
     shell = InteractiveShell.instance()
     # The last expression's value is kept as the cell's rich result (ExecutionResult.result); the terminal
     # display hook must not also print its text form into the page.
@@ -135,6 +136,8 @@ def execute_pages(src: Path, project: Project, echo: Callable[[str], None]) -> i
             page.unlink()
             echo(f"    page {i}/{len(pages)} {page.name}: {time.perf_counter() - t0:.1f} s")
     finally:
+        if main_module is not None:
+            sys.modules["__main__"] = main_module  # multiprocessing's spawn (e.g. Dask workers) needs it
         os.chdir(old_cwd)
         if old_env is None:
             os.environ.pop(PROJECT_ENV, None)

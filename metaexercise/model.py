@@ -49,6 +49,28 @@ def _t_crit(alpha: float, df: float) -> float:
     return float(special.stdtrit(df, 1 - alpha / 2))
 
 
+class CoefArray(np.ndarray):
+    """A 1-D array with one entry per coefficient that also reads as a number when it holds just one.
+
+    For an intercept-only model ``fit.se``, ``fit.pval``, ``fit.ci_lb``, ... then work as scalars
+    (``float(fit.se)``, ``math.isclose(fit.pval, p)``, ``f"{fit.se:.4f}"``), while ``fit.se[0]`` and array
+    arithmetic keep working for every model. NumPy ≥ 2 refuses ``float()`` on plain 1-D arrays.
+    """
+
+    def __new__(cls, values):
+        return np.asarray(values, dtype=float).reshape(-1).view(cls)
+
+    def __float__(self) -> float:
+        if self.size != 1:
+            raise TypeError(f"{self.size} coefficients cannot be read as one number; index them (e.g. [0])")
+        return float(np.asarray(self).reshape(-1)[0])
+
+    def __format__(self, spec: str) -> str:
+        if self.size == 1 and self.ndim == 1:
+            return format(float(self), spec)
+        return super().__format__(spec)
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """Predicted (average) true effect with CI and prediction interval, as metafor's `predict.rma`."""
@@ -486,7 +508,8 @@ def rma(
 
     return RMAResult(
         k=k, p=p, method=method, test=test, level=float(level), yi=y, vi=v, X=X, coef_names=names,
-        beta=beta, se=se, zval=zval, pval=pval, ci_lb=ci_lb, ci_ub=ci_ub, vb=vb, ddf=ddf,
+        beta=CoefArray(beta), se=CoefArray(se), zval=CoefArray(zval), pval=CoefArray(pval),
+        ci_lb=CoefArray(ci_lb), ci_ub=CoefArray(ci_ub), vb=vb, ddf=ddf,
         tau2=float(t2), se_tau2=float(se_t2), tau2_fixed=tau2_fixed, I2=float(I2), H2=float(H2), vt=float(vt),
         QE=float(QE), QEp=float(QEp), QM=float(QM), QMp=float(QMp), QM_df=QM_df, R2=R2,
         pi_lb=pi_lb, pi_ub=pi_ub, ll=ll, deviance=float(dev), AIC=float(AIC), BIC=float(BIC),

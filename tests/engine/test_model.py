@@ -180,3 +180,14 @@ def test_fit_is_immutable():
 
 
 
+
+
+def test_intercept_only_coefficients_read_as_numbers():
+    # The engine issue's contract reads fit.se, fit.pval, ... of an intercept-only fit as numbers.
+    fit = rma(*bcg())
+    assert math.isclose(float(fit.se), fit.se[0]) and f"{fit.pval:.4f}" == f"{fit.pval[0]:.4f}"
+    assert float(fit.ci_lb) < fit.estimate < float(fit.ci_ub)
+    reg = rma(*bcg(), mods=ABLAT)
+    assert reg.se.shape == (2,)
+    with pytest.raises(TypeError, match="2 coefficients"):
+        float(reg.se)
