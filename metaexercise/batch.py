@@ -32,6 +32,7 @@ import pandas as pd
 from numba import njit, prange
 from scipy import special
 
+from metaexercise.tau2 import NEWTON_SWITCH
 from metaexercise.tau2 import Control as _RmaControl
 
 _RMA_CONTROL = _RmaControl()
@@ -313,7 +314,23 @@ def _score_moments(y, v, k, tau2, ybar, wbuf):
     sw2c = (e0 + e1) + (e2 + e3)
     m = swc / sw
     ypp = ((f0 + f1) + (f2 + f3)) - 2.0 * m * sw2c + m * m * sw2
-    return sw, sw2, (d0 + d1) + (d2 + d3), ypp
+    return sw, sw2, (d0 + d1) + (d2 + d3), ypp, m
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _newton_moments(y, k, ybar, m, wbuf):
+    """For the Newton step, with w in wbuf and r = (y - ybar) - m: returns sum w^3 r^2 and sum w^2 r, so
+    that Y'PPPY = sum w^3 r^2 - (sum w^2 r)^2 / sum w (as metaexercise.tau2). A plain sequential loop:
+    without fastmath's reassociation the sums do not depend on alignment."""
+    s3 = 0.0
+    s2 = 0.0
+    for i in range(k):
+        w = wbuf[i]
+        r = (y[i] - ybar) - m
+        q = w * w * r
+        s2 += q
+        s3 += q * w * r
+    return s3, s2
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
@@ -336,7 +353,9 @@ def _hedges_start(y, v, k):
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
-    """REML (reml=True) or ML Fisher scoring with step-halving, as metafor 3.8's rma.uni.
+    """REML (reml=True) or ML Fisher scoring with step-halving from metafor 3.8's start value; once the steps
+    are below NEWTON_SWITCH, Newton-Raphson steps with the observed information (quadratic convergence to the
+    same maximum), exactly as `metaexercise.tau2` does for `rma`, so both take the same path.
     Returns (tau2, iterations, converged); the ll0check is done by the caller."""
     tau2 = _hedges_start(y, v, k)
     ybar = 0.0
@@ -345,15 +364,22 @@ def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
     ybar /= k
     it = 0
     change = threshold + 1.0
+    newton = False
     while change > threshold:
         it += 1
-        sw, sw2, sw3, ypp = _score_moments(y, v, k, tau2, ybar, wbuf)
+        sw, sw2, sw3, ypp, m = _score_moments(y, v, k, tau2, ybar, wbuf)
         if reml:
-            tr_p = sw - sw2 / sw
-            tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) * (sw2 / sw)
-            adj = (ypp - tr_p) / tr_pp
+            info = sw2 - 2.0 * sw3 / sw + (sw2 / sw) * (sw2 / sw)
+            num = ypp - (sw - sw2 / sw)
         else:
-            adj = (ypp - sw) / sw2
+            info = sw2
+            num = ypp - sw
+        adj = num / info
+        if newton:
+            s3, s2 = _newton_moments(y, k, ybar, m, wbuf)
+            observed = 2.0 * (s3 - s2 * s2 / sw) - info
+            if observed > 0.0 and tau2 + num / observed >= 0.0:
+                adj = num / observed
         if math.isnan(adj):
             adj = 0.0
         while tau2 + adj < 0.0:
@@ -361,6 +387,8 @@ def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
         old = tau2
         tau2 = tau2 + adj
         change = abs(old - tau2)
+        if change < NEWTON_SWITCH:
+            newton = True
         if it > maxiter:
             return tau2, it, False
     return tau2, it, True

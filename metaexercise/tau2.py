@@ -8,7 +8,9 @@ References (as cited in metafor's `rma.uni` help):
 - HE: Hedges (1983), Psychol Bull 93:388; Hedges & Olkin (1985).
 - DL: DerSimonian & Laird (1986), Control Clin Trials 7:177; Raudenbush (2009) for the meta-regression form.
 - SJ: Sidik & Jonkman (2005), J Biopharm Stat 15:823 (start value: the sample variance around the mean).
-- ML, REML: Viechtbauer (2005), J Educ Behav Stat 30:261 — Fisher scoring with step-halving, truncated at 0.
+- ML, REML: Viechtbauer (2005), J Educ Behav Stat 30:261 — Fisher scoring with step-halving, truncated at 0,
+  from metafor's start value; for intercept-only models, once the Fisher steps fall below 1e-4, Newton–Raphson
+  steps with the observed information finish the climb (same maximum, about half the iterations).
 - EB: Morris (1983), J Am Stat Assoc 78:47; Berkey et al. (1995), Stat Med 14:395.
 - PM: Paule & Mandel (1982), J Res Natl Bur Stand 87:377 — root of the generalized Q-statistic = k − p.
 Standard errors: the formulas in metafor's `rma.uni` (Viechtbauer 2005 for ML/REML; the delta method for the
@@ -133,9 +135,9 @@ def _score_step(kind: str, yi, vi, X, tau2: float) -> float:
     return (f.rss * k / (k - p) - k) / w.sum()  # EB
 
 
-def _score_step_intercept(kind: str, yi, vi, X, tau2: float) -> float:
+def _score_step_intercept(kind: str, yi, vi, X, tau2: float) -> tuple[float, float]:
     """The same step for an intercept-only model, where every trace is a scalar sum:
-    tr(P) = Σw − Σw²/Σw, tr(PP) = Σw² − 2Σw³/Σw + (Σw²/Σw)²."""
+    tr(P) = Σw − Σw²/Σw, tr(PP) = Σw² − 2Σw³/Σw + (Σw²/Σw)²; also returns the Newton step."""
     return _intercept_step_kernel(_KINDS[kind], yi, vi, tau2)
 
 
@@ -143,7 +145,11 @@ _KINDS = {"ML": 0, "REML": 1, "EB": 2}
 
 
 @njit(cache=True)
-def _intercept_step_kernel(kind: int, yi, vi, tau2: float) -> float:
+def _intercept_step_kernel(kind: int, yi, vi, tau2: float):
+    """(Fisher step, Newton step) for an intercept-only model; the Newton step is NaN for EB or when the
+    observed information is not positive. With r = y − μ̂ and Py = w∘r:
+    y'PPy = Σw²r², y'PPPy = Σw³r² − (Σw²r)²/Σw, and the observed information of the REML (ML) score
+    ½(y'PPy − tr P) (½(y'PPy − Σw)) is y'PPPy − ½tr(PP) (y'PPPy − ½Σw²)."""
     k = yi.shape[0]
     sw = sw2 = sw3 = swy = 0.0
     for i in range(k):
@@ -153,17 +159,27 @@ def _intercept_step_kernel(kind: int, yi, vi, tau2: float) -> float:
         sw3 += w * w * w
         swy += w * yi[i]
     mu = swy / sw
-    rpr = rppr = 0.0  # y'Py and y'PPy
+    rpr = rppr = rpppr = sw2r = 0.0  # y'Py, Σw²r², Σw³r², Σw²r
     for i in range(k):
         w = 1.0 / (vi[i] + tau2)
         r = yi[i] - mu
         rpr += w * r * r
         rppr += w * w * r * r
+        rpppr += w * w * w * r * r
+        sw2r += w * w * r
+    if kind == 2:
+        return (rpr * k / (k - 1) - k) / sw, np.nan
     if kind == 0:
-        return (rppr - sw) / sw2
-    if kind == 1:
-        return (rppr - (sw - sw2 / sw)) / (sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2)
-    return (rpr * k / (k - 1) - k) / sw
+        num, info = rppr - sw, sw2
+    else:
+        num, info = rppr - (sw - sw2 / sw), sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+    observed = 2.0 * (rpppr - sw2r * sw2r / sw) - info
+    return num / info, (num / observed if observed > 0.0 else np.nan)
+
+
+#: Fisher scoring converges linearly; once its steps are this small, Newton–Raphson steps take over
+#: (quadratic convergence to the same maximum), as long as the observed information is positive.
+NEWTON_SWITCH = 1e-4
 
 
 def _fisher_scoring(kind: str) -> Callable:
@@ -175,11 +191,16 @@ def _fisher_scoring(kind: str) -> Callable:
             tau2 = control.tau2_init
         change = control.threshold + 1
         it = 0
-        step = _score_step_intercept if p == 1 else _score_step
+        newton = False
         while change > control.threshold:
             it += 1
             old = tau2
-            adj = step(kind, yi, vi, X, tau2)
+            if p == 1:
+                adj, newton_adj = _score_step_intercept(kind, yi, vi, X, tau2)
+                if newton and np.isfinite(newton_adj) and tau2 + newton_adj * control.stepadj >= control.tau2_min:
+                    adj = newton_adj
+            else:
+                adj = _score_step(kind, yi, vi, X, tau2)
             adj *= control.stepadj
             if not np.isfinite(adj):
                 adj = 0.0
@@ -187,6 +208,7 @@ def _fisher_scoring(kind: str) -> Callable:
                 adj /= 2
             tau2 = tau2 + adj
             change = abs(old - tau2)
+            newton = newton or change < NEWTON_SWITCH
             if it > control.maxiter:
                 raise ConvergenceError(
                     f"Fisher scoring for the {kind} estimate of tau^2 did not converge in {control.maxiter} "

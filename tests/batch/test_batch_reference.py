@@ -1,5 +1,5 @@
 """rma_batch against metafor 3.8.1, row by row (fixture: tests/reference/make_batch_reference.R, which runs
-rma() with the same threshold 1e-10 and maxiter 100, and predict() for the prediction interval)."""
+rma() to convergence (threshold 1e-13) and predict() for the prediction interval)."""
 
 import numpy as np
 import pytest
@@ -20,14 +20,17 @@ def test_rma_batch_matches_metafor_row_by_row(batch_reference, method, test):
     width = max(len(d["yi"]) for d in sets) + 3
     yi = pad([d["yi"] for d in sets], width, shuffle_seed=1)
     vi = pad([d["vi"] for d in sets], width, shuffle_seed=1)
-    # metafor's own path: the fixture ran rma() with threshold 1e-10 and maxiter 100
-    res = rma_batch(yi, vi, method, test=test, chunk_size=17, control=METAFOR_RUN)
+    # both run to convergence: metafor by Fisher scoring to 1e-13, rma_batch by its defaults
+    res = rma_batch(yi, vi, method, test=test, chunk_size=17)
     assert res.converged.all()
     np.testing.assert_array_equal(res.k, [len(d["yi"]) for d in sets])
     for name in FIELDS:
         want = np.array([e[name][0] for e in expected], dtype=float)
-        # relative 1e-8; values that are exactly 0 in metafor (tau2 = 0, I2 = 0) compared absolutely
-        np.testing.assert_allclose(getattr(res, name), want, rtol=1e-8, atol=1e-12, err_msg=name)
+        # relative 1e-8. Where the REML/ML maximum is on the boundary, both creep toward tau2 = 0 by
+        # step-halving and stop within the threshold of it (tau2 ~ 1e-13), which I2 (percent) magnifies by
+        # 100 / vt; such values are compared absolutely (tau2 1e-12, I2 1e-7 percentage points).
+        atol = 1e-7 if name == "I2" else 1e-12
+        np.testing.assert_allclose(getattr(res, name), want, rtol=1e-8, atol=atol, err_msg=name)
 
 
 def test_pm_widens_its_search_as_metafor_when_tau2_exceeds_100(batch_reference):

@@ -7,8 +7,10 @@
 #
 # Needs R with metafor 3.8-1 and jsonlite. Every synthetic data set is drawn here from a fixed seed, so
 # re-running the script reproduces the fixture byte for byte; numbers are written with %.17g.
-# Fisher scoring uses threshold 1e-10 and maxiter 100 (metaexercise's defaults), so metafor takes exactly
-# the same path as rma_batch; Paule-Mandel's uniroot uses tol 1e-15 (converged root).
+# The fits run Fisher scoring to convergence (threshold 1e-13, maxiter 10000: the converged maximum that
+# rma_batch's Fisher + Newton iteration reaches); Paule-Mandel's uniroot uses tol 1e-15 (converged root).
+# permutest's models keep threshold 1e-10 and maxiter 100, because metafor drops refits that do not
+# converge from its p-values, so those p-values depend on the control settings.
 # permutest(exact = TRUE) enumerates every sign flip / distinct permutation, so its p-values do not depend
 # on a random number generator and can be compared exactly.
 
@@ -24,7 +26,8 @@ script_path <- function() {
 }
 OUTDIR <- dirname(script_path())
 
-CTRL <- list(threshold = 1e-10, maxiter = 100, tol = 1e-15)
+CTRL <- list(threshold = 1e-13, maxiter = 10000, tol = 1e-15)
+CTRL_PERM <- list(threshold = 1e-10, maxiter = 100, tol = 1e-15)
 # Numbers as %.17g text spliced in verbatim (jsonlite itself stops at 15 significant digits); NA -> NaN,
 # which Python's json module reads.
 num <- function(x) {
@@ -78,8 +81,8 @@ for (name in names(perm_sets)) {
   d <- perm_sets[[name]]
   for (method in c("REML", "DL")) {
     for (test in c("z", "knha")) {
-      res <- if (is.null(d$mods)) rma(d$yi, d$vi, method = method, test = test, control = CTRL)
-             else rma(d$yi, d$vi, mods = ~ d$mods, method = method, test = test, control = CTRL)
+      res <- if (is.null(d$mods)) rma(d$yi, d$vi, method = method, test = test, control = CTRL_PERM)
+             else rma(d$yi, d$vi, mods = ~ d$mods, method = method, test = test, control = CTRL_PERM)
       pt <- permutest(res, exact = TRUE, progbar = FALSE)
       perms[[paste(name, method, test, sep = "_")]] <- list(
         data = name, method = method, test = test, zval = num(res$zval), QM = num(res$QM),
@@ -93,7 +96,7 @@ out <- list(
     script = "tests/reference/make_batch_reference.R",
     R = R.version.string,
     metafor = as.character(packageVersion("metafor")),
-    call = "rma(yi, vi, method, test, control = list(threshold = 1e-10, maxiter = 100, tol = 1e-15)); predict(); permutest(exact = TRUE)"
+    call = "rma(yi, vi, method, test, control = list(threshold = 1e-13, maxiter = 10000, tol = 1e-15)); predict(); permutest(rma(..., control = list(threshold = 1e-10, maxiter = 100)), exact = TRUE)"
   ),
   datasets = lapply(datasets, function(d) list(yi = num(d$yi), vi = num(d$vi))),
   fits = fits,
