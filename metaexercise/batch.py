@@ -395,6 +395,22 @@ def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _pm_root_step(x, f, dq, lo, hi):
+    """One step of the Paule-Mandel root search on Q(tau2) - target = f (Q decreases in tau2): shrink the
+    bracket, take the Newton step when it stays inside, else bisect. Returns (x_new, lo, hi, converged).
+    Shared by the intercept-only kernel here and the meta-regression kernel in batch_mods."""
+    if f > 0.0:
+        lo = x
+    else:
+        hi = x
+    xn = x - f / dq if dq < 0.0 else 0.5 * (lo + hi)
+    if not (xn > lo and xn < hi):
+        xn = 0.5 * (lo + hi)
+    done = abs(xn - x) <= 4e-16 * max(1.0, x) or hi - lo <= 4e-16 * max(1.0, hi)
+    return xn, lo, hi, done
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _q_and_slope(y, v, k, tau2, wbuf):
     """Generalized Q(tau2) and its derivative -sum(w^2 r^2) (DerSimonian & Kacker 2007, eq. 7)."""
     sw, swy, sw2, sw3 = _weight_sums(y, v, k, tau2, wbuf)
@@ -435,14 +451,8 @@ def _pm(y, v, k, q0, tau2_max, maxiter, wbuf):
         f = q - target
         if f == 0.0:
             return x, it, True
-        if f > 0.0:
-            lo = x
-        else:
-            hi = x
-        xn = x - f / dq if dq < 0.0 else 0.5 * (lo + hi)
-        if not (xn > lo and xn < hi):
-            xn = 0.5 * (lo + hi)
-        if abs(xn - x) <= 4e-16 * max(1.0, x) or hi - lo <= 4e-16 * max(1.0, hi):
+        xn, lo, hi, done = _pm_root_step(x, f, dq, lo, hi)
+        if done:
             return xn, it, True
         x = xn
         q, dq = _q_and_slope(y, v, k, x, wbuf)

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metaexercise.batch import _CACHE, _RMA_CONTROL
+from metaexercise.batch import _CACHE, _RMA_CONTROL, _pm_root_step
 
 MOD_METHOD_CODES: dict[str, int] = {"REML": 0, "ML": 1, "DL": 2, "PM": 3, "EE": 4}
 
@@ -191,14 +191,8 @@ def _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, w, A, b, r, 
             f = q - target
             if f == 0.0:
                 return x, True
-            if f > 0.0:
-                lo = x
-            else:
-                hi = x
-            xn = x - f / dq if dq < 0.0 else 0.5 * (lo + hi)
-            if not (xn > lo and xn < hi):
-                xn = 0.5 * (lo + hi)
-            if abs(xn - x) <= 4e-16 * max(1.0, x) or hi - lo <= 4e-16 * max(1.0, hi):
+            xn, lo, hi, done = _pm_root_step(x, f, dq, lo, hi)
+            if done:
                 return xn, True
             x = xn
             q, dq = _q_gen(y, v, X, k, p, x, w, A, b, r)
