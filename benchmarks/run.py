@@ -58,7 +58,7 @@ def _median_time(fn, reps: int, warmup: int = 1) -> float:
 
 
 def _stream_child(n_total: int, chunk: int) -> None:
-    from metaexercise.batch import rma_batch
+    from metaexercise.engine.batch import rma_batch
 
     rng = np.random.default_rng(SEED)
     gen_time = [0.0]
@@ -133,9 +133,9 @@ def _scale_n(k: int) -> int:
 
 
 def bench_metaexercise(d: dict) -> dict:
-    from metaexercise.batch import leave1out_batch, rma_batch
-    from metaexercise.model import rma
-    from metaexercise.permutest import permutest_arrays
+    from metaexercise.engine.batch import leave1out_batch, rma_batch
+    from metaexercise.engine.model import rma
+    from metaexercise.engine.permutation import permutest_arrays
 
     out = {}
     y, v = d["single_k30"]

@@ -1,3 +1,3 @@
-from metaexercise.cli import main
+from metaexercise.commands.cli import main
 
 raise SystemExit(main())

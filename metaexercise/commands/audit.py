@@ -14,11 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from metaexercise.audit import audit_reported, findings_frame, run_audit
 from metaexercise.errors import MetaexerciseError
-from metaexercise.project import project_from_args
+from metaexercise.review.audit import audit_reported, findings_frame, run_audit
+from metaexercise.review.project import project_from_args
 
-log = logging.getLogger("metaexercise.audit")
+log = logging.getLogger("metaexercise.review.audit")
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from metaexercise.book import build_book
 from metaexercise.errors import MetaexerciseError
-from metaexercise.project import project_from_args
+from metaexercise.publish.book import build_book
+from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:

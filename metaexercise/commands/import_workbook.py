@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from metaexercise.errors import ExtractionError
-from metaexercise.project import project_from_args
-from metaexercise.sheets import format_problems, load_extraction, write_csv_folder
+from metaexercise.extraction.sheets import format_problems, load_extraction, write_csv_folder
+from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from metaexercise import replica
-from metaexercise.project import project_from_args
+from metaexercise.review import replica
+from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:

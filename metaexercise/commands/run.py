@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from metaexercise import run as runner
-from metaexercise.project import project_from_args
+from metaexercise.review import run as runner
+from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from metaexercise.errors import MetaexerciseError
-from metaexercise.project import project_from_args
+from metaexercise.review.project import project_from_args
 from metaexercise.searches.csvexport import LAYOUTS
 from metaexercise.searches.importer import FORMATS
 from metaexercise.searches.store import SearchFolder

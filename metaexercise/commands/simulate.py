@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from metaexercise import simulate
 from metaexercise.atomic import write_text
-from metaexercise.project import project_from_args
+from metaexercise.engine import simulate
+from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 
 One sheet per extraction sheet (header row with each column's meaning as a cell comment, drop-down
 lists for coded and true/false columns, number checks for numeric columns), a README sheet (the
-column dictionary from `metaexercise.schema`) and an Instruments sheet (the instrument registry).
+column dictionary from `metaexercise.extraction.schema`) and an Instruments sheet (the instrument registry).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pandas as pd
 
 from metaexercise import atomic
 from metaexercise.errors import ExtractionError
-from metaexercise.project import project_from_args
-from metaexercise.scales import Registry, load_registry
-from metaexercise.schema import SHEETS, Column, type_text
-from metaexercise.sheets import Extraction, load_extraction
+from metaexercise.extraction.instruments import Registry, load_registry
+from metaexercise.extraction.schema import SHEETS, Column, type_text
+from metaexercise.extraction.sheets import Extraction, load_extraction
+from metaexercise.review.project import project_from_args
 
 #: Rows of each data sheet that carry the drop-down lists and number checks.
 FORM_ROWS = 2000

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from metaexercise import atomic
 from metaexercise.errors import ExtractionError
-from metaexercise.project import project_from_args
-from metaexercise.sheets import compare_extractions, format_problems, load_extraction, validate
+from metaexercise.extraction.sheets import compare_extractions, format_problems, load_extraction, validate
+from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Figure of a simulation study (`metaexercise.simulate`): coverage of the confidence intervals for mu and
+"""Figure of a simulation study (`metaexercise.engine.simulate`): coverage of the confidence intervals for mu and
 of the prediction intervals, per tau^2 estimator and interval method, with Monte Carlo 95% error bars and
 the nominal level; and the RMSE of tau^2 per estimator. For the book's methods page."""
 

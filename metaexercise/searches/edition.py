@@ -105,7 +105,7 @@ def cumulative_by_year(studies: pd.DataFrame, *, method: str = "REML", level: fl
 
     `studies` has columns study, year, yi, vi. Returns study, year, k, estimate, se, ci_lb, ci_ub, tau2, I2.
     Lau et al. (1992, N Engl J Med 327:248, doi:10.1056/NEJM199207233270406) introduced the display."""
-    from metaexercise.model import rma
+    from metaexercise.engine.model import rma
 
     ordered = studies.assign(_pos=np.arange(len(studies))).sort_values(["year", "_pos"], kind="stable")
     yi = ordered["yi"].to_numpy(dtype=float)

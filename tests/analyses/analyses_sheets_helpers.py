@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metaexercise import schema
+from metaexercise.extraction import schema
 
 SOURCE = "hand-built test case (tests/analyses)"
 

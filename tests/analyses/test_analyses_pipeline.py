@@ -8,18 +8,18 @@ import pandas as pd
 import pytest
 from analyses_sheets_helpers import build, two_arm
 
-from metaexercise.analyses import (
+from metaexercise.engine.metaregression import metareg
+from metaexercise.engine.model import rma
+from metaexercise.errors import ExtractionError
+from metaexercise.extraction.sheets import load_extraction
+from metaexercise.review.analyses import (
     baseline_sd,
     check_not_mixed,
     comparisons_for,
     moderator_frame,
     run_analysis,
 )
-from metaexercise.errors import ExtractionError
-from metaexercise.metareg import metareg
-from metaexercise.model import rma
-from metaexercise.sheets import load_extraction
-from metaexercise.specs import parse_spec
+from metaexercise.review.specs import parse_spec
 
 
 def spec(**kw):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from metaexercise.errors import SpecError
-from metaexercise.specs import load_spec_file, load_specs
+from metaexercise.review.specs import load_spec_file, load_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 

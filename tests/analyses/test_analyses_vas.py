@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from metaexercise.vas import THRESHOLDS, pooled_sd, to_vas
+from metaexercise.review.vas import THRESHOLDS, pooled_sd, to_vas
 
 
 def test_pooled_sd_by_hand():

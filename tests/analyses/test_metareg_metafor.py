@@ -1,4 +1,4 @@
-"""metaexercise.metareg against metafor 3.8.1 fixtures (tests/reference/make_metareg_reference.R ->
+"""metaexercise.engine.metaregression against metafor 3.8.1 fixtures (tests/reference/make_metareg_reference.R ->
 metareg_review.json): review-shaped meta-regressions with DL (Wilson's method of moments), ML and REML."""
 
 import json
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metaexercise.metareg import metareg
-from metaexercise.model import Control
+from metaexercise.engine.metaregression import metareg
+from metaexercise.engine.model import Control
 
 FIXTURE = json.loads((Path(__file__).resolve().parents[1] / "reference" / "metareg_review.json").read_text())
 CASES = [(name, method) for name, case in FIXTURE["cases"].items() for method in case["fits"]]

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metaexercise import replica, schema
-from metaexercise.cli import main
-from metaexercise.effects import escalc
-from metaexercise.model import rma
+from metaexercise.commands.cli import main
+from metaexercise.engine.effects import escalc
+from metaexercise.engine.model import rma
+from metaexercise.extraction import schema
+from metaexercise.review import replica
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from analyses_sheets_helpers import build, two_arm
 
-from metaexercise import replica
-from metaexercise import run as runner
-from metaexercise.analyses import ANALYSIS_COLUMNS
-from metaexercise.cli import main
-from metaexercise.project import Project
+from metaexercise.commands.cli import main
+from metaexercise.review import replica
+from metaexercise.review import run as runner
+from metaexercise.review.analyses import ANALYSIS_COLUMNS
+from metaexercise.review.project import Project
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ distinct permutation, so the p-values are deterministic (fixture: tests/referenc
 import numpy as np
 import pytest
 
-from metaexercise.batch import BatchControl
-from metaexercise.permutest import _exact_count, _unique_orders, permutest_arrays
+from metaexercise.engine.batch import BatchControl
+from metaexercise.engine.permutation import _exact_count, _unique_orders, permutest_arrays
 
 #: the fixture's rma() control: which refits fail to converge (and drop out of the p-values) depends on it
 METAFOR_RUN = BatchControl(threshold=1e-10, maxiter=100)
@@ -51,9 +51,9 @@ def test_random_permutest_is_reproducible_and_includes_the_observed_order():
 
 
 def test_permutest_of_a_fitted_model_uses_its_data_method_and_test(batch_reference):
-    from metaexercise.model import rma
-    from metaexercise.permutest import permutest
-    from metaexercise.tau2 import Control
+    from metaexercise.engine.model import rma
+    from metaexercise.engine.permutation import permutest
+    from metaexercise.engine.tau2 import Control
 
     ref = batch_reference["permutest"]["binary_REML_knha"]
     data = batch_reference["perm_sets"]["binary"]

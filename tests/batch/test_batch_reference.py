@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from batch_helpers import pad
 
-from metaexercise.batch import BatchControl, rma_batch
+from metaexercise.engine.batch import BatchControl, rma_batch
 
 METAFOR_RUN = BatchControl(threshold=1e-10, maxiter=100)
 FIELDS = ("estimate", "se", "ci_lb", "ci_ub", "tau2", "I2", "QE", "pi_lb", "pi_ub")

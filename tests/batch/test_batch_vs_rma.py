@@ -5,9 +5,9 @@ the same numbers as one call."""
 import numpy as np
 import pytest
 
-from metaexercise.batch import cumul_batch, leave1out_batch, rma_batch
+from metaexercise.engine.batch import cumul_batch, leave1out_batch, rma_batch
+from metaexercise.engine.model import rma
 from metaexercise.errors import ConvergenceError
-from metaexercise.model import rma
 
 FIELDS = ("estimate", "tau2", "I2", "QE", "pi_lb", "pi_ub")
 #: absolute floor for values that are (near) zero: tau^2 of order 1e-9 reached by Fisher scoring with

@@ -7,9 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metaexercise.cli import main
-from metaexercise.effects import escalc
-from metaexercise.simulate import Scenario, _measures, _Sums, review_preset, run_simulation, simulate_smd
+from metaexercise.commands.cli import main
+from metaexercise.engine.effects import escalc
+from metaexercise.engine.simulate import (
+    Scenario,
+    _measures,
+    _Sums,
+    review_preset,
+    run_simulation,
+    simulate_smd,
+)
 
 
 def test_review_preset_mirrors_the_review():

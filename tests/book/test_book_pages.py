@@ -10,12 +10,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-from metaexercise import bookpages as bp
-from metaexercise.book import execute_pages
+from metaexercise.engine.validation import metafor_agreement
 from metaexercise.errors import BookBuildError
 from metaexercise.plots.pooled import pooled_forest
-from metaexercise.project import Project
-from metaexercise.validation import metafor_agreement
+from metaexercise.publish import pages as bp
+from metaexercise.publish.book import execute_pages
+from metaexercise.review.project import Project
 
 REPO = Path(__file__).resolve().parents[2]
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -69,7 +69,7 @@ kernelspec:
 # A page
 
 ```{code-cell} python3
-from metaexercise import bookpages as bp
+from metaexercise.publish import pages as bp
 display(bp.note("shown <by> display"))
 x = 40
 ```
@@ -129,7 +129,7 @@ def test_metafor_agreement_is_tight_and_detects_a_perturbed_fixture(tmp_path):
 
 
 def test_build_book_names_a_missing_book_config(tmp_path):
-    from metaexercise.book import build_book
+    from metaexercise.publish.book import build_book
 
     with pytest.raises(BookBuildError, match=r"_config\.yml not found"):
         build_book(Project(tmp_path), run_analyses=False, echo=lambda s: None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from metaexercise import bookpages as bp
+from metaexercise.publish import pages as bp
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,8 +47,8 @@ def test_rows_say_why_no_number_is_shown_and_map_the_psych_abstract_result(proje
 
 
 def test_the_methods_page_simulation_is_deterministic_and_reported(tmp_path, monkeypatch):
-    from metaexercise.book import _run_simulation
-    from metaexercise.project import Project
+    from metaexercise.publish.book import _run_simulation
+    from metaexercise.review.project import Project
 
     texts = []
     for name in ("a", "b"):

@@ -11,7 +11,7 @@ import pytest
 from engine_reference import CONTROL, check_all, fixture
 
 from metaexercise import rma
-from metaexercise.bias import _kendall_exact_cdf, fsn, ranktest, regtest, trimfill
+from metaexercise.engine.bias import _kendall_exact_cdf, fsn, ranktest, regtest, trimfill
 
 BIAS = fixture("bias")
 DATASETS = list(BIAS["datasets"])

@@ -8,7 +8,7 @@ import pytest
 from engine_reference import CONTROL, RTOL, RTOL_INFLUENCE, check_all, fixture
 
 from metaexercise import rma
-from metaexercise.influence import cumul, hatvalues, influence, leave1out
+from metaexercise.engine.diagnostics import cumul, hatvalues, influence, leave1out
 
 INFL = fixture("influence")
 DATASETS = list(INFL["datasets"])

@@ -107,7 +107,7 @@ def test_scale_equivariance_example_by_hand():
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=meta_data(), seed=st.integers(0, 2**32 - 1))
 def test_influence_rows_follow_the_studies(data, seed):
-    from metaexercise.influence import influence
+    from metaexercise.engine.diagnostics import influence
 
     yi, vi = data
     perm = np.random.default_rng(seed).permutation(len(yi))
@@ -122,7 +122,7 @@ def test_influence_rows_follow_the_studies(data, seed):
 def test_funnel_tests_are_location_scale_invariant(data, log_c, shift):
     # Egger's slope on sei and Begg's tau only see (yi - centre)/scale: z, p and tau do not change when yi is
     # shifted and rescaled by c with vi rescaled by c^2.
-    from metaexercise.bias import ranktest, regtest
+    from metaexercise.engine.bias import ranktest, regtest
 
     yi, vi = data
     assume(np.ptp(vi) > 1e-3 * vi.max())  # a constant predictor has no slope (regtest refuses it, as metafor)

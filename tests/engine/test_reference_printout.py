@@ -15,7 +15,7 @@ import pytest
 from engine_reference import CONTROL, fixture
 
 from metaexercise import rma
-from metaexercise.bias import fsn, ranktest, regtest, trimfill
+from metaexercise.engine.bias import fsn, ranktest, regtest, trimfill
 
 PRINT = fixture("printout")
 YI, VI, ABLAT, NI = (np.array(PRINT[k], dtype=float) for k in ("yi", "vi", "ablat", "ni"))

@@ -14,7 +14,7 @@ import pytest
 from engine_reference import CONTROL, check_all, fixture
 
 from metaexercise import rma
-from metaexercise.influence import _s2w
+from metaexercise.engine.diagnostics import _s2w
 
 RMA = fixture("rma")
 METHODS = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")

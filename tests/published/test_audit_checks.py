@@ -8,17 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from metaexercise.audit import (
+from metaexercise.commands.cli import main
+from metaexercise.errors import SpecError
+from metaexercise.review.audit import (
     audit_registry,
     audit_reported,
     kendall_two_sided_p,
     read_reported,
     run_audit,
 )
-from metaexercise.cli import main
-from metaexercise.errors import SpecError
-from metaexercise.project import Project
-from metaexercise.published import Entry, Printed, Registry, Relation
+from metaexercise.review.project import Project
+from metaexercise.review.published import Entry, Printed, Registry, Relation
 
 
 def effect(label, est, lb, ub, **kw):
@@ -231,9 +231,9 @@ def test_two_audit_runs_write_byte_identical_files(tmp_path):
 
 
 def test_kendall_p_agrees_with_the_engines_ranktest():
-    # independent route: metaexercise.bias.ranktest (metafor's ranktest, exact Kendall) on a fit without ties
-    from metaexercise.bias import ranktest
-    from metaexercise.model import rma
+    # independent route: metaexercise.engine.bias.ranktest (metafor's ranktest, exact Kendall) on a fit without ties
+    from metaexercise.engine.bias import ranktest
+    from metaexercise.engine.model import rma
 
     yi = [-0.6, -0.1, -0.5, 0.2, -0.3, -0.8, 0.1, -0.4, -0.2, -0.7, -0.05, -0.35]
     vi = [0.041, 0.021, 0.052, 0.033, 0.024, 0.065, 0.036, 0.047, 0.028, 0.059, 0.011, 0.032]

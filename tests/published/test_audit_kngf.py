@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metaexercise.audit import audit_reported
+from metaexercise.review.audit import audit_reported
 
 DATA = Path(__file__).parent / "data" / "kngf_reported.csv"
 

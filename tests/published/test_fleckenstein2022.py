@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from metaexercise.audit import audit_registry
-from metaexercise.published import load_published
+from metaexercise.review.audit import audit_registry
+from metaexercise.review.published import load_published
 
 REGISTRY = Path(__file__).resolve().parents[2] / "analyses" / "published.yaml"
 TOL_SMD = 0.005  # half a unit in the second decimal

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from metaexercise.engine.model import rma
 from metaexercise.errors import SpecError
-from metaexercise.grade import (
+from metaexercise.review.grade import (
     GradeThresholds,
     Judgement,
     evidence_profile,
@@ -24,8 +25,7 @@ from metaexercise.grade import (
     rate_risk_of_bias,
     summary_of_findings,
 )
-from metaexercise.model import rma
-from metaexercise.published import load_published
+from metaexercise.review.published import load_published
 
 ROOT = Path(__file__).resolve().parents[2]
 # MID 1.5 VAS points, SD 2.0 points -> MID = 0.75 SMD
@@ -203,7 +203,7 @@ def test_evidence_profile_has_one_column_per_domain():
 
 
 def test_grade_takes_the_engines_regtest_and_ranktest():
-    from metaexercise.bias import ranktest, regtest
+    from metaexercise.engine.bias import ranktest, regtest
 
     fit = rma(YI, VI)
     eg, rk = regtest(fit), ranktest(fit)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from metaexercise.errors import SpecError
-from metaexercise.published import NUMBER_FIELDS, Printed, load_published, parse_certainty
+from metaexercise.review.published import NUMBER_FIELDS, Printed, load_published, parse_certainty
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "analyses" / "published.yaml"

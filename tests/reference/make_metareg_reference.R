@@ -2,7 +2,7 @@
 # Writes tests/reference/metareg_review.json: metafor meta-regressions shaped like the review's (Fleckenstein
 # et al. 2022: several numeric and yes/no moderators, Wilson's SPSS macro = inverse-variance weights, random
 # intercept, fixed slopes), fitted with method-of-moments (metafor "DL"), ML and REML, z tests.
-# tests/analyses/test_metareg_metafor.py compares metaexercise.metareg against it.
+# tests/analyses/test_metareg_metafor.py compares metaexercise.engine.metaregression against it.
 #
 # Usage, from the repository root:  Rscript tests/reference/make_metareg_reference.R
 # Needs R with metafor 3.8-1 and jsonlite. The synthetic data set is drawn here from a fixed seed, so

@@ -7,7 +7,7 @@ import json
 
 from search_exports import RIS_TWO, sha256
 
-from metaexercise.cli import main
+from metaexercise.commands.cli import main
 
 
 def test_import_error_exits_2_and_names_file_and_line(tmp_path, capsys):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metaexercise.cli import main
+from metaexercise.commands.cli import main
+from metaexercise.engine.model import rma
 from metaexercise.errors import SearchDataError
-from metaexercise.model import rma
 from metaexercise.searches.edition import cumulative_by_year, edition_diff, read_results
 
 OLD = ("analysis_id,k,estimate,ci_lb,ci_ub,certainty\n"

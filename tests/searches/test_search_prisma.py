@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from search_exports import NBIB_TWO, RIS_TWO
 
-from metaexercise.cli import main
+from metaexercise.commands.cli import main
 from metaexercise.searches.prisma import FIRST_EDITION, count_flow
 from metaexercise.searches.screening import new_log_rows
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metaexercise.comparisons import WINDOWS, FollowUpWindow, build_comparisons, select_followup
-from metaexercise.schema import OUTCOMES_SHEET
-from metaexercise.sheets import load_extraction
+from metaexercise.extraction.comparisons import WINDOWS, FollowUpWindow, build_comparisons, select_followup
+from metaexercise.extraction.schema import OUTCOMES_SHEET
+from metaexercise.extraction.sheets import load_extraction
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -157,7 +157,7 @@ def test_unstated_range_is_flagged(real):
 
 
 def test_derivation_log_lists_every_step(real):
-    from metaexercise.comparisons import derivation_log
+    from metaexercise.extraction.comparisons import derivation_log
 
     comps = build_comparisons(real, outcome="pain", window="long", comparators=PASSIVE)
     log = derivation_log(comps)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metaexercise import handbook as hb
+from metaexercise.engine import handbook as hb
 
 
 def test_sd_from_se():

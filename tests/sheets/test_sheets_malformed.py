@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from metaexercise.errors import ExtractionError
-from metaexercise.sheets import PROBLEM_COLUMNS, load_extraction, validate
+from metaexercise.extraction.sheets import PROBLEM_COLUMNS, load_extraction, validate
 
 MALFORMED = Path(__file__).parent / "malformed"
 VALID = Path(__file__).parent / "valid"

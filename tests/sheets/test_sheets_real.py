@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metaexercise.sheets import load_extraction, validate
+from metaexercise.extraction.sheets import load_extraction, validate
 
 ROOT = Path(__file__).parent.parent.parent
 

@@ -10,8 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaexercise.errors import ExtractionError
-from metaexercise.normalise import burden_difference, difference_to_0_10, score_to_0_10, spread_to_0_10
-from metaexercise.scales import builtin_registry, load_registry
+from metaexercise.extraction.instruments import builtin_registry, load_registry
+from metaexercise.extraction.normalise import (
+    burden_difference,
+    difference_to_0_10,
+    score_to_0_10,
+    spread_to_0_10,
+)
 
 REG = builtin_registry()
 

@@ -10,10 +10,10 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from metaexercise.cli import main
-from metaexercise.scales import builtin_registry
-from metaexercise.schema import SHEETS, dictionary_markdown
-from metaexercise.sheets import load_extraction, validate
+from metaexercise.commands.cli import main
+from metaexercise.extraction.instruments import builtin_registry
+from metaexercise.extraction.schema import SHEETS, dictionary_markdown
+from metaexercise.extraction.sheets import load_extraction, validate
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -131,7 +131,7 @@ def test_template_fill_round_trips_the_real_extraction(tmp_path: Path):
 
 
 def test_compare_two_extractors(tmp_path: Path, capsys):
-    from metaexercise.sheets import compare_extractions
+    from metaexercise.extraction.sheets import compare_extractions
 
     other = tmp_path / "second"
     shutil.copytree(HERE / "valid", other)

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
-from metaexercise import schema
 from metaexercise.errors import SpecError
+from metaexercise.extraction import schema
 
 #: Files in analyses/ that belong to other parts of the toolkit, not to the analysis runner.
 NOT_SPECS = frozenset({"published.yaml", "grade.yaml"})
@@ -34,7 +34,7 @@ METHODS = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")
 TESTS = ("z", "knha")
 
 #: Study / arm characteristics a filter may select on, with the values each may take: the extraction
-#: form's own columns and codes (`metaexercise.schema`), so a spec reads like the sheets it selects from.
+#: form's own columns and codes (`metaexercise.extraction.schema`), so a spec reads like the sheets it selects from.
 CATEGORICAL_FILTERS: dict[str, tuple[str, ...]] = {
     "intervention_type": schema.INTERVENTION_TYPES,
     "psych_component": schema.PSYCH_COMPONENTS,

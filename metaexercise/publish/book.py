@@ -1,4 +1,4 @@
-"""`metaexercise book`: run the analyses (real extraction and synthetic replica; `metaexercise.run`, which
+"""`metaexercise book`: run the analyses (real extraction and synthetic replica; `metaexercise.review.run`, which
 also audits the published numbers), then build the HTML book with Jupyter Book 1.x (Sphinx) into `book/_build/html`.
 
 Offline by design: Jupyter Book 1 builds with Sphinx from MyST notebooks, and MathJax is served from
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metaexercise.bookpages import PROJECT_ENV
 from metaexercise.errors import BookBuildError
-from metaexercise.project import Project
+from metaexercise.publish.pages import PROJECT_ENV
+from metaexercise.review.project import Project
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,14 @@ class BookBuild:
 
 def _run_analyses(project: Project, source: str) -> None:
     try:
-        from metaexercise.run import run_project
+        from metaexercise.review.run import run_project
     except ImportError as exc:  # the analyses runner is a separate module of the package
         raise BookBuildError(f"cannot run the analyses: {exc}") from exc
     run_project(project, source=source)
 
 
 #: The simulation study shown on the methods page: the review preset (k = 32, I² ≈ 73 %, median n 121),
-#: replicates and seed fixed so that every build shows the same table (`metaexercise.simulate`).
+#: replicates and seed fixed so that every build shows the same table (`metaexercise.engine.simulate`).
 SIMULATION_REPS = 2000
 SIMULATION_SEED = 20211216
 
@@ -54,7 +54,7 @@ SIMULATION_SEED = 20211216
 def _run_simulation(project: Project) -> None:
     """results/simulation.csv: the review preset through `run_simulation`, in this process (deterministic)."""
     from metaexercise.atomic import write_text
-    from metaexercise.simulate import review_preset, run_simulation
+    from metaexercise.engine.simulate import review_preset, run_simulation
 
     result = run_simulation(review_preset(), SIMULATION_REPS, SIMULATION_SEED, scheduler="synchronous")
     write_text(project.results / "simulation.csv", result.table.to_csv(index=False, lineterminator="\n"))
@@ -166,7 +166,7 @@ def _sphinx(project: Project, echo: Callable[[str], None]) -> Path:
     shutil.copytree(generated, src / "generated")
     env = {**os.environ, PROJECT_ENV: str(project.root), "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     built = staging / "html"
-    cmd = [sys.executable, "-m", "metaexercise.book", str(src), str(built), "1"]
+    cmd = [sys.executable, "-m", "metaexercise.publish.book", str(src), str(built), "1"]
     log: list[str] = []
     with subprocess.Popen(cmd, cwd=src, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1) as proc:

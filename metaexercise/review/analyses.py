@@ -4,11 +4,11 @@ The steps follow the review's Methods (Fleckenstein et al. 2022, medRxiv v2, "St
 and -regression"): Hedges' g from change scores (`escalc("SMD")`, exact correction, metafor's ``vtype="LS"``)
 or the comparison's own g and variance (contrast-only studies); random effects with REML τ², z tests and a
 prediction interval (`rma`); outliers by studentized residuals and Cook's distances, Bonferroni-corrected,
-two-sided α = .05 (`metaexercise.influence`); Egger's regression test with the standard error as predictor
-and the rank correlation test (`metaexercise.bias`); the pooled SMD re-expressed in VAS points
-(`metaexercise.vas`). Meta-regressions go through `metaexercise.metareg`.
+two-sided α = .05 (`metaexercise.engine.diagnostics`); Egger's regression test with the standard error as predictor
+and the rank correlation test (`metaexercise.engine.bias`); the pooled SMD re-expressed in VAS points
+(`metaexercise.review.vas`). Meta-regressions go through `metaexercise.engine.metaregression`.
 
-Comparisons come from `metaexercise.comparisons.build_comparisons` (follow-up windows, instrument choice,
+Comparisons come from `metaexercise.extraction.comparisons.build_comparisons` (follow-up windows, instrument choice,
 0–10 scale, multi-arm trials combined so no participant counts twice in one analysis). The comparator
 class "active" is the control type "active exercise"; "passive" is every other control type (passive,
 usual care or advice, true control, medication), as the review's "passive treatments, true control, and
@@ -27,18 +27,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from metaexercise.comparisons import build_comparisons
-from metaexercise.effects import escalc
+from metaexercise.engine.effects import escalc
+from metaexercise.engine.metaregression import MetaRegression, metareg
+from metaexercise.engine.model import RMAResult, rma
 from metaexercise.errors import ExtractionError
-from metaexercise.metareg import MetaRegression, metareg
-from metaexercise.model import RMAResult, rma
-from metaexercise.normalise import spread_to_0_10
-from metaexercise.replica import LABEL as REPLICA_LABEL
-from metaexercise.sheets import Extraction
-from metaexercise.specs import AnalysisSpec
-from metaexercise.vas import OUTCOME_TYPICAL_SD, TYPICAL_SD, VasEffect, pooled_sd, to_vas
+from metaexercise.extraction.comparisons import build_comparisons
+from metaexercise.extraction.normalise import spread_to_0_10
+from metaexercise.extraction.sheets import Extraction
+from metaexercise.review.replica import LABEL as REPLICA_LABEL
+from metaexercise.review.specs import AnalysisSpec
+from metaexercise.review.vas import OUTCOME_TYPICAL_SD, TYPICAL_SD, VasEffect, pooled_sd, to_vas
 
-#: Control types in each comparator class (codes of `metaexercise.schema.CONTROL_TYPES`).
+#: Control types in each comparator class (codes of `metaexercise.extraction.schema.CONTROL_TYPES`).
 COMPARATOR_TYPES: dict[str, tuple[str, ...]] = {
     "active": ("active exercise",),
     "passive": ("usual care or advice", "passive", "true control", "medication"),
@@ -74,8 +74,8 @@ class AnalysisResult:
     synthetic: bool
     studies: pd.DataFrame
     fit: RMAResult | None = None
-    regtest: object | None = None  #: `metaexercise.bias.RegtestResult` (Egger), None when k < 3
-    ranktest: object | None = None  #: `metaexercise.bias.RanktestResult`, None when k < 3
+    regtest: object | None = None  #: `metaexercise.engine.bias.RegtestResult` (Egger), None when k < 3
+    ranktest: object | None = None  #: `metaexercise.engine.bias.RanktestResult`, None when k < 3
     outliers: tuple[str, ...] = ()
     vas: VasEffect | None = None
     vas_sd: float = float("nan")
@@ -204,7 +204,7 @@ def comparisons_for(spec: AnalysisSpec, extraction: Extraction, cache: dict | No
 
 def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: str) -> tuple[float, str]:
     """Pooled patient-level baseline SD on 0–10 over every arm of the analysis's comparisons
-    (`metaexercise.vas.pooled_sd`), else the outcome's typical SD on 0–10 (`vas.OUTCOME_TYPICAL_SD`), else NaN."""
+    (`metaexercise.review.vas.pooled_sd`), else the outcome's typical SD on 0–10 (`vas.OUTCOME_TYPICAL_SD`), else NaN."""
     o = extraction.outcomes
     base = o[o["value_kind"].eq("baseline")]
     sds, ns = [], []
@@ -230,13 +230,13 @@ def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: str) -> tu
 def _diagnostics(fit: RMAResult) -> tuple[pd.DataFrame | None, object, object, list[str]]:
     """Influence table and Egger / rank tests (NaN, with a note, where a test needs more studies).
 
-    The diagnostics live in `metaexercise.bias` and `metaexercise.influence`; while either is missing
+    The diagnostics live in `metaexercise.engine.bias` and `metaexercise.engine.diagnostics`; while either is missing
     from an installation the fit is still reported, without outlier flags or tests, and the note says so.
     """
     notes = []
     try:
-        from metaexercise.bias import ranktest, regtest
-        from metaexercise.influence import influence
+        from metaexercise.engine.bias import ranktest, regtest
+        from metaexercise.engine.diagnostics import influence
     except ImportError as exc:
         return None, None, None, [
             f"diagnostics unavailable ({exc.name} not found): no outlier flags, Egger or rank tests"]

@@ -17,11 +17,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from metaexercise import handbook
-from metaexercise.effects import escalc
-from metaexercise.normalise import burden_difference, spread_to_0_10
-from metaexercise.scales import Instrument
-from metaexercise.sheets import Extraction, records
+from metaexercise.engine import handbook
+from metaexercise.engine.effects import escalc
+from metaexercise.extraction.instruments import Instrument
+from metaexercise.extraction.normalise import burden_difference, spread_to_0_10
+from metaexercise.extraction.sheets import Extraction, records
 
 Window = Literal["short", "long"]
 MultiArm = Literal["combine", "split"]

@@ -35,8 +35,8 @@ import yaml
 from scipy import stats
 
 from metaexercise.errors import SpecError
-from metaexercise.published import CONTRAST_PATTERN, Registry
-from metaexercise.vas import THRESHOLDS
+from metaexercise.review.published import CONTRAST_PATTERN, Registry
+from metaexercise.review.vas import THRESHOLDS
 
 DOMAINS = ("risk_of_bias", "inconsistency", "indirectness", "imprecision", "publication_bias")
 DOMAIN_TITLES = {

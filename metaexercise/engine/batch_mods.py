@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metaexercise.batch import _CACHE, _RMA_CONTROL, _pm_root_step
+from metaexercise.engine.batch import _CACHE, _RMA_CONTROL, _pm_root_step
 
 MOD_METHOD_CODES: dict[str, int] = {"REML": 0, "ML": 1, "DL": 2, "PM": 3, "EE": 4}
 

@@ -26,8 +26,8 @@ import numpy as np
 from numba import njit
 from scipy import optimize
 
+from metaexercise.engine.wls import wls
 from metaexercise.errors import ConvergenceError
-from metaexercise.wls import wls
 
 
 @dataclass(frozen=True, slots=True)

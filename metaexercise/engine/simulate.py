@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from metaexercise.batch import BatchControl, rma_batch, set_threads
+from metaexercise.engine.batch import BatchControl, rma_batch, set_threads
 
 ESTIMATORS = ("DL", "REML", "ML", "PM")
 CI_METHODS = ("wald", "knha", "knha_trunc")

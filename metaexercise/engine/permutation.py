@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from metaexercise.batch import BatchControl, rma_batch
-from metaexercise.batch_mods import MOD_METHOD_CODES, fit_permuted
+from metaexercise.engine.batch import BatchControl, rma_batch
+from metaexercise.engine.batch_mods import MOD_METHOD_CODES, fit_permuted
 
 COMPTOL = np.finfo(float).eps ** 0.5  #: metafor's con$comptol
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from metaexercise.engine.model import RMAResult, refit
+from metaexercise.engine.wls import gram
 from metaexercise.errors import MetaexerciseError
-from metaexercise.model import RMAResult, refit
-from metaexercise.wls import gram
 
 _EPS = np.finfo(float).eps
 

@@ -95,8 +95,8 @@ def _bias_agreement(reference: Path, worst: dict, failed: list, floor: float) ->
     path = reference / "bias.json"
     if not path.exists():
         return 0
-    from metaexercise import rma
-    from metaexercise.bias import ranktest, regtest
+    from metaexercise.engine.bias import ranktest, regtest
+    from metaexercise.engine.model import rma
 
     n = 0
     for name, ds in json.loads(path.read_text())["datasets"].items():
@@ -121,7 +121,7 @@ def _bias_agreement(reference: Path, worst: dict, failed: list, floor: float) ->
 
 def metafor_agreement(reference: str | Path, *, floor: float = 1e-8) -> Agreement:
     """Refit every stored metafor case with `metaexercise.rma` and tabulate the largest differences."""
-    from metaexercise import rma
+    from metaexercise.engine.model import rma
 
     reference = Path(reference)
     worst: dict[str, list] = {attr: [0.0, 0.0, "", 0] for _key, attr in QUANTITIES}

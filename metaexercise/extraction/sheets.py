@@ -2,7 +2,7 @@
 validate them, collecting EVERY problem as a row: file, sheet, row, column, value, problem, severity.
 
 Row numbers are the spreadsheet's own (header = row 1). Inputs are only ever opened for reading.
-The checks follow `metaexercise/schema.py`; the rules that concern a single cell are there (types,
+The checks follow `metaexercise/extraction/schema.py`; the rules that concern a single cell are there (types,
 codes, bounds), the rules that concern a row or several sheets are here. This file is long because it
 holds one check per rule the extraction form promises; each check is a short function.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from metaexercise.errors import ExtractionError
-from metaexercise.scales import Registry, load_registry
-from metaexercise.schema import FALSE_WORDS, SHEETS, TRUE_WORDS, Column, Sheet, csv_name
+from metaexercise.extraction.instruments import Registry, load_registry
+from metaexercise.extraction.schema import FALSE_WORDS, SHEETS, TRUE_WORDS, Column, Sheet, csv_name
 
 PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "problem", "severity")
 #: Workbook sheets that the template writes for people, not data; never reported as extra.

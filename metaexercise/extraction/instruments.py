@@ -1,6 +1,6 @@
 """Instrument registry: each scale's range and direction of benefit.
 
-Built-in instruments live in `metaexercise/data/instruments.yaml`; a project's
+Built-in instruments live in `metaexercise/extraction/data/instruments.yaml`; a project's
 `extraction/instruments.yaml` (same format) adds instruments or replaces built-in ones by id.
 An instrument whose range is not printed by its source has `minimum`/`maximum` = None: it still gives
 an SMD, but it cannot be normalised to the review's 0-10 scale (`Instrument.has_range` is False).
@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from metaexercise.errors import ExtractionError
-from metaexercise.schema import OUTCOMES
+from metaexercise.extraction.schema import OUTCOMES
 
 _FIELDS = ("id", "name", "outcome", "minimum", "maximum", "higher_is_worse", "rank", "source")
 
@@ -132,13 +132,13 @@ def _parse(entries, path: str) -> dict[str, Instrument]:
 
 @lru_cache(maxsize=1)
 def _builtin() -> tuple[Instrument, ...]:
-    text = resources.files("metaexercise").joinpath("data/instruments.yaml").read_text(encoding="utf-8")
+    text = resources.files("metaexercise.extraction").joinpath("data/instruments.yaml").read_text(encoding="utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return tuple(_parse(yaml.load(text, Loader=loader), "metaexercise/data/instruments.yaml").values())
+    return tuple(_parse(yaml.load(text, Loader=loader), "metaexercise/extraction/data/instruments.yaml").values())
 
 
 def builtin_registry() -> Registry:
-    """The instruments shipped with metaexercise (`metaexercise/data/instruments.yaml`)."""
+    """The instruments shipped with metaexercise (`metaexercise/extraction/data/instruments.yaml`)."""
     return Registry({i.id: i for i in _builtin()})
 
 

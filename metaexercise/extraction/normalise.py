@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metaexercise.scales import Instrument
+from metaexercise.extraction.instruments import Instrument
 
 
 def _factor(instrument: Instrument) -> float:

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from metaexercise.model import Control, rma
+from metaexercise.engine.model import Control, rma
 
 MetaRegMethod = Literal["DL", "ML", "REML"]
 #: Wilson's macro's three estimators and their metafor names.
@@ -109,7 +109,7 @@ def metareg(
     """Fit a mixed-effects meta-regression of `yi` (variances `vi`) on named `moderators` with z tests.
 
     Equals metafor 3.8 ``rma(yi, vi, mods = as.matrix(moderators), method = method)``; `control` is passed
-    to `rma` (iteration settings; see `metaexercise.model.Control`).
+    to `rma` (iteration settings; see `metaexercise.engine.model.Control`).
     """
     if method not in METHODS:
         raise ValueError(f"metareg: method {method!r} is not one of Wilson's macro's: {', '.join(METHODS)} "

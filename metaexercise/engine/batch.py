@@ -32,8 +32,8 @@ import pandas as pd
 from numba import njit, prange
 from scipy import special
 
-from metaexercise.tau2 import NEWTON_SWITCH
-from metaexercise.tau2 import Control as _RmaControl
+from metaexercise.engine.tau2 import NEWTON_SWITCH
+from metaexercise.engine.tau2 import Control as _RmaControl
 
 _RMA_CONTROL = _RmaControl()
 
@@ -320,7 +320,7 @@ def _score_moments(y, v, k, tau2, ybar, wbuf):
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _newton_moments(y, k, ybar, m, wbuf):
     """For the Newton step, with w in wbuf and r = (y - ybar) - m: returns sum w^3 r^2 and sum w^2 r, so
-    that Y'PPPY = sum w^3 r^2 - (sum w^2 r)^2 / sum w (as metaexercise.tau2). A plain sequential loop:
+    that Y'PPPY = sum w^3 r^2 - (sum w^2 r)^2 / sum w (as metaexercise.engine.tau2). A plain sequential loop:
     without fastmath's reassociation the sums do not depend on alignment."""
     s3 = 0.0
     s2 = 0.0
@@ -355,7 +355,7 @@ def _hedges_start(y, v, k):
 def _fisher_scoring(y, v, k, reml, threshold, maxiter, wbuf):
     """REML (reml=True) or ML Fisher scoring with step-halving from metafor 3.8's start value; once the steps
     are below NEWTON_SWITCH, Newton-Raphson steps with the observed information (quadratic convergence to the
-    same maximum), exactly as `metaexercise.tau2` does for `rma`, so both take the same path.
+    same maximum), exactly as `metaexercise.engine.tau2` does for `rma`, so both take the same path.
     Returns (tau2, iterations, converged); the ll0check is done by the caller."""
     tau2 = _hedges_start(y, v, k)
     ybar = 0.0

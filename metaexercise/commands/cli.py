@@ -12,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from metaexercise import __version__
+from metaexercise._version import __version__
 
 #: verb -> (module, one-line help). Modules are imported only when their verb runs, so `--help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {

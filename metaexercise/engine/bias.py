@@ -18,8 +18,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import special, stats
 
-from metaexercise.model import RMAResult, rma
-from metaexercise.printing import fcf, fmt_pval
+from metaexercise.engine.model import RMAResult, rma
+from metaexercise.engine.printing import fcf, fmt_pval
 
 RegModel = Literal["rma", "lm"]
 Predictor = Literal["sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv"]

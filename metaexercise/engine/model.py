@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from metaexercise import __version__
-from metaexercise.tau2 import ESTIMATORS, Control, generalized_q
-from metaexercise.wls import wls
+from metaexercise._version import __version__
+from metaexercise.engine.tau2 import ESTIMATORS, Control, generalized_q
+from metaexercise.engine.wls import wls
 
 Method = Literal["EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM"]
 Test = Literal["z", "knha"]
@@ -285,7 +285,7 @@ class RMAResult:
         )
 
     def summary(self) -> str:
-        from metaexercise.printing import format_rma
+        from metaexercise.engine.printing import format_rma
 
         return format_rma(self)
 
@@ -355,7 +355,7 @@ def rma(
 
     Mirrors metafor 3.8 ``rma(yi, vi, method=, test=, mods=, level=, tau2=, control=)``: REML by default, z-tests,
     95% intervals. ``mods`` is a 1-D or 2-D array (or DataFrame) of moderators; an intercept is added, as in
-    metafor's ``mods = ~ x``. ``yi`` may also be an :class:`~metaexercise.effects.EffectSizes`.
+    metafor's ``mods = ~ x``. ``yi`` may also be an :class:`~metaexercise.engine.effects.EffectSizes`.
     """
     if hasattr(yi, "yi") and hasattr(yi, "vi") and vi is None and sei is None:
         yi, vi = yi.yi, yi.vi

@@ -19,7 +19,7 @@ import pandas as pd
 
 from metaexercise.atomic import write_text
 from metaexercise.plots.style import SYNTHETIC_BANNER, save_figure
-from metaexercise.project import Project
+from metaexercise.review.project import Project
 
 PROJECT_ENV = "METAEXERCISE_PROJECT"
 _STEM = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -123,9 +123,9 @@ def results_dir(source: str = "real") -> Path:
 # ------------------------------------------------------------------------------------------ extraction
 def extraction(source: str = "real"):
     """The extraction sheets: extraction/ (real) or replica/extraction/ (the seeded replica that
-    `metaexercise run` writes), as `metaexercise.run` reads them."""
-    from metaexercise.run import extraction_folder
-    from metaexercise.sheets import load_extraction
+    `metaexercise run` writes), as `metaexercise.review.run` reads them."""
+    from metaexercise.extraction.sheets import load_extraction
+    from metaexercise.review.run import extraction_folder
 
     return load_extraction(extraction_folder(project(), "replica" if source == "replica" else "extraction"))
 
@@ -236,7 +236,7 @@ def rob_judgements(source: str = "real") -> pd.DataFrame | None:
 # ------------------------------------------------------------------------------- published numbers
 def registry():
     """The published registry (analyses/published.yaml)."""
-    from metaexercise.published import load_published
+    from metaexercise.review.published import load_published
 
     return load_published(project().analyses / "published.yaml")
 
@@ -298,8 +298,8 @@ def threshold_table() -> pd.DataFrame:
 
 def vas_table() -> pd.DataFrame:
     """Each main contrast: the published SMD, the review's printed VAS difference (appendix G), and the SMD
-    re-expressed with the NRS common SD (metaexercise.vas.TYPICAL_SD), against the review's thresholds."""
-    from metaexercise.vas import TYPICAL_SD, to_vas
+    re-expressed with the NRS common SD (metaexercise.review.vas.TYPICAL_SD), against the review's thresholds."""
+    from metaexercise.review.vas import TYPICAL_SD, to_vas
 
     reg = registry()
     sd, sd_source = TYPICAL_SD["NRS"]
@@ -352,7 +352,7 @@ def _analysis(source: str, analysis_id: str):
 def stored_fit(row: pd.Series, studies: pd.DataFrame):
     """The fit behind a stored result, rebuilt from its stored yi/vi with its stored method (the plots need
     the full object); checked against the stored estimate so the figure can never disagree with results/."""
-    from metaexercise import rma
+    from metaexercise.engine.model import rma
 
     fit = rma(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float), method=str(row["method"]))
     if not np.isclose(fit.estimate, float(row["estimate"]), rtol=1e-8, atol=1e-12):
@@ -545,10 +545,10 @@ def metareg_table(source: str = "real") -> pd.DataFrame:
 def metareg_bubbles(analysis_id: str, source: str = "real") -> list:
     """Bubble plots of a meta-regression against each numeric moderator. The fit is rebuilt from the
     package's own comparison and moderator functions and checked against results/metareg.csv."""
-    from metaexercise import rma
-    from metaexercise.analyses import comparisons_for, moderator_frame
+    from metaexercise.engine.model import rma
     from metaexercise.plots.bubble import bubble_plot
-    from metaexercise.specs import load_specs
+    from metaexercise.review.analyses import comparisons_for, moderator_frame
+    from metaexercise.review.specs import load_specs
 
     stored = metareg_table(source)
     stored = stored[stored["analysis_id"] == analysis_id]
@@ -582,7 +582,7 @@ def metareg_bubbles(analysis_id: str, source: str = "real") -> list:
 # ------------------------------------------------------------------------------------------- GRADE
 def grade_report(source: str = "real") -> list:
     """The summary-of-findings table (results/sof.csv) and the domain-by-domain ratings (results/grade.csv)
-    that `metaexercise run` wrote with `metaexercise.grade`."""
+    that `metaexercise run` wrote with `metaexercise.review.grade`."""
     what = "synthetic replica \u2014 not the trials' data" if source == "replica" else "real extraction"
     folder = results_dir(source)
     out = []
@@ -599,9 +599,9 @@ def grade_report(source: str = "real") -> list:
 
 
 def validation_report() -> list:
-    """The metafor-agreement table (metaexercise.validation) from tests/reference/, or a note when this
+    """The metafor-agreement table (metaexercise.engine.validation) from tests/reference/, or a note when this
     project has no reference fixtures."""
-    from metaexercise.validation import metafor_agreement
+    from metaexercise.engine.validation import metafor_agreement
 
     reference = project().root / "tests" / "reference"
     if not (reference / "rma.json").is_file():

@@ -2,14 +2,14 @@
 
 Files written (all computed first, then each replaced atomically; `manifest.json` last):
 
-* ``analyses.csv``  one row per analysis (`metaexercise.analyses.ANALYSIS_COLUMNS`)
+* ``analyses.csv``  one row per analysis (`metaexercise.review.analyses.ANALYSIS_COLUMNS`)
 * ``studies.csv``   the per-study rows behind each analysis (`STUDY_COLUMNS`)
 * ``metareg.csv``   meta-regression coefficients and model tests (`METAREG_COLUMNS`)
 * ``grade.csv``     GRADE per fitted meta-analysis: each domain's suggestion and reason, the reviewer's
-  judgement from analyses/grade.yaml where given, the rating and the certainty (`metaexercise.grade`)
+  judgement from analyses/grade.yaml where given, the rating and the certainty (`metaexercise.review.grade`)
 * ``sof.csv``       summary of findings (GRADEpro layout) for the 8 main contrasts; for the real extraction
   the review's own certainty beside ours (never for the replica)
-* ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.audit`; real
+* ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.review.audit`; real
   extraction only: the replica is never set beside the published numbers)
 * ``manifest.json`` sha256 of every input file and of every output, the versions of metaexercise, Python,
   numpy, scipy and pandas. No timestamps, so two runs on the same inputs give byte-identical files.
@@ -37,8 +37,10 @@ import pandas as pd
 import scipy
 from tqdm import tqdm
 
-from metaexercise import __version__, replica
-from metaexercise.analyses import (
+from metaexercise._version import __version__
+from metaexercise.extraction.sheets import load_extraction
+from metaexercise.review import replica
+from metaexercise.review.analyses import (
     ANALYSIS_COLUMNS,
     METAREG_COLUMNS,
     STUDY_COLUMNS,
@@ -47,9 +49,8 @@ from metaexercise.analyses import (
     metareg_rows,
     run_analysis,
 )
-from metaexercise.project import Project
-from metaexercise.sheets import load_extraction
-from metaexercise.specs import load_specs
+from metaexercise.review.project import Project
+from metaexercise.review.specs import load_specs
 
 Source = Literal["extraction", "replica"]
 SOURCES: tuple[str, ...] = ("extraction", "replica")
@@ -124,14 +125,14 @@ GRADE_COLUMNS = ("analysis_id", "domain", "suggested_downgrade", "reason", "judg
 def _grade(project: Project, results: list[AnalysisResult], synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GRADE every fitted meta-analysis (the clinical thresholds need the patient-level SD of its VAS
     re-expression; an analysis without one is listed as not graded) and the summary of findings."""
-    from metaexercise.grade import (
+    from metaexercise.review.grade import (
         GradeThresholds,
         grade_analysis,
         judgements_for,
         load_judgements,
         summary_of_findings,
     )
-    from metaexercise.published import load_published
+    from metaexercise.review.published import load_published
 
     path = project.analyses / "grade.yaml"
     table = load_judgements(path) if path.exists() else {}
@@ -166,8 +167,8 @@ def _audit(project: Project) -> pd.DataFrame | None:
     path = project.analyses / "published.yaml"
     if not path.exists():
         return None
-    from metaexercise.audit import audit_registry, findings_frame
-    from metaexercise.published import load_published
+    from metaexercise.review.audit import audit_registry, findings_frame
+    from metaexercise.review.published import load_published
 
     return findings_frame(audit_registry(load_published(path)))
 
@@ -175,7 +176,7 @@ def _audit(project: Project) -> pd.DataFrame | None:
 def execute(project: Project, *, source: Source = "extraction", progress: bool = True) -> RunOutput:
     """Run every spec in `analyses/` on the sheets of `source` and return the files to write.
 
-    For the replica, its sheets are (re)generated first, deterministically (`metaexercise.replica`), so a
+    For the replica, its sheets are (re)generated first, deterministically (`metaexercise.review.replica`), so a
     changed generator never leaves stale sheets behind; `replica/` is generated output, not an input.
     """
     folder = extraction_folder(project, source)

@@ -1,7 +1,7 @@
 """Audit published numbers for internal consistency, with the arithmetic behind every finding.
 
 Every printed number stands for an interval of true values (half a unit in its last printed digit; see
-`metaexercise.published.Printed`). A check reports a finding only when no combination of true values in
+`metaexercise.review.published.Printed`). A check reports a finding only when no combination of true values in
 those intervals satisfies the rule, so a discrepancy that rounding can explain is never a finding.
 
 Severity: ``error`` when the printed numbers cannot all be right (an estimate outside its own CI, a
@@ -25,7 +25,7 @@ from scipy import stats
 
 from metaexercise.atomic import write_text
 from metaexercise.errors import SpecError
-from metaexercise.published import Entry, Printed, Registry, load_published
+from metaexercise.review.published import Entry, Printed, Registry, load_published
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every number is kept as printed (a string such as "-0.10"), so that its printed precision, and with it the
 interval of true values that rounding allows, is known: "-0.10" stands for any value in [-0.105, -0.095].
-`metaexercise.audit` checks the registry's internal consistency on those intervals.
+`metaexercise.review.audit` checks the registry's internal consistency on those intervals.
 """
 
 from __future__ import annotations
