@@ -7,8 +7,10 @@
 - `metaexercise.publish`: the book, built from `results/` alone.
 - Wings: `metaexercise.searches` (search update), `metaexercise.plots` (figures), `metaexercise.commands` (CLI).
 
-`import metaexercise` gives the engine's verbs (`escalc`, `rma`, `regtest`, ...) without loading numba, Dask or
-the review stack: the batched verbs load numba on first use.
+`import metaexercise` gives the engine's verbs (`escalc`, `rma`, `regtest`, ...), each imported from
+`metaexercise.engine` on first use, without loading numba, Dask, matplotlib or the review stack. `pip install
+metaexercise` brings what the engine's verbs need (numpy, scipy, pandas); the batched verbs (`rma_batch`,
+`permutest`, ...) and the simulation need the ``scale`` extra, the review floors the ``review`` extra.
 """
 
 from __future__ import annotations
@@ -18,17 +20,49 @@ import importlib
 from metaexercise._version import __version__
 from metaexercise.errors import ConvergenceError, ExtractionError, MetaexerciseError
 
-#: Engine verbs re-exported here, each imported from `metaexercise.engine` on first use.
-_ENGINE = (
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers read it as True)
+
+__all__ = [
+    "__version__", "ConvergenceError", "ExtractionError", "MetaexerciseError",
+    # the engine's verbs (`metaexercise.engine.__all__`), each loaded from `metaexercise.engine` on first use
     "escalc", "EffectSizes", "rma", "RMAResult", "Prediction", "Control", "regtest", "ranktest", "trimfill",
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
-)
+]
 
-__all__ = ["__version__", "ConvergenceError", "ExtractionError", "MetaexerciseError", *_ENGINE]
+#: The names of `__all__` that come from the engine.
+_ENGINE = frozenset(__all__[4:])
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from metaexercise.engine import (
+        BatchControl,
+        BatchResult,
+        Control,
+        EffectSizes,
+        MetaRegression,
+        Prediction,
+        RMAResult,
+        cumul,
+        cumul_batch,
+        escalc,
+        fsn,
+        influence,
+        leave1out,
+        leave1out_batch,
+        metareg,
+        permutest,
+        permutest_arrays,
+        ranktest,
+        regtest,
+        rma,
+        rma_batch,
+        run_simulation,
+        trimfill,
+    )
 
 
 def __getattr__(name: str):
+    # The package root's one lazy reach into the engine floor (PEP 562): nothing above the engine is loaded.
     if name in _ENGINE:
         value = getattr(importlib.import_module("metaexercise.engine"), name)
         globals()[name] = value

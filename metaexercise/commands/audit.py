@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from metaexercise.errors import MetaexerciseError
+from metaexercise.extraction.sheets import Severity
 from metaexercise.review.audit import audit_reported, findings_frame, run_audit
 from metaexercise.review.project import project_from_args
 
@@ -69,8 +70,8 @@ def _run(args) -> int:
         "%s: %d finding(s): %d error(s), %d warning(s)",
         source,
         len(frame),
-        counts.get("error", 0),
-        counts.get("warning", 0),
+        counts.get(Severity.ERROR, 0),
+        counts.get(Severity.WARNING, 0),
     )
     if args.json:
         json.dump(frame.to_dict("records"), sys.stdout, indent=2, ensure_ascii=False)

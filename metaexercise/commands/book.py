@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from metaexercise.commands.search_counts import count_search_update
 from metaexercise.errors import MetaexerciseError
 from metaexercise.publish.book import build_book
 from metaexercise.review.project import project_from_args
@@ -18,7 +19,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     project = project_from_args(args)
     try:
-        build = build_book(project, run_analyses=not args.no_run)
+        build = build_book(project, run_analyses=not args.no_run, search_counter=count_search_update)
     except MetaexerciseError as exc:
         print(f"metaexercise book: {exc}", file=sys.stderr)
         return 1

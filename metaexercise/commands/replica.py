@@ -8,6 +8,8 @@ from pathlib import Path
 
 from metaexercise.review import replica
 from metaexercise.review.project import project_from_args
+from metaexercise.review.run import extraction_folder
+from metaexercise.vocabulary import DataSource
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     project = project_from_args(args)
-    out = args.out or project.root / "replica" / "extraction"
+    out = args.out or extraction_folder(project, DataSource.REPLICA)
     rep = replica.generate(args.seed)
     for path in replica.write(rep, out):
         print(path, file=sys.stderr)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from metaexercise.commands.search_counts import count_search_update
 from metaexercise.review import run as runner
 from metaexercise.review.project import project_from_args
+from metaexercise.vocabulary import DataSource, codes
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", choices=runner.SOURCES, default="extraction",
+    parser.add_argument("--source", choices=codes(DataSource), default=DataSource.EXTRACTION.value,
                         help="extraction/ (the real sheets, default) or the synthetic replica "
                              "(replica/extraction/, results in results/replica/)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -18,7 +20,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     project = project_from_args(args)
-    output = runner.run_project(project, source=args.source, progress=not args.quiet)
+    output = runner.run_project(project, source=args.source, progress=not args.quiet,
+                                search_counter=count_search_update)
     for name in sorted(output.files):
         print(output.folder / name, file=sys.stderr)
     print(output.summary())

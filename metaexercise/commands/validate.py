@@ -11,7 +11,13 @@ from pathlib import Path
 
 from metaexercise import atomic
 from metaexercise.errors import ExtractionError
-from metaexercise.extraction.sheets import compare_extractions, format_problems, load_extraction, validate
+from metaexercise.extraction.sheets import (
+    Severity,
+    compare_extractions,
+    format_problems,
+    load_extraction,
+    validate,
+)
 from metaexercise.review.project import project_from_args
 
 
@@ -29,7 +35,7 @@ def run(args) -> int:
     problems = validate(path)
     if args.csv_out is not None:
         atomic.write_text(args.csv_out, problems.to_csv(index=False))
-    errors = int((problems["severity"] == "error").sum())
+    errors = int((problems["severity"] == Severity.ERROR).sum())
     warnings = len(problems) - errors
     print(format_problems(problems))
     print(f"{path}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)

@@ -6,45 +6,87 @@ Names and defaults follow R's metafor 3.8 (Viechtbauer 2010, J Stat Softw 36(3),
 so a methodologist can check results line by line. This floor imports nothing from the floors above it
 (extraction, review, publish) and nothing from the wings (searches, plots, commands).
 
-The light verbs are imported at once; the batched ones (numba) and the simulation (Dask) load on first use.
+Every verb is imported from its module on first use (PEP 562), so `import metaexercise.engine` costs nothing
+and `rma` loads only what a fit needs (numpy and scipy.special; pandas when a table is asked for). The batched
+verbs need numba and the simulation Dask: the ``scale`` extra (``pip install "metaexercise[scale]"``).
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from metaexercise.engine.bias import fsn, ranktest, regtest, trimfill
-from metaexercise.engine.diagnostics import cumul, influence, leave1out
-from metaexercise.engine.effects import EffectSizes, escalc
-from metaexercise.engine.metaregression import MetaRegression, metareg
-from metaexercise.engine.model import Prediction, RMAResult, rma
-from metaexercise.engine.tau2 import Control
-
-#: Verbs that bring numba or Dask with them: imported on first use, so that `import metaexercise` stays light.
-_LAZY = {
-    "rma_batch": "metaexercise.engine.batch",
-    "leave1out_batch": "metaexercise.engine.batch",
-    "cumul_batch": "metaexercise.engine.batch",
-    "BatchResult": "metaexercise.engine.batch",
-    "BatchControl": "metaexercise.engine.batch",
-    "permutest": "metaexercise.engine.permutation",
-    "permutest_arrays": "metaexercise.engine.permutation",
-    "run_simulation": "metaexercise.engine.simulate",
+#: Each exported name and the engine module that defines it.
+_EXPORTS: dict[str, str] = {
+    "escalc": "effects",
+    "EffectSizes": "effects",
+    "rma": "model",
+    "RMAResult": "model",
+    "Prediction": "model",
+    "Control": "model",  # defined in tau2; model re-exports it (rma takes it)
+    "regtest": "bias",
+    "ranktest": "bias",
+    "trimfill": "bias",
+    "fsn": "bias",
+    "influence": "diagnostics",
+    "leave1out": "diagnostics",
+    "cumul": "diagnostics",
+    "metareg": "metaregression",
+    "MetaRegression": "metaregression",
+    "rma_batch": "batch",
+    "leave1out_batch": "batch",
+    "cumul_batch": "batch",
+    "BatchResult": "batch",
+    "BatchControl": "batch",
+    "permutest": "permutation",
+    "permutest_arrays": "permutation",
+    "run_simulation": "simulate",
 }
 
-__all__ = [
+#: Optional third-party packages behind some verbs, and the extra that installs them.
+_EXTRAS: dict[str, str] = {"numba": "scale", "dask": "scale", "distributed": "scale", "tqdm": "scale"}
+
+__all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/test_surface.py checks)
     "escalc", "EffectSizes", "rma", "RMAResult", "Prediction", "Control", "regtest", "ranktest", "trimfill",
-    "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", *_LAZY,
+    "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
+    "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
 ]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from metaexercise.engine.batch import BatchControl, BatchResult, cumul_batch, leave1out_batch, rma_batch
+    from metaexercise.engine.bias import fsn, ranktest, regtest, trimfill
+    from metaexercise.engine.diagnostics import cumul, influence, leave1out
+    from metaexercise.engine.effects import EffectSizes, escalc
+    from metaexercise.engine.metaregression import MetaRegression, metareg
+    from metaexercise.engine.model import Control, Prediction, RMAResult, rma
+    from metaexercise.engine.permutation import permutest, permutest_arrays
+    from metaexercise.engine.simulate import run_simulation
+
+
+def _load(name: str, module: str):
+    try:
+        mod = importlib.import_module(f"{__name__}.{module}")
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in _EXTRAS:
+            raise
+        extra = _EXTRAS[missing]
+        raise ImportError(
+            f"metaexercise: {name} needs {missing}, which is not installed. Install the {extra!r} extra: "
+            f'pip install "metaexercise[{extra}]"',
+            name=missing,
+        ) from exc
+    return getattr(mod, name)
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'metaexercise.engine' has no attribute {name!r}")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = _load(name, module)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_EXPORTS))

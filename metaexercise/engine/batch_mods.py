@@ -8,8 +8,12 @@ tau^2 estimators follow metafor 3.8's `rma.uni` with a general design matrix (Vi
 Stat 30:261; Raudenbush 2009 for DL; Paule & Mandel 1982 for PM):
 
 * REML/ML: Fisher scoring, adj = (Y'PPY - tr P) / tr(PP) (REML) or (Y'PPY - sum w) / sum(w^2) (ML), from
-  the Hedges-type start (RSS - tr(PV)) / (k - p), with step-halving, threshold and `ll0check` as metafor.
+  the Hedges-type start (RSS - tr(PV)) / (k - p), with step-halving, threshold and `ll0check` as metafor;
+  an intercept-only X gets `rma`'s Newton finish.
 * DL: (Y'PY - (k - p)) / tr(P) with w = 1/vi, truncated at 0.  PM: root of Q(tau^2) = k - p.  EE: tau^2 = 0.
+
+The steps and tolerances are those of `rma` and `rma_batch` (`engine.kernels`), compiled here by numba;
+this module computes the traces and quadratic forms of a general X that feed them.
 
 Per fit it returns beta, the Wald statistics zval = beta/se (t-values under test="knha") and the omnibus
 QM for all coefficients except the intercept (for an intercept-only X, for the intercept), QM divided by
@@ -23,12 +27,31 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metaexercise.engine.batch import _CACHE, _RMA_CONTROL, _pm_root_step
+from metaexercise.engine import kernels
+from metaexercise.engine.batch import _CACHE, _cache_depends_on
 
-MOD_METHOD_CODES: dict[str, int] = {"REML": 0, "ML": 1, "DL": 2, "PM": 3, "EE": 4}
+# The kernels below have engine/kernels.py compiled into them: recompile when it changes.
+_cache_depends_on(__file__, kernels.__file__)
 
 
-@njit(cache=_CACHE, nogil=True)
+def _shared(f):
+    """A shared step (engine.kernels) compiled for this module (not cached on its own: see batch._shared)."""
+    return njit(nogil=True, error_model="numpy")(f)
+
+
+_hedges_start = _shared(kernels.hedges_start)
+_dl_tau2 = _shared(kernels.dl_tau2)
+_scoring_steps = _shared(kernels.scoring_steps)
+_next_tau2 = _shared(kernels.next_tau2)
+_ll0_due = _shared(kernels.ll0_due)
+_ll0_difference = _shared(kernels.ll0_difference)
+_ll0_resets = _shared(kernels.ll0_resets)
+_pm_root_step = _shared(kernels.pm_root_step)
+_pm_upper = _shared(kernels.pm_upper)
+_knha_factor = _shared(kernels.knha_factor)
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _chol_inv(M, p, out):
     """Inverse of the symmetric positive-definite p x p matrix M (Cholesky). Returns (ok, log det M);
     ok is False if M is not positive definite."""
@@ -65,7 +88,7 @@ def _chol_inv(M, p, out):
     return True, logdet
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _wls(y, w, X, k, p, A, b, r):
     """Weighted least squares: A = (X'WX)^-1, b = A X'Wy, r = y - Xb. Returns (ok, log det X'WX)."""
     M = np.zeros((p, p))
@@ -95,7 +118,7 @@ def _wls(y, w, X, k, p, A, b, r):
     return True, logdet
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _xtdx(X, d, k, p, out):
     """out = X' diag(d) X."""
     for a in range(p):
@@ -108,7 +131,7 @@ def _xtdx(X, d, k, p, out):
                 out[a, c] += xa * X[i, c]
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _tr_prod(A, B, p):
     """tr(A B)."""
     s = 0.0
@@ -118,76 +141,95 @@ def _tr_prod(A, B, p):
     return s
 
 
-@njit(cache=_CACHE, nogil=True)
-def _ll(y, v, X, k, p, tau2, reml, w, A, b, r):
-    """ML or REML log-likelihood at tau2 without the 2 pi constant (metafor's ll0check)."""
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _fit_at(y, v, X, k, p, tau2, w, A, b, r):
+    """Weighted fit at tau2: w = 1/(v + tau2), then _wls. Returns (ok, log det X'WX, Q = sum w r^2,
+    y'PPy = sum w^2 r^2, sum w, sum w^2)."""
     for i in range(k):
         w[i] = 1.0 / (v[i] + tau2)
     ok, logdet = _wls(y, w, X, k, p, A, b, r)
-    s = 0.0
-    for i in range(k):
-        s += math.log(v[i] + tau2) + w[i] * r[i] * r[i]
-    ll = -0.5 * s
-    if reml:
-        ll -= 0.5 * logdet
-    return ll
-
-
-@njit(cache=_CACHE, nogil=True)
-def _q_gen(y, v, X, k, p, tau2, w, A, b, r):
-    for i in range(k):
-        w[i] = 1.0 / (v[i] + tau2)
-    _wls(y, w, X, k, p, A, b, r)
     q = 0.0
-    dq = 0.0
+    ypp = 0.0
+    sw = 0.0
+    sw2 = 0.0
     for i in range(k):
-        wr2 = w[i] * r[i] * r[i]
-        q += wr2
-        dq -= w[i] * wr2
-    return q, dq
+        wr = w[i] * r[i]
+        q += wr * r[i]
+        ypp += wr * wr
+        sw += w[i]
+        sw2 += w[i] * w[i]
+    return ok, logdet, q, ypp, sw, sw2
 
 
-@njit(cache=_CACHE, nogil=True)
-def _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, w, A, b, r, B1, B2):
-    """tau^2 for one meta-regression as metafor 3.8; returns (tau2, converged)."""
-    if method == 4:
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _traces(X, w, k, p, A, d2, d3, B1, B2, C):
+    """tr(P) and tr(PP) at the weights w (A = (X'WX)^-1): sum w - tr(A X'W^2X) and
+    sum w^2 - 2 tr(A X'W^3X) + tr((A X'W^2X)^2) (engine.wls)."""
+    sw = 0.0
+    sw2 = 0.0
+    for i in range(k):
+        d2[i] = w[i] * w[i]
+        d3[i] = d2[i] * w[i]
+        sw += w[i]
+        sw2 += d2[i]
+    _xtdx(X, d2, k, p, B1)  # X'W^2X
+    _xtdx(X, d3, k, p, B2)  # X'W^3X
+    for a in range(p):
+        for c in range(p):
+            s = 0.0
+            for m in range(p):
+                s += A[a, m] * B1[m, c]
+            C[a, c] = s
+    return sw - _tr_prod(A, B1, p), sw2 - 2.0 * _tr_prod(A, B2, p) + _tr_prod(C, C, p)
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _yppp(X, w, r, k, p, A, u):
+    """y'PPPy = sum w^3 r^2 - u'Au with u = X'W^2 r (Py = W r): the observed information's quadratic form."""
+    s = 0.0
+    for a in range(p):
+        u[a] = 0.0
+    for i in range(k):
+        wr = w[i] * r[i]
+        s += w[i] * wr * wr
+        for a in range(p):
+            u[a] += X[i, a] * w[i] * wr
+    for a in range(p):
+        for c in range(p):
+            s -= u[a] * A[a, c] * u[c]
+    return s
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, mad, w, A, b, r, S):
+    """tau^2 for one meta-regression as metafor 3.8 (the steps of engine.kernels); returns (tau2, converged).
+    `mad` is R's mad(y), for the default upper end of the Paule-Mandel search; S is p x p x 3 scratch."""
+    B1 = S[0]
+    B2 = S[1]
+    C = S[2]
+    if method == kernels.EE:
         return 0.0, True
-    if method == 2:
-        for i in range(k):
-            w[i] = 1.0 / v[i]
-        _wls(y, w, X, k, p, A, b, r)
-        rss = 0.0
-        for i in range(k):
-            rss += w[i] * r[i] * r[i]
-        d = np.empty(k)
-        for i in range(k):
-            d[i] = w[i] * w[i]
-        _xtdx(X, d, k, p, B1)
-        sw = 0.0
-        for i in range(k):
-            sw += w[i]
-        trp = sw - _tr_prod(A, B1, p)
-        t = (rss - (k - p)) / trp
-        return (t if t > 0.0 else 0.0), True
-    if method == 3:
+    if method == kernels.DL:
+        ok, logdet, q, ypp, sw, sw2 = _fit_at(y, v, X, k, p, 0.0, w, A, b, r)
+        trp, trpp = _traces(X, w, k, p, A, np.empty(k), np.empty(k), B1, B2, C)
+        return _dl_tau2(q, k, p, trp, 0.0), True
+    if method == kernels.PM:
         target = k - p
-        q, dq = _q_gen(y, v, X, k, p, 0.0, w, A, b, r)
+        ok, logdet, q, ypp, sw, sw2 = _fit_at(y, v, X, k, p, 0.0, w, A, b, r)
+        dq = -ypp
         if q < target:
             return 0.0, True
-        hi = tau2_max
-        if hi < 0.0:
-            hi = 100.0
-            qh, dqh = _q_gen(y, v, X, k, p, hi, w, A, b, r)
-            if qh > target:
-                med = np.median(y[:k])
-                mad = 1.4826 * np.median(np.abs(y[:k] - med))
-                hi = max(100.0, 10.0 * mad * mad)
-        qh, dqh = _q_gen(y, v, X, k, p, hi, w, A, b, r)
-        if qh > target:
+        default = tau2_max < 0.0
+        hi = kernels.PM_UPPER if default else tau2_max
+        q_hi = _fit_at(y, v, X, k, p, hi, w, A, b, r)[2]
+        if default and q_hi > target:
+            hi = _pm_upper(mad)
+            q_hi = _fit_at(y, v, X, k, p, hi, w, A, b, r)[2]
+        if q_hi > target:
             return hi, False
         lo = 0.0
         x = 0.0
-        for _ in range(20 * maxiter):
+        for _ in range(kernels.PM_ITER_FACTOR * maxiter):
             f = q - target
             if f == 0.0:
                 return x, True
@@ -195,10 +237,10 @@ def _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, w, A, b, r, 
             if done:
                 return xn, True
             x = xn
-            q, dq = _q_gen(y, v, X, k, p, x, w, A, b, r)
+            ok, logdet, q, ypp, sw, sw2 = _fit_at(y, v, X, k, p, x, w, A, b, r)
+            dq = -ypp
         return x, False
-    # REML (0) / ML (1): start at the Hedges-type estimate with unit weights.
-    reml = method == 0
+    # REML / ML: start at the Hedges-type estimate with unit weights.
     for i in range(k):
         w[i] = 1.0
     _wls(y, w, X, k, p, A, b, r)
@@ -209,81 +251,51 @@ def _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, w, A, b, r, 
     sv = 0.0
     for i in range(k):
         sv += v[i]
-    trpv = sv - _tr_prod(A, B1, p)
-    tau2 = (rss - trpv) / (k - p)
-    if not tau2 > 0.0:
-        tau2 = 0.0
+    tau2 = _hedges_start(rss, sv - _tr_prod(A, B1, p), k, p, 0.0)
     d2 = np.empty(k)
     d3 = np.empty(k)
+    u = np.empty(p)
+    with_newton = p == kernels.NEWTON_P  # rma's Newton finish for the intercept-only model only
     change = threshold + 1.0
     it = 0
+    newton = False
     while change > threshold:
         it += 1
-        for i in range(k):
-            w[i] = 1.0 / (v[i] + tau2)
-        _wls(y, w, X, k, p, A, b, r)
-        ypp = 0.0
-        sw = 0.0
-        sw2 = 0.0
-        for i in range(k):
-            a = w[i] * r[i]
-            ypp += a * a
-            sw += w[i]
-            d2[i] = w[i] * w[i]
-            d3[i] = d2[i] * w[i]
-            sw2 += d2[i]
-        if reml:
-            _xtdx(X, d2, k, p, B1)  # X'W^2X
-            _xtdx(X, d3, k, p, B2)  # X'W^3X
-            t1 = _tr_prod(A, B1, p)
-            t2 = _tr_prod(A, B2, p)
-            # tr((A X'W^2X)^2)
-            C = np.zeros((p, p))
-            for a in range(p):
-                for c in range(p):
-                    for m in range(p):
-                        C[a, c] += A[a, m] * B1[m, c]
-            t3 = _tr_prod(C, C, p)
-            tr_p = sw - t1
-            tr_pp = sw2 - 2.0 * t2 + t3
-            adj = (ypp - tr_p) / tr_pp
-        else:
-            adj = (ypp - sw) / sw2
-        if math.isnan(adj):
-            adj = 0.0
-        while tau2 + adj < 0.0:
-            adj /= 2.0
-        old = tau2
-        tau2 = tau2 + adj
-        change = abs(old - tau2)
+        ok, logdet, q, ypp, sw, sw2 = _fit_at(y, v, X, k, p, tau2, w, A, b, r)
+        trp = np.nan
+        trpp = np.nan
+        if method == kernels.REML:
+            trp, trpp = _traces(X, w, k, p, A, d2, d3, B1, B2, C)
+        yppp = np.nan
+        if with_newton and newton:
+            yppp = _yppp(X, w, r, k, p, A, u)
+        fisher, newton_step = _scoring_steps(method, k, p, sw, sw2, trp, trpp, q, ypp, yppp)
+        tau2, change, newton = _next_tau2(tau2, fisher, newton_step, newton, 1.0, 0.0)
         if it > maxiter:
             return tau2, False
-    if tau2 > threshold:
-        ll0 = _ll(y, v, X, k, p, 0.0, reml, w, A, b, r)
-        ll1 = _ll(y, v, X, k, p, tau2, reml, w, A, b, r)
-        if ll0 - ll1 > 1.220703125e-04:
+    if _ll0_due(method, tau2, threshold):
+        ok, logdet0, q0, ypp0, sw0, sw20 = _fit_at(y, v, X, k, p, 0.0, w, A, b, r)
+        ok, logdet1, q1, ypp1, sw1, sw21 = _fit_at(y, v, X, k, p, tau2, w, A, b, r)
+        sum_log1p = 0.0
+        for i in range(k):
+            sum_log1p += math.log1p(tau2 / v[i])
+        if _ll0_resets(_ll0_difference(method, sum_log1p, q0, q1, logdet1 - logdet0)):
             tau2 = 0.0
     return tau2, True
 
 
-@njit(cache=_CACHE, nogil=True)
-def _fit_mods_one(y, v, X, k, p, method, knha, threshold, maxiter, tau2_max, beta, zval):
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _fit_mods_one(y, v, X, k, p, method, knha, threshold, maxiter, tau2_max, mad, beta, zval):
     """Fit one meta-regression; fill beta and zval (length p); return (QM, tau2, converged)."""
     w = np.empty(k)
     r = np.empty(k)
     A = np.empty((p, p))
-    B1 = np.empty((p, p))
-    B2 = np.empty((p, p))
-    tau2, conv = _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, w, A, beta, r, B1, B2)
-    for i in range(k):
-        w[i] = 1.0 / (v[i] + tau2)
-    _wls(y, w, X, k, p, A, beta, r)
+    S = np.empty((3, p, p))
+    tau2, conv = _tau2_mods(y, v, X, k, p, method, threshold, maxiter, tau2_max, mad, w, A, beta, r, S)
+    ok, logdet, rss, ypp, sw, sw2 = _fit_at(y, v, X, k, p, tau2, w, A, beta, r)
     s2w = 1.0
     if knha:
-        rss = 0.0
-        for i in range(k):
-            rss += w[i] * r[i] * r[i]
-        s2w = 0.0 if rss <= 2.220446049250313e-16 else rss / (k - p)
+        s2w = _knha_factor(rss, k - p)
     for a in range(p):
         zval[a] = beta[a] / math.sqrt(s2w * A[a, a])
     # QM over btt: all coefficients but the intercept (column 0), or the intercept when p == 1.
@@ -306,8 +318,9 @@ def _fit_mods_one(y, v, X, k, p, method, knha, threshold, maxiter, tau2_max, bet
     return qm, tau2, conv
 
 
-@njit(cache=_CACHE, parallel=True)
-def _fit_permuted(y, v, X, perms, method, knha, threshold, maxiter, tau2_max, beta, zval, qm, tau2, conv):
+@njit(cache=_CACHE, parallel=True, error_model="numpy")
+def _fit_permuted(y, v, X, perms, method, knha, threshold, maxiter, tau2_max, mad,
+                  beta, zval, qm, tau2, conv):
     n, k = perms.shape
     p = X.shape[1]
     for j in prange(n):
@@ -315,24 +328,26 @@ def _fit_permuted(y, v, X, perms, method, knha, threshold, maxiter, tau2_max, be
         for i in range(k):
             for a in range(p):
                 Xp[i, a] = X[perms[j, i], a]
-        q, t, c = _fit_mods_one(y, v, Xp, k, p, method, knha, threshold, maxiter, tau2_max, beta[j], zval[j])
+        q, t, c = _fit_mods_one(y, v, Xp, k, p, method, knha, threshold, maxiter, tau2_max, mad, beta[j],
+                                zval[j])
         qm[j] = q
         tau2[j] = t
         conv[j] = c
 
 
-def fit_permuted(yi, vi, X, perms, method: str = "REML", test: str = "z", *,
-                 threshold: float = _RMA_CONTROL.threshold, maxiter: int = _RMA_CONTROL.maxiter,
+def fit_permuted(yi, vi, X, perms, method: kernels.ModsMethod = "REML", test: kernels.Test = "z", *,
+                 threshold: float = kernels.THRESHOLD, maxiter: int = kernels.MAXITER,
                  tau2_max: float | None = None):
     """Fit `rma(yi, vi, mods=X[perm], intercept=False)` for each row of `perms` (row indices into X).
 
     Returns (beta, zval, QM, tau2, converged): beta and zval are (n_perm, p), the others length n_perm.
-    `threshold`/`maxiter` default to `rma`'s Control. Non-converged fits have converged False (metafor's permutest skips them: `try(...)`, `next`).
+    `threshold`/`maxiter` default to `rma`'s Control. Non-converged fits have converged False (metafor's
+    permutest skips them: `try(...)`, `next`).
     """
-    if method not in MOD_METHOD_CODES:
-        raise ValueError(f"fit_permuted: method={method!r} is not one of {sorted(MOD_METHOD_CODES)}")
-    if test not in ("z", "knha"):
-        raise ValueError(f"fit_permuted: test={test!r} is not one of ['z', 'knha']")
+    if method not in kernels.MODS_METHODS:
+        raise ValueError(f"fit_permuted: method={method!r} is not one of {sorted(kernels.MODS_METHODS)}")
+    if test not in kernels.TESTS:
+        raise ValueError(f"fit_permuted: test={test!r} is not one of {list(kernels.TESTS)}")
     y = np.ascontiguousarray(yi, dtype=np.float64)
     v = np.ascontiguousarray(vi, dtype=np.float64)
     X = np.ascontiguousarray(X, dtype=np.float64)
@@ -344,6 +359,8 @@ def fit_permuted(yi, vi, X, perms, method: str = "REML", test: str = "z", *,
     qm = np.empty(n)
     tau2 = np.empty(n)
     conv = np.empty(n, dtype=np.bool_)
-    _fit_permuted(y, v, X, perms, MOD_METHOD_CODES[method], test == "knha", float(threshold), int(maxiter),
-                  -1.0 if tau2_max is None else float(tau2_max), beta, zval, qm, tau2, conv)
+    # R's mad(yi), for the default upper end of the PM search: y is the same in every refit, so once here
+    mad = kernels.MAD_CONSTANT * float(np.median(np.abs(y - np.median(y)))) if y.size else 0.0
+    _fit_permuted(y, v, X, perms, kernels.METHOD_CODES[method], test == "knha", float(threshold),
+                  int(maxiter), -1.0 if tau2_max is None else float(tau2_max), mad, beta, zval, qm, tau2, conv)
     return beta, zval, qm, tau2, conv

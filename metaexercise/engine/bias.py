@@ -11,15 +11,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
-import statsmodels.api as sm
-from scipy import special, stats
+from scipy import special
 
 from metaexercise.engine.model import RMAResult, rma
 from metaexercise.engine.printing import fcf, fmt_pval
+from metaexercise.engine.wls import wls
+
+if TYPE_CHECKING:  # pandas is imported when a table is built, not when the engine loads
+    import pandas as pd
 
 RegModel = Literal["rma", "lm"]
 Predictor = Literal["sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv"]
@@ -97,6 +99,8 @@ class RegtestResult:
         return self.zval if self.df is not None else None
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([{"model": self.model, "predictor": self.predictor, "zval": self.zval,
                               "df": self.df, "pval": self.pval, "est": self.est, "ci_lb": self.ci_lb,
                               "ci_ub": self.ci_ub}])
@@ -186,15 +190,18 @@ def regtest(
         est, lb, ub = ((float(fit.beta[0]), float(fit.ci_lb[0]), float(fit.ci_ub[0])) if limit
                        else (None, None, None))
         return RegtestResult(model, predictor, method, zval, pval, df, est, lb, ub, k, fit)
-    ols = sm.WLS(yi, Xr, weights=1 / v).fit()
-    df = float(ols.df_resid)
-    zval = float(ols.tvalues[p])
+    # R's lm(yi ~ X, weights = 1/vi): weighted least squares with the residual variance s² = Σw r²/(k − p − 1)
+    # as the dispersion, t tests on k − p − 1 df (Egger et al. 1997)
+    ols = wls(Xr, yi, 1 / v)
+    df = float(k - (p + 1))
+    bse = np.sqrt(ols.rss / df * np.diag(ols.A))
+    zval = float(ols.beta[p] / bse[p])
     pval = float(2 * special.stdtr(df, -abs(zval)))
     est = lb = ub = None
     if limit:
-        crit = float(stats.t.isf(alpha / 2, df))
-        est = float(ols.params[0])
-        lb, ub = est - crit * float(ols.bse[0]), est + crit * float(ols.bse[0])
+        crit = float(-special.stdtrit(df, alpha / 2))  # scipy.stats' t.isf(alpha / 2, df)
+        est = float(ols.beta[0])
+        lb, ub = est - crit * float(bse[0]), est + crit * float(bse[0])
     return RegtestResult(model, predictor, method, zval, pval, df, est, lb, ub, k, None)
 
 
@@ -215,6 +222,8 @@ class RanktestResult:
     df: None = None
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([{"tau": self.tau, "zval": self.zval, "pval": self.pval, "exact": self.exact}])
 
     def summary(self) -> str:
@@ -246,6 +255,8 @@ def _kendall_exact_cdf(n: int) -> np.ndarray:
 def _kendall_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float | None, bool]:
     """R's `cor.test(x, y, method="kendall", exact=TRUE)`: exact p without ties, else the normal
     approximation with the tie-corrected variance of S (no continuity correction)."""
+    from scipy import stats
+
     n = len(x)
     tau = float(stats.kendalltau(x, y).statistic)
     ties = min(len(np.unique(x)), len(np.unique(y))) < n
@@ -319,6 +330,8 @@ class TrimfillResult:
         return self.fit.estimate
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame({"yi": self.yi, "vi": self.vi, "filled": self.fill})
 
     def summary(self) -> str:
@@ -341,7 +354,9 @@ def _k0_step(yi_sorted: np.ndarray, beta: float, estimator: str) -> tuple[float,
     L0, R0 and Q0; SEs as metafor computes them)."""
     k = len(yi_sorted)
     yc = yi_sorted - beta
-    ranks = stats.rankdata(np.abs(yc), method="ordinal")  # R: rank(..., ties.method = "first")
+    # R's rank(..., ties.method = "first"): ranks 1..k, ties in order of appearance (scipy's "ordinal")
+    ranks = np.empty(k)
+    ranks[np.argsort(np.abs(yc), kind="stable")] = np.arange(1, k + 1)
     signed = np.sign(yc) * ranks
     if estimator == "R0":
         neg = signed[signed < 0]
@@ -438,6 +453,8 @@ class FsnResult:
     target: float | None
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([{"type": self.type, "fsnum": self.fsnum, "alpha": self.alpha, "pval": self.pval,
                               "meanes": self.meanes, "target": self.target}])
 

@@ -9,13 +9,17 @@ Methods 1:112, doi:10.1002/jrsm.11). The flags ``outlier`` and ``influential`` u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from scipy import special
 
-from metaexercise.engine.model import RMAResult, refit
+from metaexercise.engine.model import RMAResult, coef_vector, refit
 from metaexercise.engine.wls import gram
 from metaexercise.errors import MetaexerciseError
+
+if TYPE_CHECKING:  # pandas is imported when a table is built, not when the engine loads
+    import pandas as pd
 
 _EPS = np.finfo(float).eps
 
@@ -36,7 +40,7 @@ def _s2w(fit: RMAResult) -> float:
     if fit.test != "knha":
         return 1.0
     w = 1 / (fit.vi + fit.tau2)
-    rss = float(np.dot(w, (fit.yi - fit.X @ fit.beta) ** 2))
+    rss = float(np.dot(w, (fit.yi - fit.fitted) ** 2))
     return 0.0 if rss <= _EPS else rss / (fit.k - fit.p)
 
 
@@ -69,11 +73,14 @@ def influence(fit: RMAResult) -> pd.DataFrame:
     hat > 3p/k or any ``|DFBETAS|`` > 1), ``outlier`` (``|rstudent|`` ≥ z_{1−α/(2k)}, a Bonferroni rule) and
     ``influential`` (Cook's distance > median + 6·IQR); the last two as `reporter.rma.uni` states them.
     """
+    import pandas as pd
+
     _require_fit("influence", fit)
     k, p = fit.k, fit.p
     X, yi, vi = fit.X, fit.yi, fit.vi
+    beta = coef_vector(fit.beta)
     hat = hatvalues(fit)
-    pred_full = X @ fit.beta
+    pred_full = X @ beta
     svb = np.linalg.inv(fit.vb)
     det_vb = np.linalg.det(fit.vb)
     cols = {c: np.full(k, np.nan) for c in ("tau2_del", "QE_del", "delpred", "vdelpred", "s2w_del", "dffits",
@@ -88,12 +95,13 @@ def influence(fit: RMAResult) -> pd.DataFrame:
         xi = X[i]
         cols["tau2_del"][i] = t2
         cols["QE_del"][i] = res.QE
-        cols["delpred"][i] = xi @ res.beta
+        beta_del = coef_vector(res.beta)
+        cols["delpred"][i] = xi @ beta_del
         cols["vdelpred"][i] = xi @ res.vb @ xi
         cols["s2w_del"][i] = s2w
         cols["dffits"][i] = (pred_full[i] - cols["delpred"][i]) / np.sqrt(s2w * hat[i] * (t2 + vi[i]))
         vb_del = np.linalg.inv(gram(X, 1 / (vi + t2)))
-        dfb = fit.beta - res.beta
+        dfb = beta - beta_del
         dfbs[i] = dfb / np.sqrt(s2w * np.diag(vb_del))
         cols["cooks_d"][i] = dfb @ svb @ dfb
         cols["cov_r"][i] = np.linalg.det(res.vb) / det_vb
@@ -138,6 +146,8 @@ def leave1out(fit: RMAResult) -> pd.DataFrame:
     One row per omitted study (index: its 1-based number); columns ``estimate, se, zval, pval, ci_lb, ci_ub,
     Q, Qp, tau2, I2, H2`` (``zval`` holds the t value under Knapp–Hartung).
     """
+    import pandas as pd
+
     _require_fit("leave1out", fit)
     if fit.p != 1:
         raise ValueError("leave1out: only applicable to models without moderators")
@@ -152,6 +162,8 @@ def cumul(fit: RMAResult, order=None) -> pd.DataFrame:
     Row j is the model fitted to the first j studies in that order; the index gives the number (1-based,
     in the original data) of the study added at that step. Columns as `leave1out`.
     """
+    import pandas as pd
+
     _require_fit("cumul", fit)
     if fit.p != 1:
         raise ValueError("cumul: only applicable to models without moderators")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 Measure = Literal["SMD", "MD", "GEN"]
 MEASURES: tuple[str, ...] = ("SMD", "MD", "GEN")
@@ -109,7 +109,7 @@ def escalc(
             se = _arr("sei", sei, k)
         elif ci_lb is not None and ci_ub is not None:
             lb, ub = _arr("ci_lb", ci_lb, k), _arr("ci_ub", ci_ub, k)
-            crit = stats.norm.isf((1 - level / 100) / 2)
+            crit = -special.ndtri((1 - level / 100) / 2)  # scipy.stats' norm.isf
             se = (ub - lb) / (2 * crit)
         else:
             raise TypeError("escalc('GEN'): give 'sei' or both 'ci_lb' and 'ci_ub'")

@@ -9,7 +9,7 @@ All functions take scalars or numpy arrays and return the same shape. None of th
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 #: Handbook §6.5.2.2: "if sample sizes are small (say fewer than 60 participants in each group)" the
 #: 3.92 of a 95% CI is replaced by twice the t quantile.
@@ -26,9 +26,10 @@ def _out(x):
 
 
 def _quantile(level: float, df=None):
-    """Two-sided quantile of a `level`% interval: z, or t with `df` degrees of freedom."""
+    """Two-sided quantile of a `level`% interval: z, or t with `df` degrees of freedom (scipy.stats' `norm.ppf`
+    and `t.ppf`, computed as they do)."""
     p = 0.5 + level / 200.0
-    return stats.norm.ppf(p) if df is None else stats.t.ppf(p, df)
+    return special.ndtri(p) if df is None else special.stdtrit(df, p)
 
 
 def sd_from_se(se, n):
@@ -64,7 +65,7 @@ def se_diff_from_p(difference, p, n1, n2):
     """SE of a difference in means from its two-sided p value: t = t^-1(1 - p/2; n1 + n2 - 2),
     SE = |MD| / t. Handbook §6.5.2.3."""
     df = np.asarray(n1, dtype=float) + np.asarray(n2, dtype=float) - 2
-    t = stats.t.isf(np.asarray(p, dtype=float) / 2, df)
+    t = -special.stdtrit(df, np.asarray(p, dtype=float) / 2)  # scipy.stats' t.isf(p / 2, df)
     return se_diff_from_t(difference, t)
 
 
@@ -124,12 +125,12 @@ def combine_many(ns, means, sds):
 
 def _xi(n):
     """Wan et al. 2014 eq. 7: xi(n) = 2 Phi^-1((n - 0.375) / (n + 0.25))."""
-    return 2 * stats.norm.ppf((n - 0.375) / (n + 0.25))
+    return 2 * special.ndtri((n - 0.375) / (n + 0.25))
 
 
 def _eta(n):
     """Wan et al. 2014 eq. 13: eta(n) = 2 Phi^-1((0.75 n - 0.125) / (n + 0.25))."""
-    return 2 * stats.norm.ppf((0.75 * n - 0.125) / (n + 0.25))
+    return 2 * special.ndtri((0.75 * n - 0.125) / (n + 0.25))
 
 
 def wan2014(n, *, median, q1=None, q3=None, minimum=None, maximum=None):

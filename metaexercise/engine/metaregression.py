@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from metaexercise.engine.model import Control, rma
+
+if TYPE_CHECKING:  # pandas is imported when metareg runs, not when the engine loads
+    import pandas as pd
 
 MetaRegMethod = Literal["DL", "ML", "REML"]
 #: Wilson's macro's three estimators and their metafor names.
@@ -59,6 +61,8 @@ class MetaRegression:
 
     def to_frame(self) -> pd.DataFrame:
         """The coefficient table: term, estimate, se, zval, pval, ci_lb, ci_ub."""
+        import pandas as pd
+
         return pd.DataFrame({
             "term": list(self.coef_names), "estimate": self.beta, "se": self.se, "zval": self.zval,
             "pval": self.pval, "ci_lb": self.ci_lb, "ci_ub": self.ci_ub,
@@ -111,6 +115,8 @@ def metareg(
     Equals metafor 3.8 ``rma(yi, vi, mods = as.matrix(moderators), method = method)``; `control` is passed
     to `rma` (iteration settings; see `metaexercise.engine.model.Control`).
     """
+    import pandas as pd
+
     if method not in METHODS:
         raise ValueError(f"metareg: method {method!r} is not one of Wilson's macro's: {', '.join(METHODS)} "
                          "(DL = method of moments)")

@@ -14,21 +14,21 @@ metafor's default ``i2def="1"``). Pseudo-R² = (τ̂²_RE − τ̂²_ME)/τ̂²_
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy import optimize, special, stats
+from scipy import special
 
 from metaexercise._version import __version__
+from metaexercise.engine.kernels import METHODS, TESTS, Method, Test
 from metaexercise.engine.tau2 import ESTIMATORS, Control, generalized_q
 from metaexercise.engine.wls import wls
 
-Method = Literal["EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM"]
-Test = Literal["z", "knha"]
-METHODS: tuple[str, ...] = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")
-TESTS: tuple[str, ...] = ("z", "knha")
+if TYPE_CHECKING:  # pandas is imported where a table is built, not when the engine loads
+    import pandas as pd
+
 PI_DISTS: tuple[str, ...] = ("default", "riley")
 
 
@@ -49,26 +49,61 @@ def _t_crit(alpha: float, df: float) -> float:
     return float(special.stdtrit(df, 1 - alpha / 2))
 
 
-class CoefArray(np.ndarray):
-    """A 1-D array with one entry per coefficient that also reads as a number when it holds just one.
+def _t_isf(alpha: float, df: float) -> float:
+    """Upper-tail t quantile (scipy.stats' `t.isf`, computed as it does)."""
+    return float(-special.stdtrit(df, alpha))
 
-    For an intercept-only model ``fit.se``, ``fit.pval``, ``fit.ci_lb``, ... then work as scalars
-    (``float(fit.se)``, ``math.isclose(fit.pval, p)``, ``f"{fit.se:.4f}"``), while ``fit.se[0]`` and array
-    arithmetic keep working for every model. NumPy ≥ 2 refuses ``float()`` on plain 1-D arrays.
+
+def _z_isf(alpha: float) -> float:
+    """Upper-tail normal quantile (scipy.stats' `norm.isf`, computed as it does)."""
+    return float(-special.ndtri(alpha))
+
+
+class Coef(float):
+    """The one coefficient of an intercept-only model: a plain ``float`` that also reads as the length-1
+    coefficient vector.
+
+    ``fit.beta``, ``fit.se``, ``fit.zval``, ``fit.pval``, ``fit.ci_lb`` and ``fit.ci_ub`` of an intercept-only
+    fit are ``Coef``: everything a float does works (``np.exp([fit.estimate, fit.ci_lb, fit.ci_ub])``,
+    ``f"{fit.pval:.3f}"``, ``round(fit.zval, 2)``, ``json.dumps``, pandas cells and columns), and code
+    written for the per-coefficient vectors of models with moderators keeps working too: ``fit.se[0]``,
+    ``len(fit.se) == 1``, ``for s in fit.se``, ``zip(fit.coef_names, fit.beta)``. Like NumPy's own scalars
+    (``np.float64``) it has ``ndim == 0`` and ``shape == ()``, so NumPy and pandas treat it as a scalar
+    (``np.asarray(fit.se).shape == ()``; ``np.atleast_1d(fit.se)`` gives the shape-(1,) vector).
+    Arithmetic returns plain floats. Models with moderators hold these fields as 1-D float arrays.
     """
 
-    def __new__(cls, values):
-        return np.asarray(values, dtype=float).reshape(-1).view(cls)
+    __slots__ = ()
+    ndim = 0
+    shape: tuple[int, ...] = ()
+    size = 1
 
-    def __float__(self) -> float:
-        if self.size != 1:
-            raise TypeError(f"{self.size} coefficients cannot be read as one number; index them (e.g. [0])")
-        return float(np.asarray(self).reshape(-1)[0])
+    def __getitem__(self, key):
+        if isinstance(key, int | np.integer) and not isinstance(key, bool):
+            if key in (0, -1):
+                return float(self)
+            raise IndexError(f"coefficient index {key} is out of range: an intercept-only model has one")
+        return np.array([float(self)])[key]
 
-    def __format__(self, spec: str) -> str:
-        if self.size == 1 and self.ndim == 1:
-            return format(float(self), spec)
-        return super().__format__(spec)
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        yield float(self)
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
+def _coefs(values: np.ndarray) -> np.ndarray | Coef:
+    """Per-coefficient values as the result holds them: a `Coef` for one coefficient, else a 1-D array."""
+    a = np.asarray(values, dtype=float).reshape(-1)
+    return Coef(a[0]) if a.size == 1 else a
+
+
+def coef_vector(values) -> np.ndarray:
+    """A per-coefficient field (array or `Coef`) as a 1-D float array, for matrix algebra (``X @ β``)."""
+    return np.atleast_1d(np.asarray(values, dtype=float))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +119,8 @@ class Prediction:
     pi_df: float | None
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {"pred": self.pred, "se": self.se, "ci_lb": self.ci_lb, "ci_ub": self.ci_ub,
              "pi_lb": self.pi_lb, "pi_ub": self.pi_ub}
@@ -102,6 +139,8 @@ class HeterogeneityCI:
     H2: tuple[float, float, float]
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         rows = {"tau^2": self.tau2, "tau": self.tau, "I^2(%)": self.I2, "H^2": self.H2}
         return pd.DataFrame(rows, index=["estimate", "ci_lb", "ci_ub"]).T
 
@@ -121,8 +160,10 @@ class HeterogeneityCI:
 
 @dataclass(frozen=True, slots=True)
 class RMAResult:
-    """A fitted model. Coefficient-level fields are 1-D arrays (one entry per coefficient, intercept first);
-    heterogeneity summaries are floats. Immutable: every quantity is computed once, when the model is fitted."""
+    """A fitted model. Coefficient-level fields (``beta``, ``se``, ``zval``, ``pval``, ``ci_lb``, ``ci_ub``) are
+    1-D arrays, one entry per coefficient, intercept first; for an intercept-only model each is a `Coef`, a
+    float that also answers ``[0]``, ``len`` and iteration. ``vb`` is the p × p covariance matrix in both cases.
+    Heterogeneity summaries are floats. Immutable: every quantity is computed once, when the model is fitted."""
 
     k: int
     p: int
@@ -133,12 +174,12 @@ class RMAResult:
     vi: np.ndarray
     X: np.ndarray
     coef_names: tuple[str, ...]
-    beta: np.ndarray
-    se: np.ndarray
-    zval: np.ndarray
-    pval: np.ndarray
-    ci_lb: np.ndarray
-    ci_ub: np.ndarray
+    beta: np.ndarray | Coef
+    se: np.ndarray | Coef
+    zval: np.ndarray | Coef
+    pval: np.ndarray | Coef
+    ci_lb: np.ndarray | Coef
+    ci_ub: np.ndarray | Coef
     vb: np.ndarray
     ddf: float | None
     tau2: float
@@ -189,7 +230,7 @@ class RMAResult:
 
     @property
     def fitted(self) -> np.ndarray:
-        return self.X @ self.beta
+        return self.X @ coef_vector(self.beta)
 
     # -- derived results ---------------------------------------------------------------------------------------
     def predict(self, newmods=None, *, level: float | None = None, pi_dist: str = "default") -> Prediction:
@@ -211,20 +252,20 @@ class RMAResult:
             if nm.shape[1] != self.p - 1:
                 raise ValueError(f"predict: newmods needs {self.p - 1} column(s), got {nm.shape[1]}")
             Xn = np.column_stack([np.ones(len(nm)), nm])
-        pred = Xn @ self.beta
+        pred = Xn @ coef_vector(self.beta)
         vpred = np.einsum("ij,jk,ik->i", Xn, self.vb, Xn)
         se = np.sqrt(np.where(vpred < 0, np.nan, vpred))
         ddf = self.k - self.p
         if self.test == "knha":
-            crit = stats.t.isf(alpha / 2, ddf) if ddf > 0 else np.nan
+            crit = _t_isf(alpha / 2, ddf) if ddf > 0 else np.nan
         else:
-            crit = stats.norm.isf(alpha / 2)
+            crit = _z_isf(alpha / 2)
         ci_lb, ci_ub = pred - crit * se, pred + crit * se
         pi_df = float(ddf) if self.test == "knha" else None
         if pi_dist == "riley":
             parms = self.p + (0 if self.method == "EE" or self.tau2_fixed else 1)
             pi_df = float(max(1, ddf - parms + self.p))
-            crit = stats.t.isf(alpha / 2, pi_df)
+            crit = _t_isf(alpha / 2, pi_df)
         half = crit * np.sqrt(vpred + self.tau2)
         return Prediction(pred, se, ci_lb, ci_ub, pred - half, pred + half, pi_df)
 
@@ -241,7 +282,10 @@ class RMAResult:
         df = self.k - self.p
         tmin = min(0.0, self.tau2)
         tmax = max(100.0, self.tau2 * 10, tmin * 10)
-        crit_u, crit_l = stats.chi2.isf(alpha / 2, df), stats.chi2.ppf(alpha / 2, df)
+        from scipy import optimize
+
+        # scipy.stats' chi2.isf and chi2.ppf, computed as they do
+        crit_u, crit_l = special.chdtri(df, alpha / 2), 2 * special.gammaincinv(df / 2, alpha / 2)
         q = lambda t: generalized_q(self.yi, self.vi, self.X, t)  # noqa: E731
         q_min, q_max = q(tmin), q(tmax)
 
@@ -269,20 +313,24 @@ class RMAResult:
 
     def conf_int(self, level: float = 95) -> pd.DataFrame:
         """Wald (or t) confidence intervals for the coefficients at another level, from the stored fit."""
+        import pandas as pd
+
         alpha = 1 - level / 100
-        crit = stats.t.isf(alpha / 2, self.ddf) if self.test == "knha" else stats.norm.isf(alpha / 2)
+        crit = _t_isf(alpha / 2, self.ddf) if self.test == "knha" else _z_isf(alpha / 2)
+        beta, se = coef_vector(self.beta), coef_vector(self.se)
         return pd.DataFrame(
-            {"estimate": self.beta, "ci_lb": self.beta - crit * self.se, "ci_ub": self.beta + crit * self.se},
+            {"estimate": beta, "ci_lb": beta - crit * se, "ci_ub": beta + crit * se},
             index=list(self.coef_names),
         )
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         stat = "tval" if self.test == "knha" else "zval"
-        return pd.DataFrame(
-            {"estimate": self.beta, "se": self.se, stat: self.zval, "pval": self.pval,
-             "ci_lb": self.ci_lb, "ci_ub": self.ci_ub},
-            index=pd.Index(list(self.coef_names), name="coef"),
-        )
+        cols = {"estimate": self.beta, "se": self.se, stat: self.zval, "pval": self.pval,
+                "ci_lb": self.ci_lb, "ci_ub": self.ci_ub}
+        return pd.DataFrame({c: coef_vector(v) for c, v in cols.items()},
+                            index=pd.Index(list(self.coef_names), name="coef"))
 
     def summary(self) -> str:
         from metaexercise.engine.printing import format_rma
@@ -313,9 +361,10 @@ def _as_1d(name: str, x) -> np.ndarray:
 def _design(mods, k: int) -> tuple[np.ndarray, tuple[str, ...]]:
     if mods is None:
         return np.ones((k, 1)), ("intrcpt",)
-    if isinstance(mods, pd.Series):
+    pd = sys.modules.get("pandas")  # a pandas object can only exist once pandas is imported
+    if pd is not None and isinstance(mods, pd.Series):
         mods = mods.to_frame()
-    if isinstance(mods, pd.DataFrame):
+    if pd is not None and isinstance(mods, pd.DataFrame):
         names = tuple(str(c) for c in mods.columns)
         M = mods.to_numpy(dtype=float)
     else:
@@ -330,6 +379,27 @@ def _design(mods, k: int) -> tuple[np.ndarray, tuple[str, ...]]:
         raise ValueError(f"rma: mods has missing or non-finite values in rows {bad.tolist()} (0-based)")
     X = np.column_stack([np.ones(k), M])
     return X, ("intrcpt", *names)
+
+
+#: metafor 3.8's message (`rma.uni`) when a model has more parameters than studies.
+TOO_MANY_PARAMETERS = "Number of parameters to be estimated is larger than the number of observations."
+
+
+def _check_parameter_count(k: int, p: int, method: str, tau2) -> None:
+    """metafor 3.8 `rma.uni`'s check, before any fitting: an equal-effects model (or one with τ² fixed by the
+    user) estimates p coefficients, a random-effects one p + 1 parameters (τ² too); more parameters than
+    studies stop the fit. An intercept-only model with k = 1 is exempt: τ² is set to 0 and the fit is the
+    study itself."""
+    if p == 1 and k == 1:
+        return
+    with_tau2 = method != "EE" and tau2 is None
+    n_par = p + with_tau2
+    if n_par > k:
+        what = f"{p} coefficient{'s' if p > 1 else ''}" + (" and tau^2" if with_tau2 else "")
+        hint = ("fit method='EE', fix tau2=..., or use fewer moderators" if with_tau2
+                else "use fewer moderators")
+        raise ValueError(f"rma: {TOO_MANY_PARAMETERS} The model has {what} to estimate from k = {k} "
+                         f"studies (metafor stops here too); {hint}.")
 
 
 def _checksum(*arrays: np.ndarray) -> str:
@@ -389,8 +459,7 @@ def rma(
         )
     X, names = _design(mods, k)
     p = X.shape[1]
-    if p > k:
-        raise ValueError(f"rma: {p} coefficients cannot be estimated from k = {k} studies")
+    _check_parameter_count(k, p, method, tau2)
     if p > 1 and np.linalg.matrix_rank(X) < p:
         raise ValueError("rma: the moderator matrix is not of full rank (a moderator is constant or collinear)")
 
@@ -408,8 +477,6 @@ def rma(
         t2, se_t2 = 0.0, np.nan
         notes.append("k = 1: tau^2 set to 0 (not estimable from one study)")
     else:
-        if k - p < 1 and method in ("HE", "SJ", "EB", "PM", "DL", "HS"):
-            raise ValueError(f"rma: method {method} needs k > p (k = {k}, p = {p})")
         est = ESTIMATORS[method](y, v, X, control)
         t2, se_t2, iterations, converged = est.tau2, est.se_tau2, est.iterations, est.converged
         if t2 <= control.tau2_min:
@@ -483,7 +550,7 @@ def rma(
         dev = -2 * (ll + 0.5 * np.sum(np.log(2 * np.pi * v))) if k > p else 0.0
         n_eff = k
     AIC = -2 * ll + 2 * parms
-    BIC = -2 * ll + parms * np.log(n_eff) if n_eff > 0 else np.nan
+    BIC = -2 * ll + parms * np.log(n_eff) if n_eff > 0 else -np.inf  # metafor: log(k - p) = log(0) = -Inf
     nn = max(n_eff, parms + 2)
     AICc = -2 * ll + 2 * parms * nn / (nn - parms - 1)
 
@@ -491,7 +558,9 @@ def rma(
     R2: float | None = None
     if p > 1:
         if method == "EE":
-            R2 = 0.0 if np.var(y) == 0 else max(0.0, 100 * _adj_r2_weighted(y, X, 1 / v))
+            # R's max(0, NaN) is NaN: a saturated fit (k = p) has no adjusted R² (metafor prints "NA%")
+            adj = 0.0 if np.var(y) == 0 else _adj_r2_weighted(y, X, 1 / v)
+            R2 = adj if np.isnan(adj) else max(0.0, 100 * adj)
         else:
             try:
                 t2_re = rma(y, v, method=method, control=control).tau2
@@ -508,8 +577,8 @@ def rma(
 
     return RMAResult(
         k=k, p=p, method=method, test=test, level=float(level), yi=y, vi=v, X=X, coef_names=names,
-        beta=CoefArray(beta), se=CoefArray(se), zval=CoefArray(zval), pval=CoefArray(pval),
-        ci_lb=CoefArray(ci_lb), ci_ub=CoefArray(ci_ub), vb=vb, ddf=ddf,
+        beta=_coefs(beta), se=_coefs(se), zval=_coefs(zval), pval=_coefs(pval),
+        ci_lb=_coefs(ci_lb), ci_ub=_coefs(ci_ub), vb=vb, ddf=ddf,
         tau2=float(t2), se_tau2=float(se_t2), tau2_fixed=tau2_fixed, I2=float(I2), H2=float(H2), vt=float(vt),
         QE=float(QE), QEp=float(QEp), QM=float(QM), QMp=float(QMp), QM_df=QM_df, R2=R2,
         pi_lb=pi_lb, pi_ub=pi_ub, ll=ll, deviance=float(dev), AIC=float(AIC), BIC=float(BIC),
@@ -519,8 +588,11 @@ def rma(
 
 
 def _adj_r2_weighted(y: np.ndarray, X: np.ndarray, w: np.ndarray) -> float:
-    """Adjusted R² of a weighted linear regression (R's `summary(lm(y ~ X, weights = w))$adj.r.squared`)."""
+    """Adjusted R² of a weighted linear regression (R's `summary(lm(y ~ X, weights = w))$adj.r.squared`);
+    NaN for a saturated fit (k = p: no residual degrees of freedom, R's 0·Inf)."""
     k, p = X.shape
+    if k <= p:
+        return np.nan
     f = wls(X, y, w)
     ybar = np.average(y, weights=w)
     fitted = X @ f.beta
@@ -538,4 +610,4 @@ def refit(fit: RMAResult, keep: np.ndarray) -> RMAResult:
                tau2=fit.tau2 if fit.tau2_fixed else None, control=fit.control)
 
 
-__all__ = ["rma", "refit", "RMAResult", "Prediction", "HeterogeneityCI", "Control"]
+__all__ = ["rma", "refit", "RMAResult", "Prediction", "HeterogeneityCI", "Control", "Coef", "coef_vector"]

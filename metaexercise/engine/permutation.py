@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from metaexercise.engine import kernels
 from metaexercise.engine.batch import BatchControl, rma_batch
-from metaexercise.engine.batch_mods import MOD_METHOD_CODES, fit_permuted
+from metaexercise.engine.batch_mods import fit_permuted
 
 COMPTOL = np.finfo(float).eps ** 0.5  #: metafor's con$comptol
 
@@ -112,8 +113,10 @@ def permutest_arrays(
     yi = np.asarray(yi, dtype=float)
     vi = np.asarray(vi, dtype=float)
     k = yi.shape[0]
-    if method not in MOD_METHOD_CODES:
-        raise ValueError(f"permutest: method={method!r} is not one of {sorted(MOD_METHOD_CODES)}")
+    if method not in kernels.MODS_METHODS:
+        raise ValueError(f"permutest: method={method!r} is not one of {sorted(kernels.MODS_METHODS)}")
+    if test not in kernels.TESTS:
+        raise ValueError(f"permutest: test={test!r} is not one of {list(kernels.TESTS)}")
     if int(iter) != iter or iter <= 1:
         raise ValueError(f"permutest: iter={iter!r} must be an integer >= 2 (as metafor)")
     rng = np.random.default_rng(seed)
@@ -146,8 +149,9 @@ def permutest_arrays(
 
 
 def _sign_flip_test(yi, vi, method, test, exact, iter, rng, comptol, control) -> PermutationTestResult:
-    if method == "EE":
-        raise ValueError("permutest: the intercept-only sign-flip test is implemented for REML, ML, DL and PM")
+    if method not in kernels.BATCH_METHODS:
+        raise ValueError(f"permutest: the intercept-only sign-flip test is implemented for "
+                         f"{', '.join(kernels.BATCH_METHODS)} (rma_batch), not {method}")
     k = yi.shape[0]
     n_exact = 2.0**k
     use_exact = bool(exact) or n_exact <= iter

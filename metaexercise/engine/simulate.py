@@ -35,9 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from metaexercise.engine import kernels
 from metaexercise.engine.batch import BatchControl, rma_batch, set_threads
 
-ESTIMATORS = ("DL", "REML", "ML", "PM")
+ESTIMATORS = kernels.BATCH_METHODS  #: the estimators rma_batch fits: ("DL", "REML", "ML", "PM")
 CI_METHODS = ("wald", "knha", "knha_trunc")
 PI_METHODS = ("z", "t(k-2)")
 

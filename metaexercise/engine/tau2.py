@@ -11,21 +11,28 @@ References (as cited in metafor's `rma.uni` help):
 - ML, REML: Viechtbauer (2005), J Educ Behav Stat 30:261 — Fisher scoring with step-halving, truncated at 0,
   from metafor's start value; for intercept-only models, once the Fisher steps fall below 1e-4, Newton–Raphson
   steps with the observed information finish the climb (same maximum, about half the iterations).
+  Afterwards metafor's ll0check.
 - EB: Morris (1983), J Am Stat Assoc 78:47; Berkey et al. (1995), Stat Med 14:395.
-- PM: Paule & Mandel (1982), J Res Natl Bur Stand 87:377 — root of the generalized Q-statistic = k − p.
+- PM: Paule & Mandel (1982), J Res Natl Bur Stand 87:377 — root of the generalized Q-statistic = k − p,
+  by safeguarded Newton steps.
 Standard errors: the formulas in metafor's `rma.uni` (Viechtbauer 2005 for ML/REML; the delta method for the
 method-of-moments estimators).
+
+The steps themselves (start value, Fisher/Newton step, step-halving, ll0check, Paule–Mandel root step, DL)
+and their tolerances live in `engine.kernels`, shared with `rma_batch` and the batched meta-regression, which
+compile them with numba; here the sums over studies are vectorised numpy, and this module never imports
+numba (it loads with the first batched call only).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
-from scipy import optimize
 
+from metaexercise.engine import kernels
 from metaexercise.engine.wls import wls
 from metaexercise.errors import ConvergenceError
 
@@ -38,16 +45,16 @@ class Control:
     default is 1e-5; ours is tight so that defaults agree with metafor run to convergence.
     """
 
-    #: stop when |τ²_new − τ²_old| ≤ threshold (metafor: 1e-5). Fisher scoring converges linearly, slowly when
-    #: τ² is small relative to the vᵢ, so a change of 1e-10 can still leave τ² ~1e-6 (relative) from the optimum;
-    #: 1e-12 puts every fixture within 1e-8 of metafor run to convergence.
-    threshold: float = 1e-12
-    maxiter: int = 1000  #: Fisher-scoring iterations before giving up (metafor: 100, at its looser threshold)
-    stepadj: float = 1.0  #: step length multiplier (metafor: 1); < 1 helps when scoring oscillates
+    #: stop when |τ²_new − τ²_old| ≤ threshold (metafor: 1e-5); why 1e-12: see kernels.THRESHOLD.
+    threshold: float = kernels.THRESHOLD
+    maxiter: int = kernels.MAXITER  #: Fisher-scoring iterations before giving up (metafor: 100)
+    stepadj: float = kernels.STEPADJ  #: step length multiplier (metafor: 1); < 1 helps if scoring oscillates
     tau2_init: float | None = None  #: start value for ML/REML/EB; default max(0, HE estimate), as metafor
     tau2_min: float = 0.0  #: lower bound (truncation) for τ²
     tau2_max: float | None = None  #: upper bound for PM / Q-profile searches; default max(100, 10·mad(yi)²)
-    tol: float = 1e-13  #: root-finding tolerance for PM and Q-profile (metafor: .Machine$double.eps^0.25)
+    #: root-finding tolerance of the Q-profile CI (metafor: .Machine$double.eps^0.25). PM needs none: its
+    #: safeguarded Newton search runs to machine precision (kernels.PM_RTOL).
+    tol: float = kernels.ROOT_TOL
     ll0check: bool = True  #: ML/REML: fall back to τ² = 0 if the likelihood there is higher (as metafor)
 
 
@@ -57,13 +64,6 @@ class Tau2Estimate:
     se_tau2: float
     iterations: int = 0
     converged: bool = True
-
-
-def _tau2_max(yi: np.ndarray, control: Control) -> float:
-    if control.tau2_max is not None:
-        return control.tau2_max
-    mad = 1.4826 * np.median(np.abs(yi - np.median(yi)))
-    return max(100.0, 10 * mad**2)
 
 
 def hunter_schmidt(yi, vi, X, control: Control) -> Tau2Estimate:
@@ -76,16 +76,10 @@ def hunter_schmidt(yi, vi, X, control: Control) -> Tau2Estimate:
     return Tau2Estimate(tau2, float(se))
 
 
-def _hedges_raw(yi, vi, X) -> tuple[float, object]:
-    k, p = X.shape
-    f = wls(X, yi, np.ones(k))
-    return (f.rss - f.tr_PV(vi)) / (k - p), f
-
-
 def hedges(yi, vi, X, control: Control) -> Tau2Estimate:
     k, p = X.shape
-    raw, f = _hedges_raw(yi, vi, X)
-    tau2 = max(control.tau2_min, raw)
+    f = wls(X, yi, np.ones(k))
+    tau2 = kernels.hedges_start(f.rss, f.tr_PV(vi), k, p, control.tau2_min)
     t = max(tau2, 0.0)
     se = np.sqrt(1 / (k - p) ** 2 * (2 * f.tr_PVPV(vi) + 4 * t * f.tr_PV(vi) + 2 * t**2 * (k - p)))
     return Tau2Estimate(tau2, float(se))
@@ -95,7 +89,7 @@ def dersimonian_laird(yi, vi, X, control: Control) -> Tau2Estimate:
     k, p = X.shape
     f = wls(X, yi, 1 / vi)
     trP = f.tr_P()
-    tau2 = max(control.tau2_min, (f.rss - (k - p)) / trP)
+    tau2 = kernels.dl_tau2(f.rss, k, p, trP, control.tau2_min)
     t = max(tau2, 0.0)
     se = np.sqrt(1 / trP**2 * (2 * (k - p) + 4 * t * trP + 2 * t**2 * f.tr_PP()))
     return Tau2Estimate(tau2, float(se))
@@ -113,125 +107,157 @@ def sidik_jonkman(yi, vi, X, control: Control) -> Tau2Estimate:
     return Tau2Estimate(tau2, float(se))
 
 
-def _log_lik(yi, vi, X, tau2: float, reml: bool) -> float:
-    """ML or REML log-likelihood at τ² (without metafor's constant ½·log|X'X|, which cancels here)."""
-    k, p = X.shape
-    f = wls(X, yi, 1 / (vi + tau2))
-    ll = -0.5 * (k - p if reml else k) * np.log(2 * np.pi) - 0.5 * np.sum(np.log(vi + tau2)) - 0.5 * f.rss
-    if reml:
-        ll -= 0.5 * np.linalg.slogdet(np.linalg.inv(f.A))[1]
-    return float(ll)
+#: below this many studies one 3 x k x 3 matrix product gives the nine sums fastest, above it three
+#: matrix-vector products (OpenBLAS's small-matrix gemm is slow for long k; measured crossover ~600).
+_GEMM_MAX_K = 512
 
 
-def _score_step(kind: str, yi, vi, X, tau2: float) -> float:
-    """One Fisher-scoring step for τ² (metafor `rma.uni`; Viechtbauer 2005, eqs. 8, 11)."""
-    k, p = X.shape
-    f = wls(X, yi, 1 / (vi + tau2))
-    w = f.w
-    if kind == "ML":
-        return (f.rss_pp - w.sum()) / np.dot(w, w)
-    if kind == "REML":
-        return (f.rss_pp - f.tr_P()) / f.tr_PP()
-    return (f.rss * k / (k - p) - k) / w.sum()  # EB
+class _InterceptOnly:
+    """The sums of the intercept-only model at any τ²: with W = [w; w²; w³] (w = 1/(v + τ²)) and c = y − ȳ,
+    the nine sums Σwᵃ, Σwᵃc, Σwᵃc² (a = 1, 2, 3) from one or three BLAS products, from which
+    `kernels.shifted_square_sum` gives Q, y'PPy and Σw³r² about the weighted mean (r = y − μ̂). Vectorised:
+    no Python loop over studies (rma for k = 5,000 stays well under a millisecond)."""
+
+    __slots__ = ("vi", "k", "c", "c2", "C", "W")
+
+    def __init__(self, yi: np.ndarray, vi: np.ndarray):
+        self.vi = vi
+        self.k = yi.shape[0]
+        self.c = yi - yi.mean()
+        self.c2 = self.c * self.c
+        self.C = np.vstack((np.ones(self.k), self.c, self.c2)).T if self.k < _GEMM_MAX_K else None
+        self.W = np.empty((3, self.k))
+
+    def hedges(self) -> tuple[float, float]:
+        """RSS and tr(P₀V) of the unweighted fit: Σ(y − ȳ)² and Σv − Σv/k."""
+        sv = float(self.vi.sum())
+        return float(self.c2.sum()), sv - sv / self.k
+
+    def _sums(self, tau2: float) -> list[list[float]]:
+        """[Σwᵃ], [Σwᵃc], [Σwᵃc²] for a = 1, 2, 3."""
+        W = self.W
+        np.add(self.vi, tau2, out=W[0])
+        np.divide(1.0, W[0], out=W[0])
+        np.multiply(W[0], W[0], out=W[1])
+        np.multiply(W[1], W[0], out=W[2])
+        if self.C is not None:
+            return (W @ self.C).T.tolist()
+        return [(W.sum(axis=1)).tolist(), (W @ self.c).tolist(), (W @ self.c2).tolist()]
+
+    def scoring_terms(self, tau2: float, newton: bool, method: int) -> tuple[float, ...]:
+        """(Σw, Σw², tr P, tr PP, Q, y'PPy, y'PPPy); y'PPPy only when `newton`, else NaN."""
+        s0, s1, s2 = self._sums(tau2)
+        sw = s0[0]
+        m = s1[0] / sw
+        q = kernels.shifted_square_sum(sw, s1[0], s2[0], m)
+        ypp = kernels.shifted_square_sum(s0[1], s1[1], s2[1], m)
+        if newton:
+            sw3r2 = kernels.shifted_square_sum(s0[2], s1[2], s2[2], m)
+            sw2r = s1[1] - m * s0[1]
+        else:
+            sw3r2 = sw2r = math.nan
+        trp, trpp, yppp = kernels.intercept_terms(sw, s0[1], s0[2], sw3r2, sw2r)
+        return sw, s0[1], trp, trpp, q, ypp, yppp
+
+    def q_and_slope(self, tau2: float) -> tuple[float, float]:
+        """Q(τ²) and Q'(τ²) = −y'PPy."""
+        s0, s1, s2 = self._sums(tau2)
+        m = s1[0] / s0[0]
+        return (kernels.shifted_square_sum(s0[0], s1[0], s2[0], m),
+                -kernels.shifted_square_sum(s0[1], s1[1], s2[1], m))
+
+    def ll0_difference(self, method: int, tau2: float) -> float:
+        """ll(0) − ll(τ²) for metafor's ll0check."""
+        s0, s1, s2 = self._sums(0.0)
+        sw0, q0 = s0[0], kernels.shifted_square_sum(s0[0], s1[0], s2[0], s1[0] / s0[0])
+        s0, s1, s2 = self._sums(tau2)
+        q = kernels.shifted_square_sum(s0[0], s1[0], s2[0], s1[0] / s0[0])
+        sum_log1p = float(np.log1p(tau2 / self.vi).sum())
+        return kernels.ll0_difference(method, sum_log1p, q0, q, math.log(s0[0] / sw0))
 
 
-def _score_step_intercept(kind: str, yi, vi, X, tau2: float) -> tuple[float, float]:
-    """The same step for an intercept-only model, where every trace is a scalar sum:
-    tr(P) = Σw − Σw²/Σw, tr(PP) = Σw² − 2Σw³/Σw + (Σw²/Σw)²; also returns the Newton step."""
-    return _intercept_step_kernel(_KINDS[kind], yi, vi, tau2)
+class _Regression:
+    """The same quantities for a general design matrix X, from the weighted least-squares fit (engine.wls)."""
+
+    __slots__ = ("yi", "vi", "X")
+
+    def __init__(self, yi: np.ndarray, vi: np.ndarray, X: np.ndarray):
+        self.yi, self.vi, self.X = yi, vi, X
+
+    def hedges(self) -> tuple[float, float]:
+        f = wls(self.X, self.yi, np.ones(self.yi.shape[0]))
+        return f.rss, f.tr_PV(self.vi)
+
+    def scoring_terms(self, tau2: float, newton: bool, method: int) -> tuple[float, ...]:
+        """As _InterceptOnly.scoring_terms; the traces only for REML."""
+        f = wls(self.X, self.yi, 1 / (self.vi + tau2))
+        w = f.w
+        trp, trpp = (f.tr_P(), f.tr_PP()) if method == kernels.REML else (math.nan, math.nan)
+        # no Newton finish for meta-regression (kernels.NEWTON_P): y'PPPy is not needed
+        return float(w.sum()), float(np.dot(w, w)), trp, trpp, f.rss, f.rss_pp, math.nan
+
+    def q_and_slope(self, tau2: float) -> tuple[float, float]:
+        f = wls(self.X, self.yi, 1 / (self.vi + tau2))
+        return f.rss, -f.rss_pp
+
+    def ll0_difference(self, method: int, tau2: float) -> float:
+        f0 = wls(self.X, self.yi, 1 / self.vi)
+        f = wls(self.X, self.yi, 1 / (self.vi + tau2))
+        # A = (X'WX)^-1, so log|X'W_tau X| - log|X'W_0 X| = log|A_0| - log|A_tau|
+        logdet_ratio = np.linalg.slogdet(f0.A)[1] - np.linalg.slogdet(f.A)[1]
+        sum_log1p = float(np.log1p(tau2 / self.vi).sum())
+        return kernels.ll0_difference(method, sum_log1p, f0.rss, f.rss, float(logdet_ratio))
 
 
-_KINDS = {"ML": 0, "REML": 1, "EB": 2}
+def _model(yi, vi, X) -> _InterceptOnly | _Regression:
+    if X.shape[1] == 1 and np.all(X == 1.0):
+        return _InterceptOnly(yi, vi)
+    return _Regression(yi, vi, X)
 
 
-@njit(cache=True)
-def _intercept_step_kernel(kind: int, yi, vi, tau2: float):
-    """(Fisher step, Newton step) for an intercept-only model; the Newton step is NaN for EB or when the
-    observed information is not positive. With r = y − μ̂ and Py = w∘r:
-    y'PPy = Σw²r², y'PPPy = Σw³r² − (Σw²r)²/Σw, and the observed information of the REML (ML) score
-    ½(y'PPy − tr P) (½(y'PPy − Σw)) is y'PPPy − ½tr(PP) (y'PPPy − ½Σw²)."""
-    k = yi.shape[0]
-    sw = sw2 = sw3 = swy = 0.0
-    for i in range(k):
-        w = 1.0 / (vi[i] + tau2)
-        sw += w
-        sw2 += w * w
-        sw3 += w * w * w
-        swy += w * yi[i]
-    mu = swy / sw
-    rpr = rppr = rpppr = sw2r = 0.0  # y'Py, Σw²r², Σw³r², Σw²r
-    for i in range(k):
-        w = 1.0 / (vi[i] + tau2)
-        r = yi[i] - mu
-        rpr += w * r * r
-        rppr += w * w * r * r
-        rpppr += w * w * w * r * r
-        sw2r += w * w * r
-    if kind == 2:
-        return (rpr * k / (k - 1) - k) / sw, np.nan
-    if kind == 0:
-        num, info = rppr - sw, sw2
-    else:
-        num, info = rppr - (sw - sw2 / sw), sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
-    observed = 2.0 * (rpppr - sw2r * sw2r / sw) - info
-    return num / info, (num / observed if observed > 0.0 else np.nan)
+def _fisher_scoring(name: str) -> Callable:
+    method = kernels.METHOD_CODES[name]
 
-
-#: Fisher scoring converges linearly; once its steps are this small, Newton–Raphson steps take over
-#: (quadratic convergence to the same maximum), as long as the observed information is positive.
-NEWTON_SWITCH = 1e-4
-
-
-def _fisher_scoring(kind: str) -> Callable:
     def estimator(yi, vi, X, control: Control) -> Tau2Estimate:
         k, p = X.shape
+        model = _model(yi, vi, X)
         if control.tau2_init is None:
-            tau2 = max(0.0, _hedges_raw(yi, vi, X)[0], control.tau2_min)
+            tau2 = kernels.hedges_start(*model.hedges(), k, p, max(0.0, control.tau2_min))
         else:
             tau2 = control.tau2_init
+        with_newton = p == kernels.NEWTON_P and isinstance(model, _InterceptOnly)
         change = control.threshold + 1
         it = 0
         newton = False
         while change > control.threshold:
             it += 1
-            old = tau2
-            if p == 1:
-                adj, newton_adj = _score_step_intercept(kind, yi, vi, X, tau2)
-                if newton and np.isfinite(newton_adj) and tau2 + newton_adj * control.stepadj >= control.tau2_min:
-                    adj = newton_adj
-            else:
-                adj = _score_step(kind, yi, vi, X, tau2)
-            adj *= control.stepadj
-            if not np.isfinite(adj):
-                adj = 0.0
-            while tau2 + adj < control.tau2_min:  # step-halving keeps τ² inside its bounds (metafor)
-                adj /= 2
-            tau2 = tau2 + adj
-            change = abs(old - tau2)
-            newton = newton or change < NEWTON_SWITCH
+            sw, sw2, trp, trpp, q, ypp, yppp = model.scoring_terms(tau2, with_newton and newton, method)
+            fisher, newton_step = kernels.scoring_steps(method, k, p, sw, sw2, trp, trpp, q, ypp, yppp)
+            tau2, change, newton = kernels.next_tau2(tau2, fisher, newton_step, newton, control.stepadj,
+                                                     control.tau2_min)
             if it > control.maxiter:
                 raise ConvergenceError(
-                    f"Fisher scoring for the {kind} estimate of tau^2 did not converge in {control.maxiter} "
+                    f"Fisher scoring for the {name} estimate of tau^2 did not converge in {control.maxiter} "
                     f"iterations (last change {change:.3g} > threshold {control.threshold:g}). Remedies: raise "
                     "Control(maxiter=...), damp the steps with Control(stepadj=0.5), loosen "
                     "Control(threshold=...), or use a non-iterative estimator (method='DL' or 'PM')."
                 )
-        if kind in ("ML", "REML") and control.ll0check and tau2 > control.threshold:
-            reml = kind == "REML"
-            if _log_lik(yi, vi, X, 0.0, reml) - _log_lik(yi, vi, X, tau2, reml) > 1.220703e-4:
+        if control.ll0check and kernels.ll0_due(method, tau2, control.threshold):
+            if kernels.ll0_resets(model.ll0_difference(method, tau2)):
                 tau2 = 0.0  # metafor: "may have gotten stuck at a local maximum. Setting tau^2 = 0."
         tau2 = max(control.tau2_min, tau2)
-        f = wls(X, yi, 1 / (vi + tau2))
-        if kind == "ML":
-            se = np.sqrt(2 / np.dot(f.w, f.w))
-        elif kind == "REML":
-            se = np.sqrt(2 / f.tr_PP())
+        sw, sw2, trp, trpp = model.scoring_terms(tau2, False, method)[:4]
+        if method == kernels.ML:
+            se = math.sqrt(2 / sw2)
+        elif method == kernels.REML:
+            se = math.sqrt(2 / trpp)
         else:
-            se = np.sqrt(2 * k**2 / (k - p) / f.w.sum() ** 2)
+            se = math.sqrt(2 * k**2 / (k - p) / sw**2)
         return Tau2Estimate(float(tau2), float(se), iterations=it, converged=True)
 
-    estimator.__name__ = f"{kind.lower()}_fisher_scoring"
-    estimator.__doc__ = f"{kind} estimate of τ² by Fisher scoring (metafor `rma.uni`, method='{kind}')."
+    estimator.__name__ = f"{name.lower()}_fisher_scoring"
+    estimator.__doc__ = (f"{name} estimate of τ² by Fisher scoring (metafor `rma.uni`, method='{name}'; "
+                         "Viechtbauer 2005), the steps of `kernels`.")
     return estimator
 
 
@@ -245,24 +271,52 @@ def generalized_q(yi, vi, X, tau2: float) -> float:
     return wls(X, yi, 1 / (vi + tau2)).rss
 
 
+def _mad(yi: np.ndarray) -> float:
+    """R's mad(yi)."""
+    return kernels.MAD_CONSTANT * float(np.median(np.abs(yi - np.median(yi))))
+
+
 def paule_mandel(yi, vi, X, control: Control) -> Tau2Estimate:
+    """Paule & Mandel (1982): the root of Q(τ²) = k − p on [τ²_min, τ²_max] by the safeguarded Newton steps
+    of `kernels.pm_root_step` (as `rma_batch`), to machine precision (metafor: `uniroot`)."""
     k, p = X.shape
     target = k - p
-    lo, hi = control.tau2_min, _tau2_max(yi, control)
-    if generalized_q(yi, vi, X, lo) < target:
+    model = _model(yi, vi, X)
+    lo = control.tau2_min
+    q, dq = model.q_and_slope(lo)
+    it = 0
+    if q < target:
         tau2 = lo
-    elif generalized_q(yi, vi, X, hi) > target:
-        raise ConvergenceError(
-            f"Paule-Mandel: Q(tau2_max={hi:g}) is still above k - p = {target}; raise Control(tau2_max=...) "
-            "or use another method."
-        )
     else:
-        tau2 = optimize.brentq(
-            lambda t: generalized_q(yi, vi, X, t) - target, lo, hi, xtol=control.tol, rtol=1e-15, maxiter=1000
-        )
+        hi = kernels.PM_UPPER if control.tau2_max is None else control.tau2_max
+        q_hi = model.q_and_slope(hi)[0]
+        if control.tau2_max is None and q_hi > target:
+            # metafor's default is max(100, 10 mad(yi)^2); the median is needed only when 100 is too low
+            hi = kernels.pm_upper(_mad(yi))
+            q_hi = model.q_and_slope(hi)[0]
+        if q_hi > target:
+            raise ConvergenceError(
+                f"Paule-Mandel: Q(tau2_max={hi:g}) is still above k - p = {target}; raise "
+                "Control(tau2_max=...) or use another method."
+            )
+        x = lo
+        while True:
+            it += 1
+            f = q - target
+            if f == 0.0:
+                tau2 = x
+                break
+            xn, lo, hi, done = kernels.pm_root_step(x, f, dq, lo, hi)
+            if done:
+                tau2 = xn
+                break
+            if it >= kernels.PM_ITER_FACTOR * control.maxiter:
+                raise ConvergenceError(f"Paule-Mandel: the root search did not converge in {it} steps")
+            x = xn
+            q, dq = model.q_and_slope(x)
     w = 1 / (vi + tau2)
     se = np.sqrt(2 * k**2 / (k - p) / w.sum() ** 2)
-    return Tau2Estimate(float(tau2), float(se))
+    return Tau2Estimate(float(tau2), float(se), iterations=it)
 
 
 ESTIMATORS: dict[str, Callable[..., Tau2Estimate]] = {
@@ -275,3 +329,5 @@ ESTIMATORS: dict[str, Callable[..., Tau2Estimate]] = {
     "EB": empirical_bayes,
     "PM": paule_mandel,
 }
+if set(ESTIMATORS) != set(kernels.TAU2_ESTIMATORS):  # one vocabulary: kernels.TAU2_ESTIMATORS
+    raise ImportError(f"tau2.ESTIMATORS {sorted(ESTIMATORS)} != kernels.TAU2_ESTIMATORS")

@@ -6,7 +6,9 @@ difference and where it occurred.
 
 The relative difference is abs(ours - metafor) / abs(metafor); where metafor's value is below `floor` in
 magnitude (e.g. tau^2 = 0, p-values near 0) the absolute difference is used instead, as metafor's own
-tests do with their tolerances (tests/testthat/settings.r). The book's "Engine validation" page shows this.
+tests do with their tolerances (tests/testthat/settings.r). `metaexercise run` computes it from the project's
+fixtures (`Project.reference`, tests/reference by default) into results/validation.csv
+(`metaexercise.review.exhibits.validation`), which the book's "Engine validation" page shows.
 """
 
 from __future__ import annotations

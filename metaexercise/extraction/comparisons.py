@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,26 @@ from metaexercise.engine import handbook
 from metaexercise.engine.effects import escalc
 from metaexercise.extraction.instruments import Instrument
 from metaexercise.extraction.normalise import burden_difference, spread_to_0_10
+from metaexercise.extraction.schema import (
+    ArmRole,
+    AsPrintedUse,
+    ContrastMeasure,
+    Design,
+    InclusionStatus,
+    ReportedAs,
+    ValueKind,
+)
 from metaexercise.extraction.sheets import Extraction, records
 
-Window = Literal["short", "long"]
 MultiArm = Literal["combine", "split"]
+
+
+class Window(StrEnum):
+    """A follow-up window of the review: short term (closest to 12 weeks) or long term (closest to 12
+    months); `WINDOWS` says which time points each takes."""
+
+    SHORT = "short"
+    LONG = "long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +71,8 @@ class FollowUpWindow:
 
 
 WINDOWS: dict[str, FollowUpWindow] = {
-    "short": FollowUpWindow(target=12, lower=1, upper=32),
-    "long": FollowUpWindow(target=52, lower=32, upper=156, lower_open=True),
+    Window.SHORT: FollowUpWindow(target=12, lower=1, upper=32),
+    Window.LONG: FollowUpWindow(target=52, lower=32, upper=156, lower_open=True),
 }
 
 #: Moderators copied from `studies` onto every comparison.
@@ -71,13 +88,14 @@ def _blank(v) -> bool:
 
 
 def _usable(row: dict) -> bool:
-    if row["reported_as"] == "unclear":
+    if row["reported_as"] == ReportedAs.UNCLEAR:
         return False
-    return _blank(row["as_printed"]) or (row["as_printed_use"] or "exclude") != "exclude"
+    use = row["as_printed_use"] or AsPrintedUse.EXCLUDE
+    return _blank(row["as_printed"]) or use != AsPrintedUse.EXCLUDE
 
 
 def select_followup(extraction: Extraction, *, outcome: str, windows: dict[str, FollowUpWindow] | None = None,
-                    statuses: tuple[str, ...] = ("included",)) -> pd.DataFrame:
+                    statuses: tuple[str, ...] = (InclusionStatus.INCLUDED,)) -> pd.DataFrame:
     """Per study, the follow-up time points with usable rows for `outcome` (rows kept as printed and
     excluded, or of unclear orientation, do not count) and the one each window takes. Columns:
     study_id, available_weeks, unusable_weeks, short_weeks, long_weeks (NaN: none in the window)."""
@@ -163,7 +181,7 @@ def _arm_change(rows: list[dict], arm: dict, inst: Instrument, r: float, r_note:
     aid = arm["arm_id"]
     notes: list[str] = []
     by_kind = {row["value_kind"]: row for row in rows}
-    change = by_kind.get("change")
+    change = by_kind.get(ValueKind.CHANGE)
     if change is not None and _usable(change):
         n = _arm_n(change, arm, notes)
         if n is None:
@@ -171,12 +189,12 @@ def _arm_change(rows: list[dict], arm: dict, inst: Instrument, r: float, r_note:
         mean, sd = _centre(change, n, notes, aid), _spread(change, n, notes, aid)
         if mean is None or sd is None:
             return None, False, f"{aid}: change score without mean or spread"
-        if change.get("as_printed_use") == "negate":
+        if change.get("as_printed_use") == AsPrintedUse.NEGATE:
             mean = -mean
             notes.append(f"{aid}: sign negated (as_printed: {change['as_printed']})")
         m, s, on = _to_scale(mean, sd, inst, change["reported_as"])
         return _Arm([aid], n, m, s, notes), on, ""
-    final, base = by_kind.get("final"), by_kind.get("baseline")
+    final, base = by_kind.get(ValueKind.FINAL), by_kind.get(ValueKind.BASELINE)
     if final is not None and base is not None and _usable(final) and _usable(base):
         n = _arm_n(final, arm, notes)
         if n is None:
@@ -189,7 +207,7 @@ def _arm_change(rows: list[dict], arm: dict, inst: Instrument, r: float, r_note:
         sd = float(handbook.change_sd(sb, sf, r))
         notes.append(f"{aid}: change = final - baseline; SD_change from SD_baseline, SD_final and r = {r:.3g} "
                      f"({r_note}; Handbook 6.5.2.8)")
-        m, s, on = _to_scale(mf - mb, sd, inst, "scale")
+        m, s, on = _to_scale(mf - mb, sd, inst, ReportedAs.SCALE)
         return _Arm([aid], n, m, s, notes), on, ""
     return None, False, f"{aid}: no usable change score (or final and baseline values) at this time point"
 
@@ -204,24 +222,34 @@ def _combine(arms: list[_Arm]) -> _Arm:
     return _Arm(ids, n, m, sd, notes)
 
 
+class ChangeCorrelation(NamedTuple):
+    """The baseline-final correlation used to impute change SDs, and how it was found."""
+
+    r: float
+    how: str
+
+
 def estimate_change_correlation(extraction: Extraction, *, outcome: str,
-                                default: float = handbook.DEFAULT_CORRELATION) -> tuple[float, str]:
+                                default: float = handbook.DEFAULT_CORRELATION) -> ChangeCorrelation:
     """(r, how it was found): the baseline-final correlation implied by arms reporting baseline, final and
     change SDs for `outcome` (Handbook §6.5.2.8), else `default`."""
     o = extraction.outcomes
     o = o[o["outcome"] == outcome]
-    base = o[o["value_kind"] == "baseline"].set_index(["study_id", "arm_id", "instrument"])["sd"]
-    both = o[o["value_kind"].isin(["final", "change"])].pivot_table(
+    base = o[o["value_kind"] == ValueKind.BASELINE].set_index(["study_id", "arm_id", "instrument"])["sd"]
+    both = o[o["value_kind"].isin([ValueKind.FINAL, ValueKind.CHANGE])].pivot_table(
         index=["study_id", "arm_id", "instrument", "timepoint_weeks"], columns="value_kind", values="sd",
         aggfunc="first")
-    if not {"final", "change"} <= set(both.columns):
-        return default, f"stated default {default:g}: no study reports baseline, final and change SDs"
-    both = both.dropna(subset=["final", "change"]).reset_index()
+    if not {ValueKind.FINAL, ValueKind.CHANGE} <= set(both.columns):
+        return ChangeCorrelation(
+            default, f"stated default {default:g}: no study reports baseline, final and change SDs")
+    both = both.dropna(subset=[ValueKind.FINAL, ValueKind.CHANGE]).reset_index()
     sb = [base.get((s, a, i)) for s, a, i in zip(both["study_id"], both["arm_id"], both["instrument"], strict=True)]
     sb = np.array([np.nan if _blank(x) else float(x) for x in sb])
-    r, k = handbook.estimate_correlation(sb, both["final"].to_numpy(float), both["change"].to_numpy(float),
+    r, k = handbook.estimate_correlation(sb, both[ValueKind.FINAL].to_numpy(float),
+                                         both[ValueKind.CHANGE].to_numpy(float),
                                          default=default)
-    return r, (f"mean of {k} arm(s) reporting all three SDs" if k else f"stated default {default:g}")
+    how = f"mean of {k} arm(s) reporting all three SDs" if k else f"stated default {default:g}"
+    return ChangeCorrelation(r, how)
 
 
 def _pick_instrument(rows: list[dict], extraction: Extraction) -> tuple[str, str]:
@@ -261,11 +289,11 @@ def _contrast_effect(row: dict, inst: Instrument, arms_by_id: dict) -> tuple[flo
         notes.append("SE from p (Handbook 6.5.2.3)")
     else:
         return None
-    if row.get("as_printed_use") == "negate":
+    if row.get("as_printed_use") == AsPrintedUse.NEGATE:
         est = -est
         notes.append(f"sign negated (as_printed: {row['as_printed']})")
     diff = float(burden_difference(est, inst, row["reported_as"]))
-    if row["contrast_measure"] == "SMD":
+    if row["contrast_measure"] == ContrastMeasure.SMD:
         notes.append("SMD as printed; vi = SE^2")
         return diff, se**2, "; ".join(notes)
     sdp = float(handbook.sd_from_se_diff(se, n1, n2))
@@ -276,7 +304,8 @@ def _contrast_effect(row: dict, inst: Instrument, arms_by_id: dict) -> tuple[flo
 
 def build_comparisons(extraction: Extraction, *, outcome: str, window: Window, comparators: set[str],
                       multiarm: MultiArm = "combine", windows: dict[str, FollowUpWindow] | None = None,
-                      statuses: tuple[str, ...] = ("included",), correlation: float | None = None) -> pd.DataFrame:
+                      statuses: tuple[str, ...] = (InclusionStatus.INCLUDED,),
+                      correlation: float | None = None) -> pd.DataFrame:
     """One row per study (per individualized-control pair with `multiarm="split"`, where a shared arm's n
     is divided among its comparisons), no participant counted twice. Studies that give nothing usable are listed in `result.attrs["skipped"]` with the reason."""
     if window not in (windows or WINDOWS):
@@ -295,7 +324,7 @@ def build_comparisons(extraction: Extraction, *, outcome: str, window: Window, c
     rows_by_study: dict[str, list[dict]] = {}
     pairs_by_study: dict[str, set] = {}
     for x in records(extraction.outcomes):
-        if x["value_kind"] == "contrast":
+        if x["value_kind"] == ValueKind.CONTRAST:
             pairs_by_study.setdefault(x["study_id"], set()).add((x["arm_id"], x["comparator_arm_id"]))
         if x["outcome"] == outcome:
             rows_by_study.setdefault(x["study_id"], []).append(x)
@@ -334,9 +363,9 @@ def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparat
     if not inst.has_range:
         inst_note += "; its range is not stated: SMD only, no 0-10 (VAS) conversion"
     rows = [x for x in orows if x["instrument"] == inst_id
-            and (x["timepoint_weeks"] == tp or x["value_kind"] == "baseline")]
-    ind = [a for a in arms if a["arm_role"] == "individualized"]
-    ctl = [a for a in arms if a["arm_role"] == "control" and a["control_type"] in comparators]
+            and (x["timepoint_weeks"] == tp or x["value_kind"] == ValueKind.BASELINE)]
+    ind = [a for a in arms if a["arm_role"] == ArmRole.INDIVIDUALIZED]
+    ctl = [a for a in arms if a["arm_role"] == ArmRole.CONTROL and a["control_type"] in comparators]
     if not ind or not ctl:
         return [], f"no individualized arm or no control arm of type {', '.join(sorted(comparators))}"
     base = {
@@ -347,7 +376,7 @@ def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparat
     reasons = []
     on_all = True
     for a in ind + ctl:
-        arm_rows = [x for x in rows if x["arm_id"] == a["arm_id"] and x["value_kind"] != "contrast"]
+        arm_rows = [x for x in rows if x["arm_id"] == a["arm_id"] and x["value_kind"] != ValueKind.CONTRAST]
         arm, on, why = _arm_change(arm_rows, a, inst, r, r_note)
         if arm is None:
             reasons.append(why)
@@ -355,7 +384,7 @@ def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparat
             got[a["arm_id"]] = arm
             on_all = on_all and on
     if all(a["arm_id"] in got for a in ind + ctl):
-        if study.get("design") == "cluster":
+        if study.get("design") == Design.CLUSTER:
             for arm in got.values():
                 de = float(handbook.design_effect(study["mean_cluster_size"], study["icc"]))
                 arm.notes.append(f"{'+'.join(arm.arm_ids)}: effective n = n / {de:.3g} (design effect, Handbook 23.1.4)")
@@ -398,7 +427,7 @@ def _split_pairs(named, ind, ctl):
 
 def _contrast_rows(base, rows, ind, ctl, inst, inst_note, arms, reasons):
     ids_i, ids_c = {a["arm_id"] for a in ind}, {a["arm_id"] for a in ctl}
-    cons = [x for x in rows if x["value_kind"] == "contrast" and x["arm_id"] in ids_i
+    cons = [x for x in rows if x["value_kind"] == ValueKind.CONTRAST and x["arm_id"] in ids_i
             and x["comparator_arm_id"] in ids_c]
     usable = [x for x in cons if _usable(x)]
     if not usable:
@@ -415,7 +444,7 @@ def _contrast_rows(base, rows, ind, ctl, inst, inst_note, arms, reasons):
             reasons.append(f"contrast {x['arm_id']} vs {x['comparator_arm_id']}: no n or no spread")
             continue
         g, v, how = eff
-        if base.get("design") == "cluster":
+        if base.get("design") == Design.CLUSTER:
             how += "; cluster trial: the contrast's CI is taken as reported (assumed to allow for clustering)"
         ctrl = arms_by_id[x["comparator_arm_id"]]
         out.append({

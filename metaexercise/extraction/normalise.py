@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from metaexercise.extraction.instruments import Instrument
+from metaexercise.extraction.schema import ReportedAs
 
 
 def _factor(instrument: Instrument) -> float:
@@ -50,9 +51,9 @@ def orient_difference(d, instrument: Instrument, reported_as: str):
     individualized minus control). `reported_as="improvement"` means positive = improvement, i.e.
     the opposite of the orientation for a higher-is-worse scale."""
     d = np.asarray(d, dtype=float)
-    if reported_as == "scale":
+    if reported_as == ReportedAs.SCALE:
         out = d
-    elif reported_as == "improvement":
+    elif reported_as == ReportedAs.IMPROVEMENT:
         out = -d if instrument.higher_is_worse else d
     else:
         raise ValueError(f"orientation {reported_as!r} cannot be converted (expected 'scale' or 'improvement')")

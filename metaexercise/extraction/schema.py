@@ -17,7 +17,10 @@ Sheets (one CSV file each in `extraction/`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
+
+from metaexercise.vocabulary import RobDomain, RobJudgement, codes
 
 ColumnType = Literal["str", "int", "float", "bool", "code"]
 
@@ -64,8 +67,88 @@ class Sheet:
 
 
 # ---------------------------------------------------------------------------------------------- codes
-DESIGNS = ("parallel", "cluster")
-INCLUSION_STATUSES = ("included", "excluded", "included without usable data", "candidate (not verified)")
+# Each coded column's allowed values, defined once: an enum where code elsewhere compares against a value
+# (members are strings, so `row["arm_role"] == ArmRole.CONTROL` reads the sheets' own text), a tuple of
+# values (`codes(...)`) for the column definitions, the template and messages.
+
+
+class Design(StrEnum):
+    """Randomisation unit (`studies.design`)."""
+
+    PARALLEL = "parallel"
+    CLUSTER = "cluster"
+
+
+class InclusionStatus(StrEnum):
+    """The review's decision on a study (`studies.inclusion_status`)."""
+
+    INCLUDED = "included"
+    EXCLUDED = "excluded"
+    INCLUDED_WITHOUT_DATA = "included without usable data"
+    CANDIDATE = "candidate (not verified)"
+
+
+class ArmRole(StrEnum):
+    """Individualized exercise arm or control arm (`arms.arm_role`)."""
+
+    INDIVIDUALIZED = "individualized"
+    CONTROL = "control"
+    UNCLEAR = "unclear"
+
+
+class ControlType(StrEnum):
+    """The type of a control arm (`arms.control_type`)."""
+
+    ACTIVE_EXERCISE = "active exercise"
+    USUAL_CARE_OR_ADVICE = "usual care or advice"
+    PASSIVE = "passive"
+    TRUE_CONTROL = "true control"
+    MEDICATION = "medication"
+
+
+class Outcome(StrEnum):
+    """An outcome domain (`outcomes.outcome`, and the instruments' `outcome`)."""
+
+    PAIN = "pain"
+    DISABILITY = "disability"
+    QUALITY_OF_LIFE = "quality of life"
+    WORK_ABSENCE = "work absence"
+
+
+class ValueKind(StrEnum):
+    """What an outcome row holds (`outcomes.value_kind`)."""
+
+    BASELINE = "baseline"
+    FINAL = "final"
+    CHANGE = "change"
+    CONTRAST = "contrast"
+
+
+class ReportedAs(StrEnum):
+    """Orientation of a printed value (`outcomes.reported_as`; see the column's description)."""
+
+    SCALE = "scale"
+    IMPROVEMENT = "improvement"
+    UNCLEAR = "unclear"
+
+
+class ContrastMeasure(StrEnum):
+    """The measure of a contrast row (`outcomes.contrast_measure`)."""
+
+    MD = "MD"
+    SMD = "SMD"
+
+
+class AsPrintedUse(StrEnum):
+    """How a row kept as printed is used (`outcomes.as_printed_use`; blank = exclude)."""
+
+    EXCLUDE = "exclude"
+    USE = "use"
+    NEGATE = "negate"
+
+
+DESIGNS = codes(Design)
+INCLUSION_STATUSES = codes(InclusionStatus)
 INTERVENTION_TYPES = (
     "mixed",
     "sensorimotor/motor control",
@@ -77,21 +160,16 @@ INTERVENTION_TYPES = (
     "other",
 )
 PSYCH_COMPONENTS = ("none", "CBT", "behavioural", "other")
-ARM_ROLES = ("individualized", "control", "unclear")
-CONTROL_TYPES = ("active exercise", "usual care or advice", "passive", "true control", "medication")
-OUTCOMES = ("pain", "disability", "quality of life", "work absence")
-VALUE_KINDS = ("baseline", "final", "change", "contrast")
-REPORTED_AS = ("scale", "improvement", "unclear")
-CONTRAST_MEASURES = ("MD", "SMD")
-AS_PRINTED_USES = ("exclude", "use", "negate")
-ROB_DOMAINS = (
-    "sequence generation",
-    "allocation concealment",
-    "blinding",
-    "incomplete outcome data",
-    "selective reporting",
-)
-ROB_JUDGEMENTS = ("low", "some concerns", "high")
+ARM_ROLES = codes(ArmRole)
+CONTROL_TYPES = codes(ControlType)
+OUTCOMES = codes(Outcome)
+VALUE_KINDS = codes(ValueKind)
+REPORTED_AS = codes(ReportedAs)
+CONTRAST_MEASURES = codes(ContrastMeasure)
+AS_PRINTED_USES = codes(AsPrintedUse)
+#: The review's five risk-of-bias domains and the judgements (`metaexercise.vocabulary`: figures draw them).
+ROB_DOMAINS = codes(RobDomain)
+ROB_JUDGEMENTS = codes(RobJudgement)
 
 # ---------------------------------------------------------------------------------------------- sheets
 _PROVENANCE = (

@@ -16,15 +16,38 @@ import zipfile
 from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
 
 from metaexercise.errors import ExtractionError
 from metaexercise.extraction.instruments import Registry, load_registry
-from metaexercise.extraction.schema import FALSE_WORDS, SHEETS, TRUE_WORDS, Column, Sheet, csv_name
+from metaexercise.extraction.schema import (
+    FALSE_WORDS,
+    SHEETS,
+    TRUE_WORDS,
+    ArmRole,
+    Column,
+    Design,
+    InclusionStatus,
+    ReportedAs,
+    Sheet,
+    ValueKind,
+    csv_name,
+)
 
 PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "problem", "severity")
+
+
+class Severity(StrEnum):
+    """How bad a problem (extraction sheets) or a finding (`metaexercise.review.audit`) is: an ``error``
+    makes the data unusable as they stand, a ``warning`` asks for a look, ``info`` is never reported."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
 #: Workbook sheets that the template writes for people, not data; never reported as extra.
 HELPER_SHEETS = ("README", "Instruments", "lists")
 #: An estimate further than this fraction of its CI's width from the CI's centre breaks the "CI is
@@ -68,10 +91,11 @@ class _Raw:
 class _Problems:
     items: list[dict] = field(default_factory=list)
 
-    def add(self, file, sheet, row, column, value, problem, severity="error") -> None:
+    def add(self, file, sheet, row, column, value, problem, severity: Severity = Severity.ERROR) -> None:
         self.items.append(
             {"file": str(file), "sheet": sheet, "row": row, "column": column,
-             "value": "" if value is None else str(value), "problem": problem, "severity": severity}
+             "value": "" if value is None else str(value), "problem": problem,
+             "severity": Severity(severity).value}
         )
 
     def frame(self) -> pd.DataFrame:
@@ -170,7 +194,8 @@ def _read_workbook(path: Path, out: _Problems) -> dict[str, _Raw]:
     for name in values.sheetnames:
         if name not in known and name not in HELPER_SHEETS:
             out.add(path, name, None, None, None,
-                    f"extra sheet {name!r} ignored; expected sheets: {', '.join(sorted(known))}", "warning")
+                    f"extra sheet {name!r} ignored; expected sheets: {', '.join(sorted(known))}",
+                    Severity.WARNING)
     raws: dict[str, _Raw] = {}
     for sh in SHEETS:
         if sh.name not in values.sheetnames:
@@ -188,7 +213,7 @@ def _read_worksheet(path: Path, ws, ws_formulas, out: _Problems) -> _Raw | None:
         top = ws.cell(rng.min_row, rng.min_col).value
         out.add(path, ws.title, rng.min_row, None, rng.coord,
                 f"merged cells {rng.coord}: the top-left value is used for every cell of the range; "
-                "unmerge them", "warning")
+                "unmerge them", Severity.WARNING)
         for r in range(rng.min_row, rng.max_row + 1):
             for c in range(rng.min_col, rng.max_col + 1):
                 if r - 1 < len(grid) and c - 1 < len(grid[r - 1]):
@@ -204,7 +229,8 @@ def _read_worksheet(path: Path, ws, ws_formulas, out: _Problems) -> _Raw | None:
                             "in Excel or LibreOffice, or type the value")
                 else:
                     out.add(path, ws.title, cell.row, None, cell.value,
-                            f"cell {where} holds a formula; its saved value {cached!r} is read", "warning")
+                            f"cell {where} holds a formula; its saved value {cached!r} is read",
+                            Severity.WARNING)
     grid = [[_cell_text(v) for v in r] for r in grid]
     while grid and not any(grid[-1]):
         grid.pop()
@@ -340,7 +366,7 @@ class _Context:
     out: _Problems
     default_file: str
 
-    def report(self, sheet: str, row, column, value, problem, severity="error") -> None:
+    def report(self, sheet: str, row, column, value, problem, severity: Severity = Severity.ERROR) -> None:
         file = self.raws[sheet].file if sheet in self.raws else self.default_file
         self.out.add(file, sheet, None if row is None or pd.isna(row) else int(row), column, value, problem,
                      severity)
@@ -405,11 +431,11 @@ def _check_references(ctx: _Context) -> None:
             arm = getattr(r, col)
             if not _blank(arm) and (r.study_id, arm) not in known_arms:
                 ctx.report("outcomes", r.source_row, col, arm, f"refers to an arm not in arms for study {r.study_id}")
-        if r.value_kind == "contrast":
-            if roles.get((r.study_id, r.arm_id)) == "control":
+        if r.value_kind == ValueKind.CONTRAST:
+            if roles.get((r.study_id, r.arm_id)) == ArmRole.CONTROL:
                 ctx.report("outcomes", r.source_row, "arm_id", r.arm_id,
                            "a contrast's arm_id must be the individualized arm, this one is a control arm")
-            if roles.get((r.study_id, r.comparator_arm_id)) == "individualized":
+            if roles.get((r.study_id, r.comparator_arm_id)) == ArmRole.INDIVIDUALIZED:
                 ctx.report("outcomes", r.source_row, "comparator_arm_id", r.comparator_arm_id,
                            "a contrast's comparator_arm_id must be a control arm, this one is individualized")
 
@@ -417,9 +443,9 @@ def _check_references(ctx: _Context) -> None:
 def _check_studies(ctx: _Context) -> None:
     df = ctx.frames["studies"]
     for r in _rows(df):
-        if r.inclusion_status == "excluded" and _blank(r.exclusion_reason):
+        if r.inclusion_status == InclusionStatus.EXCLUDED and _blank(r.exclusion_reason):
             ctx.report("studies", r.source_row, "exclusion_reason", "", "an excluded study needs a reason")
-        if r.design == "cluster":
+        if r.design == Design.CLUSTER:
             for col in ("icc", "mean_cluster_size"):
                 if _blank(getattr(r, col)):
                     ctx.report("studies", r.source_row, col, "",
@@ -442,11 +468,11 @@ def _check_arms(ctx: _Context) -> None:
         for r in _rows(ctx.frames["studies"]):
             if not _blank(r.study_id) and r.study_id not in with_arms:
                 ctx.report("studies", r.source_row, "study_id", r.study_id,
-                           "no arms listed for this study in arms", "warning")
+                           "no arms listed for this study in arms", Severity.WARNING)
     for r in _rows(ctx.frames["arms"]):
-        if r.arm_role == "control" and _blank(r.control_type):
+        if r.arm_role == ArmRole.CONTROL and _blank(r.control_type):
             ctx.report("arms", r.source_row, "control_type", "", "a control arm needs its control_type")
-        if r.arm_role == "individualized" and not _blank(r.control_type):
+        if r.arm_role == ArmRole.INDIVIDUALIZED and not _blank(r.control_type):
             ctx.report("arms", r.source_row, "control_type", r.control_type,
                        "control_type is for control arms; this arm is individualized")
 
@@ -460,7 +486,7 @@ def _rule(ctx: _Context, r, column, value, problem) -> None:
     if _overridden(r):
         ctx.report("outcomes", r.source_row, column, value,
                    f"{problem} (kept as printed: {r.as_printed}; use = {r.as_printed_use or 'exclude'})",
-                   "warning")
+                   Severity.WARNING)
     else:
         ctx.report("outcomes", r.source_row, column, value,
                    f"{problem}; if the source prints it so, copy it and give the reason in as_printed")
@@ -482,7 +508,7 @@ def _check_outcome_row(ctx: _Context, r) -> None:
             ctx.report("outcomes", r.source_row, "instrument", r.instrument,
                        f"unknown instrument{_suggest(r.instrument, reg.known())}; known: {', '.join(reg.known())}"
                        "; add it to extraction/instruments.yaml")
-    contrast = r.value_kind == "contrast"
+    contrast = r.value_kind == ValueKind.CONTRAST
     if contrast:
         if _blank(r.comparator_arm_id):
             ctx.report("outcomes", r.source_row, "comparator_arm_id", "", "a contrast needs comparator_arm_id")
@@ -494,14 +520,14 @@ def _check_outcome_row(ctx: _Context, r) -> None:
         for col in ("comparator_arm_id", "contrast_measure", "n_individualized", "n_control"):
             if not _blank(getattr(r, col)):
                 ctx.report("outcomes", r.source_row, col, getattr(r, col), "only contrast rows have this column")
-    if r.value_kind == "baseline" and not _blank(r.timepoint_weeks) and r.timepoint_weeks != 0:
+    if r.value_kind == ValueKind.BASELINE and not _blank(r.timepoint_weeks) and r.timepoint_weeks != 0:
         ctx.report("outcomes", r.source_row, "timepoint_weeks", r.timepoint_weeks, "a baseline row has time point 0")
-    if r.reported_as == "improvement" and r.value_kind in ("baseline", "final"):
+    if r.reported_as == ReportedAs.IMPROVEMENT and r.value_kind in (ValueKind.BASELINE, ValueKind.FINAL):
         ctx.report("outcomes", r.source_row, "reported_as", r.reported_as,
                    "'improvement' describes changes and contrasts; a baseline or final value is 'scale'")
-    if r.reported_as == "unclear":
-        ctx.report("outcomes", r.source_row, "reported_as", "unclear",
-                   "orientation not stated by the source: reported, never pooled", "warning")
+    if r.reported_as == ReportedAs.UNCLEAR:
+        ctx.report("outcomes", r.source_row, "reported_as", r.reported_as,
+                   "orientation not stated by the source: reported, never pooled", Severity.WARNING)
     _check_numbers(ctx, r, inst, contrast)
 
 
@@ -520,7 +546,7 @@ def _check_numbers(ctx: _Context, r, inst, contrast: bool) -> None:
             _rule(ctx, r, "ci_low", f"{lo:g} to {hi:g}", "lower CI limit is not below the upper limit")
         elif not _blank(est) and not lo <= est <= hi:
             _rule(ctx, r, "mean", est, f"the CI {lo:g} to {hi:g} does not contain its estimate {est:g}")
-        elif not _blank(est) and (contrast or r.value_kind == "change"):
+        elif not _blank(est) and (contrast or r.value_kind == ValueKind.CHANGE):
             mid = (lo + hi) / 2
             if abs(est - mid) > CI_CENTRE_TOLERANCE * (hi - lo):
                 hint = " (the midpoint is the estimate with its sign flipped)" if abs(est + mid) <= 0.01 * (hi - lo) + 0.005 else ""
@@ -532,12 +558,13 @@ def _check_numbers(ctx: _Context, r, inst, contrast: bool) -> None:
     if inst is None or contrast:
         return
     scored = ("mean", "median", "q1", "q3", "minimum", "maximum")
-    if r.value_kind in ("baseline", "final"):
+    if r.value_kind in (ValueKind.BASELINE, ValueKind.FINAL):
         for c in scored:
             v = getattr(r, c)
             if not _blank(v) and not inst.contains(v):
                 _rule(ctx, r, c, v, f"{v:g} is outside the range of {inst.id} [{inst.minimum:g}, {inst.maximum:g}]")
-    elif r.value_kind == "change" and inst.has_range and not _blank(r.mean) and abs(r.mean) > inst.width:
+    elif (r.value_kind == ValueKind.CHANGE and inst.has_range and not _blank(r.mean)
+          and abs(r.mean) > inst.width):
         _rule(ctx, r, "mean", r.mean, f"a change of {r.mean:g} exceeds the width {inst.width:g} of {inst.id}")
 
 
@@ -545,16 +572,17 @@ def _check_outcomes(ctx: _Context) -> None:
     for r in _rows(ctx.frames["outcomes"]):
         before = len(ctx.out.items)
         _check_outcome_row(ctx, r)
-        if _overridden(r) and not any(p["severity"] == "warning" and "kept as printed" in p["problem"]
+        if _overridden(r) and not any(p["severity"] == Severity.WARNING and "kept as printed" in p["problem"]
                                       for p in ctx.out.items[before:]):
             ctx.report("outcomes", r.source_row, "as_printed", r.as_printed,
-                       f"kept as printed: {r.as_printed}; use = {r.as_printed_use or 'exclude'}", "warning")
+                       f"kept as printed: {r.as_printed}; use = {r.as_printed_use or 'exclude'}",
+                       Severity.WARNING)
 
 
 def _check_rob(ctx: _Context) -> None:
     rob = ctx.frames["risk_of_bias"]
     if rob.empty and "risk_of_bias" in ctx.raws:
-        ctx.report("risk_of_bias", None, None, None, "no risk-of-bias rows yet", "warning")
+        ctx.report("risk_of_bias", None, None, None, "no risk-of-bias rows yet", Severity.WARNING)
 
 
 # ---------------------------------------------------------------------------------------------- API
@@ -592,8 +620,8 @@ def format_problems(problems: pd.DataFrame) -> str:
     """The problem table as plain text, errors first."""
     if problems.empty:
         return "no problems"
-    order = problems.assign(_e=problems["severity"].ne("error")).sort_values(["_e", "file", "sheet", "row"],
-                                                                              kind="stable")
+    order = problems.assign(_e=problems["severity"].ne(Severity.ERROR)).sort_values(
+        ["_e", "file", "sheet", "row"], kind="stable")
     cols = ["severity", "file", "sheet", "row", "column", "value", "problem"]
     cells = order[cols].astype("string").fillna("").values.tolist()
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols[:-1])]
@@ -607,7 +635,7 @@ def load_extraction(path: str | Path, *, registry: Registry | None = None) -> Ex
     table) when anything is an error. Warnings are kept in `Extraction.problems`."""
     path = Path(path)
     frames, problems, registry = _collect(path, registry)
-    errors = problems[problems["severity"] == "error"]
+    errors = problems[problems["severity"] == Severity.ERROR]
     if not errors.empty:
         raise ExtractionError(
             f"{path}: {len(errors)} error(s) in the extraction sheets\n{format_problems(problems)}"

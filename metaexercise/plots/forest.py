@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib import transforms
 from matplotlib.patches import Polygon
 
+from metaexercise.plots.inputs import PooledEffect
 from metaexercise.plots.style import (
     DIAMOND,
     INK,
@@ -83,8 +84,10 @@ def overall_effect_text(fit) -> str:
 
 
 def _tau2_ci(fit):
-    """The Q-profile CI of tau^2 from `fit.confint()` (HeterogeneityCI.tau2 = (estimate, lb, ub)), or None
-    when it cannot be computed (e.g. k = 1 or a fixed tau^2)."""
+    """The Q-profile CI of tau^2: a `PooledEffect`'s stored one, else `fit.confint()` (HeterogeneityCI.tau2 =
+    (estimate, lb, ub)); None when it cannot be computed (e.g. k = 1 or a fixed tau^2)."""
+    if isinstance(fit, PooledEffect):
+        return fit.tau2_ci
     if fit.k < 2 or getattr(fit, "tau2_fixed", False):
         return None
     try:
@@ -107,11 +110,13 @@ def forest_plot(
     xlim: float = 2.0,
     ax=None,
 ):
-    """Draw the forest plot of `fit` (an RMAResult of an intercept-only model) and return the Figure.
+    """Draw the forest plot of `fit` and return the Figure. `fit` is a `PooledEffect` (the numbers
+    `metaexercise run` stores in results/; no fit object needed) or an intercept-only RMAResult.
 
     `studies` has one row per study in the fit's order: a `study` label and optionally the arms' `m1i`,
     `sd1i`, `n1i` (individualised) and `m2i`, `sd2i`, `n2i` (comparator) on the 0-10 scale. `tau2_ci` is the
-    Q-profile CI of tau^2; "auto" asks `fit.confint()`. `synthetic=True` stamps the replica banner.
+    Q-profile CI of tau^2; "auto" takes the PooledEffect's stored CI, or asks an RMAResult's `confint()`.
+    `synthetic=True` stamps the replica banner.
     """
     yi = np.asarray(fit.yi, dtype=float)
     vi = np.asarray(fit.vi, dtype=float)

@@ -44,7 +44,9 @@ def funnel_plot(
     synthetic: bool = False,
     ax=None,
 ):
-    """Draw the contour-enhanced funnel of `fit` (yi against sqrt(vi)) and return the Figure."""
+    """Draw the contour-enhanced funnel of `fit` (yi against sqrt(vi), a line at `fit.estimate`) and return the
+    Figure. `fit` is a `metaexercise.plots.inputs.PooledEffect` (results/ rows) or an RMAResult; `regtest` and
+    `ranktest` need only `zval` (or `tval`) / `tau` and `pval`."""
     yi = np.asarray(fit.yi, dtype=float)
     sei = np.sqrt(np.asarray(fit.vi, dtype=float))
     own = ax is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from metaexercise.plots.style import INK, figure_and_axes, styled
-from metaexercise.searches.prisma import FIRST_EDITION  # one place for the first edition's counts and source
 
 #: Keys of an update's counts (names after `search status --json` and the PRISMA2020 R package).
 UPDATE_KEYS = (
@@ -68,8 +67,7 @@ def check_update_counts(update: Mapping[str, int]) -> None:
 
 
 @styled
-def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[str, int | str] = FIRST_EDITION,
-                ax=None):
+def prisma_flow(update: Mapping[str, int] | None = None, *, previous: Mapping[str, int | str], ax=None):
     """Draw the PRISMA 2020 updated-review diagram; `update=None` (or an update with no records) shows the
     first edition's flow only. `update` is a mapping with `UPDATE_KEYS`, e.g. `PrismaCounts.to_dict()`."""
     if update is not None and not update.get("records_identified"):

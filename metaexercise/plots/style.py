@@ -20,9 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from metaexercise.atomic import atomic_path  # noqa: E402
+from metaexercise.vocabulary import SYNTHETIC_LABEL  # noqa: E402
 
-#: The label every figure drawn from synthetic rows carries (DESIGN.md, "The replica").
-SYNTHETIC_BANNER = "synthetic replica \u2014 not the trials' data"
+#: The label every figure drawn from synthetic rows carries (defined once, in metaexercise.vocabulary).
+SYNTHETIC_BANNER = SYNTHETIC_LABEL
 
 #: RevMan draws continuous-outcome squares in green; we keep black squares (prints in greyscale) and use
 #: colour only where it carries meaning (risk-of-bias judgements).

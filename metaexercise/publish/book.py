@@ -37,12 +37,12 @@ class BookBuild:
         return f"book built in {sum(self.seconds.values()):.1f} s ({steps}): {self.html / 'index.html'}"
 
 
-def _run_analyses(project: Project, source: str) -> None:
+def _run_analyses(project: Project, source: str, search_counter=None) -> None:
     try:
         from metaexercise.review.run import run_project
     except ImportError as exc:  # the analyses runner is a separate module of the package
         raise BookBuildError(f"cannot run the analyses: {exc}") from exc
-    run_project(project, source=source)
+    run_project(project, source=source, search_counter=search_counter)
 
 
 #: The simulation study shown on the methods page: the review preset (k = 32, I² ≈ 73 %, median n 121),
@@ -52,12 +52,11 @@ SIMULATION_SEED = 20211216
 
 
 def _run_simulation(project: Project) -> None:
-    """results/simulation.csv: the review preset through `run_simulation`, in this process (deterministic)."""
-    from metaexercise.atomic import write_text
-    from metaexercise.engine.simulate import review_preset, run_simulation
+    """results/simulation.csv: the review preset through `run_simulation`, in this process (deterministic;
+    `metaexercise.review.exhibits.write_simulation`)."""
+    from metaexercise.review.exhibits import write_simulation
 
-    result = run_simulation(review_preset(), SIMULATION_REPS, SIMULATION_SEED, scheduler="synchronous")
-    write_text(project.results / "simulation.csv", result.table.to_csv(index=False, lineterminator="\n"))
+    write_simulation(project, SIMULATION_REPS, SIMULATION_SEED)
 
 
 def _sphinx_main(book: str, output: str, jobs: str) -> int:
@@ -191,12 +190,15 @@ def _sphinx(project: Project, echo: Callable[[str], None]) -> Path:
 
 
 def build_book(project: Project, *, run_analyses: bool = True,
-               echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> BookBuild:
-    """Run every step, echoing progress, and return where the HTML is and how long each step took."""
+               echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+               search_counter: Callable | None = None) -> BookBuild:
+    """Run every step, echoing progress, and return where the HTML is and how long each step took.
+    `search_counter` counts the search update's PRISMA flow for the studies page
+    (`metaexercise.review.exhibits.SearchCounter`; the command line passes the searches wing's)."""
     steps: list[tuple[str, Callable[[], object]]] = []
     if run_analyses:
         steps += [
-            ("analyses (real extraction)", lambda: _run_analyses(project, "real")),
+            ("analyses (real extraction)", lambda: _run_analyses(project, "real", search_counter)),
             ("analyses (synthetic replica)", lambda: _run_analyses(project, "replica")),
             (f"simulation study (review preset, {SIMULATION_REPS} replicates)", lambda: _run_simulation(project)),
         ]

@@ -1,6 +1,9 @@
 """What the book's pages call: find the project, show a figure (saved as SVG and PNG, with download links),
-show a table (HTML-escaped, with a CSV download), and the banners. No analysis happens here: pages read
-`results/` and the extraction sheets and pass them to `metaexercise.plots`.
+show a table (HTML-escaped, with a CSV download), and the banners. No analysis happens here: pages read what
+`metaexercise run` wrote to `results/` (`results/replica/` for the synthetic replica; see
+`metaexercise.review.run` and `metaexercise.review.exhibits`) and the project's declared files
+(analyses/main.yaml, analyses/published.yaml, book/data/guidelines.yaml), and pass them to
+`metaexercise.plots`. Nothing here fits a model, reads an extraction sheet or a search folder.
 
 Pages run with the book folder as working directory; `metaexercise book` also sets METAEXERCISE_PROJECT.
 Files go to `book/generated/{figures,tables}/`, which Sphinx copies to `_static/` (see `_config.yml`).
@@ -18,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from metaexercise.atomic import write_text
-from metaexercise.plots.style import SYNTHETIC_BANNER, save_figure
+from metaexercise.plots.style import save_figure
 from metaexercise.review.project import Project
+from metaexercise.review.vocabulary import StatusKind
+from metaexercise.vocabulary import REAL, SYNTHETIC_LABEL, DataSource
 
 PROJECT_ENV = "METAEXERCISE_PROJECT"
 _STEM = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -101,7 +106,7 @@ def synthetic_banner() -> _HTML:
     """The replica banner shown at the top of every page that shows synthetic rows."""
     return _HTML(
         '<div class="admonition warning me-synthetic-banner"><p class="admonition-title">'
-        f"{escape(SYNTHETIC_BANNER.capitalize())}</p><p>Everything below is computed from the seeded "
+        f"{escape(SYNTHETIC_LABEL.capitalize())}</p><p>Everything below is computed from the seeded "
         "synthetic replica (studies <code>Replica-01</code> … <code>Replica-58</code>). It demonstrates the "
         "pipeline; it is not evidence about individualised exercise.</p></div>"
     )
@@ -112,22 +117,25 @@ def note(text: str, kind: str = "note") -> _HTML:
     return _HTML(f'<div class="admonition {escape(kind)}"><p>{escape(text)}</p></div>')
 
 
-def results_dir(source: str = "real") -> Path:
+def results_dir(source: str = REAL) -> Path:
     """results/ for the real extraction, results/replica/ for the synthetic replica."""
-    if source not in ("real", "replica"):
+    if source not in (REAL, DataSource.REPLICA):
         raise ValueError(f"source must be 'real' or 'replica', not {source!r}")
     res = project().results
-    return res if source == "real" else res / "replica"
+    return res if source == REAL else res / DataSource.REPLICA
 
 
-# ------------------------------------------------------------------------------------------ extraction
-def extraction(source: str = "real"):
-    """The extraction sheets: extraction/ (real) or replica/extraction/ (the seeded replica that
-    `metaexercise run` writes), as `metaexercise.review.run` reads them."""
-    from metaexercise.extraction.sheets import load_extraction
-    from metaexercise.review.run import extraction_folder
-
-    return load_extraction(extraction_folder(project(), "replica" if source == "replica" else "extraction"))
+# --------------------------------------------------------------------------------- results files
+def read_table(name: str, source: str = REAL, *, text: bool = False) -> pd.DataFrame:
+    """results/<name> (results/replica/<name> for the replica), as `metaexercise run` wrote it. `text=True`
+    reads every cell as text ("" where blank), so a value such as "NA" or "-0.67" stays as written."""
+    path = results_dir(source) / name
+    if not path.is_file():
+        command = "metaexercise run" + (f" --source {DataSource.REPLICA}" if DataSource.parse(source).synthetic else "")
+        raise FileNotFoundError(f"{path} missing; run `{command}` first")
+    if text:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return pd.read_csv(path)
 
 
 REVIEW_INCLUDED = 58
@@ -135,11 +143,11 @@ REVIEW_WITH_DATA = 53
 
 
 def coverage_banner() -> _HTML:
-    """Status of the real extraction against the review's 58 included studies (53 with data)."""
-    ex = extraction("real")
-    st = ex.studies
-    included = st[st["inclusion_status"].astype(str).str.startswith("included")]
-    with_data = sorted(set(ex.outcomes["study_id"]) & set(included["study_id"]))
+    """Status of the real extraction against the review's 58 included studies (53 with data), counted from
+    results/characteristics.csv."""
+    st = read_table("characteristics.csv", REAL, text=True)
+    included = st[st["status"].str.startswith("included")]
+    with_data = sorted(set(included.loc[included["outcome_rows"].astype(int) > 0, "study_id"]))
     return _HTML(
         '<div class="admonition important me-status"><p class="admonition-title">Data status</p>'
         f"<p>Real extraction: <strong>{len(included)}</strong> of the review's {REVIEW_INCLUDED} included "
@@ -176,43 +184,37 @@ def links_table(frame: pd.DataFrame, stem: str, caption: str, link_column: str =
     )
 
 
-def characteristics(source: str = "real") -> pd.DataFrame:
-    """Study characteristics from the studies and arms sheets (one row per study)."""
-    ex = extraction(source)
-    st = ex.studies.copy()
-    arms = ex.arms
-    n_by_study = arms.groupby("study_id")["n_randomised"].sum(min_count=1)
-    ctrl = (arms[arms["arm_role"] == "control"].groupby("study_id")["control_type"]
-            .agg(lambda s: "; ".join(sorted({str(x) for x in s if pd.notna(x)}))))
-    outcomes = ex.outcomes.groupby("study_id").size()
-    out = pd.DataFrame({
-        "study": st["first_author"].astype(str) + " " + st["year"].astype("string").fillna(""),
-        "status": st["inclusion_status"],
-        "n randomised": st["study_id"].map(n_by_study),
-        "individualised exercise": st["intervention_type"],
-        "psychological component": st["psych_component"],
-        "controls": st["study_id"].map(ctrl),
-        "training weeks": st["training_weeks"],
-        "outcome rows": st["study_id"].map(outcomes).fillna(0).astype(int),
-        "overall RoB": st["rob_overall"],
-        "source": st["source"],
-    })
+#: Columns of results/characteristics.csv and their headings on the pages.
+_CHARACTERISTICS = {"study": "study", "status": "status", "n_randomised": "n randomised",
+                    "intervention_type": "individualised exercise", "psych_component": "psychological component",
+                    "controls": "controls", "training_weeks": "training weeks", "outcome_rows": "outcome rows",
+                    "rob_overall": "overall RoB", "source": "source"}
+
+
+def characteristics(source: str = REAL) -> pd.DataFrame:
+    """Study characteristics (results/characteristics.csv: one row per study of the sheets)."""
+    st = read_table("characteristics.csv", source, text=True)
+    out = st[list(_CHARACTERISTICS)].replace("", np.nan).rename(columns=_CHARACTERISTICS)
+    out["n randomised"] = pd.to_numeric(out["n randomised"]).astype("Int64")
+    out["training weeks"] = pd.to_numeric(out["training weeks"]).astype(float)
+    out["outcome rows"] = out["outcome rows"].astype(int)
     return out
 
 
 def prisma_update() -> dict | None:
-    """PRISMA counts of the search update in searches/ (None when nothing has been imported)."""
-    from metaexercise.searches.store import SearchFolder
-    from metaexercise.searches.workflow import run_status
+    """PRISMA counts of the search update (results/prisma_update.json, which `metaexercise run` writes when the
+    project has a searches/ folder and the command line hands it the searches wing's counter); None when there
+    is none or nothing has been imported."""
+    import json
 
-    folder = project().searches
-    if not folder.is_dir():
+    path = results_dir(REAL) / "prisma_update.json"
+    if not path.is_file():
         return None
-    counts = run_status(SearchFolder(folder)).to_dict()
+    counts = json.loads(path.read_text(encoding="utf-8"))
     return counts if counts["records_identified"] else None
 
 
-def rob_weights(wide: pd.DataFrame, analysis_id: str, source: str = "real") -> tuple[pd.DataFrame, np.ndarray]:
+def rob_weights(wide: pd.DataFrame, analysis_id: str, source: str = REAL) -> tuple[pd.DataFrame, np.ndarray]:
     """The studies of `wide` that are in one analysis, with their REML weights there (robvis' weighted
     summary: the share of information at each judgement)."""
     _, st = _analysis(source, analysis_id)
@@ -221,16 +223,18 @@ def rob_weights(wide: pd.DataFrame, analysis_id: str, source: str = "real") -> t
     return used, weights.reindex(used.index).to_numpy(float)
 
 
-def rob_judgements(source: str = "real") -> pd.DataFrame | None:
-    """Risk-of-bias judgements, one row per study ("Author Year"), five domains + Overall; None if empty."""
-    from metaexercise.plots.rob import rob_wide
+def rob_judgements(source: str = REAL) -> pd.DataFrame | None:
+    """Risk-of-bias judgements (results/risk_of_bias.csv), one row per study ("Author Year"), five domains +
+    Overall, as `metaexercise.plots.rob` draws them; None if no study is rated."""
+    from metaexercise.plots.rob import OVERALL
 
-    ex = extraction(source)
-    if ex.risk_of_bias.empty:
+    wide = read_table("risk_of_bias.csv", source, text=True)
+    if wide.empty:
         return None
-    st = ex.studies.set_index("study_id")
-    labels = (st["first_author"].astype(str) + " " + st["year"].astype("string").fillna("")).to_dict()
-    return rob_wide(ex.risk_of_bias, st["rob_overall"], labels=labels)
+    wide = wide.drop(columns=["data", "study_id"]).set_index("study").rename(columns={"overall": OVERALL})
+    wide.index.name = None
+    wide.columns.name = "domain"
+    return wide
 
 
 # ------------------------------------------------------------------------------- published numbers
@@ -298,21 +302,20 @@ def threshold_table() -> pd.DataFrame:
 
 def vas_table() -> pd.DataFrame:
     """Each main contrast: the published SMD, the review's printed VAS difference (appendix G), and the SMD
-    re-expressed with the NRS common SD (metaexercise.review.vas.TYPICAL_SD), against the review's thresholds."""
-    from metaexercise.review.vas import TYPICAL_SD, to_vas
-
-    reg = registry()
-    sd, sd_source = TYPICAL_SD["NRS"]
+    re-expressed with the NRS common SD, against the review's thresholds (results/vas_published.csv, written
+    by `metaexercise run` with `metaexercise.review.vas`)."""
+    vas = read_table("vas_published.csv", REAL, text=True).set_index("contrast")
     rows = []
     for _, r in published_pooled().iterrows():
-        outcome = r["id"].split("_")[0]
-        mcid = [e for e in reg.for_contrast(r["id"], "points")]
-        vas = to_vas(outcome, r["estimate"], r["ci_lb"], r["ci_ub"], sd, sd_source)
+        if r["id"] not in vas.index:
+            continue
+        v = vas.loc[r["id"]]
+        points, lo, hi = (float(v[c]) for c in ("points", "points_ci_lb", "points_ci_ub"))
         rows.append({"contrast": r["label"], "SMD [95% CI] (published)": r["printed"],
                      "certainty (published)": r["certainty"],
-                     "VAS difference printed by the review": mcid[0].value.text if mcid and mcid[0].value else "",
-                     f"SMD x NRS common SD {sd:g} (points)": f"{vas.points:.2f} [{vas.ci_lb:.2f}, {vas.ci_ub:.2f}]",
-                     "threshold (points)": vas.threshold, "verdict": vas.verdict})
+                     "VAS difference printed by the review": v["vas_printed"],
+                     f"SMD x NRS common SD {float(v['sd']):g} (points)": f"{points:.2f} [{lo:.2f}, {hi:.2f}]",
+                     "threshold (points)": float(v["threshold"]), "verdict": v["verdict"]})
     return pd.DataFrame(rows)
 
 
@@ -329,7 +332,7 @@ class _TestShown:
     tau: float = float("nan")
 
 
-def read_results(source: str = "real") -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_results(source: str = REAL) -> tuple[pd.DataFrame, pd.DataFrame]:
     """results/analyses.csv and results/studies.csv (results/replica/ for the replica)."""
     folder = results_dir(source)
     missing = [p.name for p in (folder / "analyses.csv", folder / "studies.csv") if not p.is_file()]
@@ -349,16 +352,17 @@ def _analysis(source: str, analysis_id: str):
     return row, st
 
 
-def stored_fit(row: pd.Series, studies: pd.DataFrame):
-    """The fit behind a stored result, rebuilt from its stored yi/vi with its stored method (the plots need
-    the full object); checked against the stored estimate so the figure can never disagree with results/."""
-    from metaexercise.engine.model import rma
+def stored_pooled(analysis_id: str, studies: pd.DataFrame, source: str = REAL):
+    """What the forest and funnel plots draw of one fitted analysis: its row of results/forest.csv with the
+    studies that entered the fit (`metaexercise.plots.inputs.PooledEffect`)."""
+    from metaexercise.plots.inputs import PooledEffect
 
-    fit = rma(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float), method=str(row["method"]))
-    if not np.isclose(fit.estimate, float(row["estimate"]), rtol=1e-8, atol=1e-12):
-        raise ValueError(f"{row['analysis_id']}: refit estimate {fit.estimate!r} differs from results "
-                         f"{row['estimate']!r}; rebuild results/ with `metaexercise run`")
-    return fit
+    forest = read_table("forest.csv", source)
+    rows = forest[forest["analysis_id"] == analysis_id]
+    if rows.empty:
+        raise KeyError(f"{results_dir(source) / 'forest.csv'} has no analysis {analysis_id!r}; rebuild results/ "
+                       "with `metaexercise run`")
+    return PooledEffect.from_results(rows.iloc[0], studies)
 
 
 def _fmt(x, spec=".2f") -> str:
@@ -389,21 +393,21 @@ def contrast_summary(row: pd.Series, published=None) -> pd.DataFrame:
     return frame
 
 
-def contrast_report(analysis_id: str, source: str = "real") -> list:
+def contrast_report(analysis_id: str, source: str = REAL) -> list:
     """Everything a main-contrast page shows for one source: the numbers, forest, funnel and influence plots
     and the per-study table; or a note saying why the rows cannot support an analysis."""
     from metaexercise.plots.forest import forest_plot
     from metaexercise.plots.funnel import funnel_plot
     from metaexercise.plots.influence import influence_plot
 
-    synthetic = source == "replica"
+    synthetic = DataSource.parse(source).synthetic
     row, st = _analysis(source, analysis_id)
     tag = f"{analysis_id}_{source}"
-    what = "synthetic replica \u2014 not the trials' data" if synthetic else "real extraction"
-    if row["status"] != "ok":
+    what = DataSource.parse(source).description
+    if row["status"] != StatusKind.OK:
         return [note(f"{what.capitalize()}: {row['status']}. The real rows cannot support this analysis, so no "
                      "number is shown." if not synthetic else f"{what}: {row['status']}", "warning")]
-    fit = stored_fit(row, st)
+    fit = stored_pooled(analysis_id, st, source)
     comparator = COMPARATOR_NAMES.get(str(row["comparator"]), str(row["comparator"]))
     published = None
     if not synthetic:  # the replica is never set beside the published numbers: agreement is built in
@@ -453,7 +457,7 @@ def reproduced_vs_published() -> pd.DataFrame:
     REAL extraction only. Where the real rows cannot support the analysis, `ours` says why and shows no number.
     `within rounding` says whether our value lies in the interval the printed digits allow."""
     reg = registry()
-    analyses, _ = read_results("real")
+    analyses, _ = read_results(REAL)
     by_id = analyses.set_index("analysis_id")
     rows = []
     for e in reg.entries:
@@ -469,7 +473,7 @@ def reproduced_vs_published() -> pd.DataFrame:
                "published": _printed_summary(printed)}
         if analysis not in by_id.index:
             row.update(ours="not an analysis in analyses/*.yaml", difference="", within_rounding="")
-        elif by_id.loc[analysis, "status"] != "ok":
+        elif by_id.loc[analysis, "status"] != StatusKind.OK:
             row.update(ours=f"cannot be computed from the real rows: {by_id.loc[analysis, 'status']}",
                        difference="", within_rounding="")
         else:
@@ -513,7 +517,7 @@ def main_ids() -> list[str]:
     return [cid for cid, _ in main_contrasts()]
 
 
-def scenario_table(source: str = "real", prefix: str = "sens_", ids: list[str] | None = None) -> pd.DataFrame:
+def scenario_table(source: str = REAL, prefix: str = "sens_", ids: list[str] | None = None) -> pd.DataFrame:
     """The sensitivity scenarios (ids starting with `prefix`, or the given `ids`) from results/analyses.csv."""
     analyses, _ = read_results(source)
     pick = analyses["analysis_id"].isin(ids) if ids is not None else analyses["analysis_id"].astype(str).str.startswith(prefix)
@@ -523,18 +527,18 @@ def scenario_table(source: str = "real", prefix: str = "sens_", ids: list[str] |
     return sens[[c for c in cols if c in sens]].reset_index(drop=True)
 
 
-def scenario_forest(source: str = "real", prefix: str = "sens_", ids: list[str] | None = None):
+def scenario_forest(source: str = REAL, prefix: str = "sens_", ids: list[str] | None = None):
     """Forest of the scenario estimates that could be computed (None when none could)."""
     from metaexercise.plots.pooled import pooled_forest
 
     tab = scenario_table(source, prefix, ids)
-    ok = tab[tab["status"] == "ok"]
+    ok = tab[tab["status"] == StatusKind.OK]
     if ok.empty:
         return None
-    return pooled_forest(ok[["label", "k", "estimate", "ci_lb", "ci_ub", "I2"]], synthetic=source == "replica")
+    return pooled_forest(ok[["label", "k", "estimate", "ci_lb", "ci_ub", "I2"]], synthetic=DataSource.parse(source).synthetic)
 
 
-def metareg_table(source: str = "real") -> pd.DataFrame:
+def metareg_table(source: str = REAL) -> pd.DataFrame:
     """results/metareg.csv: one row per coefficient of each meta-regression."""
     path = results_dir(source) / "metareg.csv"
     if not path.is_file():
@@ -542,48 +546,41 @@ def metareg_table(source: str = "real") -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def metareg_bubbles(analysis_id: str, source: str = "real") -> list:
-    """Bubble plots of a meta-regression against each numeric moderator. The fit is rebuilt from the
-    package's own comparison and moderator functions and checked against results/metareg.csv."""
-    from metaexercise.engine.model import rma
+def metareg_bubbles(analysis_id: str, source: str = REAL) -> list:
+    """Bubble plots of a meta-regression against each numeric moderator, from results/bubble_studies.csv and
+    bubble_lines.csv (`metaexercise run` evaluates the fitted line there) and the slopes in metareg.csv."""
     from metaexercise.plots.bubble import bubble_plot
-    from metaexercise.review.analyses import comparisons_for, moderator_frame
-    from metaexercise.review.specs import load_specs
+    from metaexercise.plots.inputs import BubbleData
 
     stored = metareg_table(source)
     stored = stored[stored["analysis_id"] == analysis_id]
-    if stored.empty or (stored["status"] != "ok").all():
+    if stored.empty or (stored["status"] != StatusKind.OK).all():
         why = "no coefficients stored" if stored.empty else str(stored["status"].iloc[0])
         return [note(f"{analysis_id}: {why}", "warning")]
-    spec = next(s for s in load_specs(project().analyses) if s.id == analysis_id)
-    comps = comparisons_for(spec, extraction(source))
-    mods = moderator_frame(spec, comps)
-    keep = mods.notna().all(axis=1).to_numpy()
-    comps, mods = comps[keep].reset_index(drop=True), mods[keep].reset_index(drop=True)
-    terms = [t for t in stored["term"] if t != "intrcpt"]
-    mods = mods[[t for t in terms if t in mods]]
-    fit = rma(comps["yi"].to_numpy(float), comps["vi"].to_numpy(float), mods=mods.to_numpy(float),
-              method=spec.model.method)
-    expected = stored.set_index("term")["estimate"].reindex(["intrcpt", *mods.columns]).to_numpy(float)
-    if not np.allclose(fit.beta, expected, rtol=1e-6, atol=1e-9):
-        raise ValueError(f"{analysis_id}: rebuilt coefficients differ from results/metareg.csv")
-    labels = {m.name: m.label or m.name for m in spec.moderators}
+    points = read_table("bubble_studies.csv", source)
+    lines = read_table("bubble_lines.csv", source)
+    points = points[points["analysis_id"] == analysis_id]
+    lines = lines[lines["analysis_id"] == analysis_id]
+    coef = stored.set_index("term")
+    label = str(stored["label"].iloc[0])
     out = []
-    for j, name in enumerate(mods.columns, start=1):
-        if set(np.unique(mods[name])) <= {0.0, 1.0}:
-            continue  # indicators: a bubble plot of two columns says little; the table has them
-        out.append(figure(bubble_plot(fit, j, xlabel=labels.get(name, name), synthetic=source == "replica"),
+    for name in points["term"].drop_duplicates():
+        pts = points[points["term"] == name]
+        moderator = str(pts["moderator"].iloc[0])
+        data = BubbleData.from_results(pts, lines[lines["term"] == name], coef.loc[name, "estimate"],
+                                       coef.loc[name, "pval"], coef.loc[name, "k"], moderator)
+        out.append(figure(bubble_plot(data, xlabel=moderator, synthetic=DataSource.parse(source).synthetic),
                           f"bubble_{analysis_id}_{name}_{source}".lower(),
-                          f"{spec.label}: effect against {labels.get(name, name)}"
-                          + (" (synthetic replica \u2014 not the trials' data)" if source == "replica" else "")))
+                          f"{label}: effect against {moderator}"
+                          + (f" ({SYNTHETIC_LABEL})" if DataSource.parse(source).synthetic else "")))
     return out
 
 
 # ------------------------------------------------------------------------------------------- GRADE
-def grade_report(source: str = "real") -> list:
+def grade_report(source: str = REAL) -> list:
     """The summary-of-findings table (results/sof.csv) and the domain-by-domain ratings (results/grade.csv)
     that `metaexercise run` wrote with `metaexercise.review.grade`."""
-    what = "synthetic replica \u2014 not the trials' data" if source == "replica" else "real extraction"
+    what = DataSource.parse(source).description
     folder = results_dir(source)
     out = []
     for name, caption in (("sof", "Summary of findings"), ("grade", "GRADE domains: suggestion, judgement, rating")):
@@ -599,17 +596,22 @@ def grade_report(source: str = "real") -> list:
 
 
 def validation_report() -> list:
-    """The metafor-agreement table (metaexercise.engine.validation) from tests/reference/, or a note when this
-    project has no reference fixtures."""
-    from metaexercise.engine.validation import metafor_agreement
-
-    reference = project().root / "tests" / "reference"
-    if not (reference / "rma.json").is_file():
-        return [note(f"No metafor reference fixtures in {reference.name}/ of this project, so the engine's "
-                     "agreement with metafor is not shown.", "warning")]
-    agreement = metafor_agreement(reference)
-    return [note(agreement.summary()),
-            table(agreement.to_frame(), "metafor_agreement", "Largest differences from metafor 3.8-1, per quantity",
+    """The metafor-agreement table (results/validation.csv: `metaexercise run` refits the project's reference
+    fixtures with `metaexercise.engine.validation`), or a note when this project has none."""
+    path = results_dir(REAL) / "validation.csv"
+    if not path.is_file():
+        return [note(f"No metafor reference fixtures in {project().reference_folder}/ of this project, so "
+                     "`metaexercise run` wrote no results/validation.csv and the engine's agreement with metafor "
+                     "is not shown.", "warning")]
+    agreement = pd.read_csv(path)
+    first = agreement.iloc[0]
+    summary = (f"{int(first['fits'])} metafor results compared ({first['files']}); largest relative difference "
+               f"{agreement['max_rel_diff'].max():.2e}; {int(first['failed_fits'])} fits could not be refitted. "
+               f"Read from results/validation.csv, which `metaexercise run` wrote from the fixtures in "
+               f"{first['reference']}/.")
+    shown = agreement[["quantity", "comparisons", "max_abs_diff", "max_rel_diff", "worst_case"]]
+    return [note(summary),
+            table(shown, "metafor_agreement", "Largest differences from metafor 3.8-1, per quantity",
                   float_format="{:.2e}")]
 
 

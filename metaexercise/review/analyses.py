@@ -12,7 +12,8 @@ Comparisons come from `metaexercise.extraction.comparisons.build_comparisons` (f
 0–10 scale, multi-arm trials combined so no participant counts twice in one analysis). The comparator
 class "active" is the control type "active exercise"; "passive" is every other control type (passive,
 usual care or advice, true control, medication), as the review's "passive treatments, true control, and
-usual care". A meta-regression over both classes ("any") stacks the two classes' comparisons, so a
+usual care" (`metaexercise.review.vocabulary.COMPARATOR_TYPES`). A meta-regression over both classes ("any")
+stacks the two classes' comparisons, so a
 three-arm study's individualized arm appears once per class, as in the review's regression on
 "comparator active vs passive".
 
@@ -22,6 +23,7 @@ Real and synthetic (replica) rows are never pooled together: `check_not_mixed` r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,16 +35,12 @@ from metaexercise.engine.model import RMAResult, rma
 from metaexercise.errors import ExtractionError
 from metaexercise.extraction.comparisons import build_comparisons
 from metaexercise.extraction.normalise import spread_to_0_10
+from metaexercise.extraction.schema import ValueKind
 from metaexercise.extraction.sheets import Extraction
-from metaexercise.review.replica import LABEL as REPLICA_LABEL
 from metaexercise.review.specs import AnalysisSpec
-from metaexercise.review.vas import OUTCOME_TYPICAL_SD, TYPICAL_SD, VasEffect, pooled_sd, to_vas
-
-#: Control types in each comparator class (codes of `metaexercise.extraction.schema.CONTROL_TYPES`).
-COMPARATOR_TYPES: dict[str, tuple[str, ...]] = {
-    "active": ("active exercise",),
-    "passive": ("usual care or advice", "passive", "true control", "medication"),
-}
+from metaexercise.review.vas import OUTCOME_TYPICAL_SD, TYPICAL_SD, VasEffect, Verdict, pooled_sd, to_vas
+from metaexercise.review.vocabulary import COMPARATOR_TYPES, AnalysisKind, AnalysisStatus, ComparatorClass
+from metaexercise.vocabulary import SYNTHETIC_LABEL
 
 #: Columns of analyses.csv, in order.
 ANALYSIS_COLUMNS = (
@@ -70,7 +68,7 @@ class AnalysisResult:
     """Everything one spec produced. `fit` is None when there were too few comparisons (see `status`)."""
 
     spec: AnalysisSpec
-    status: str
+    status: AnalysisStatus
     synthetic: bool
     studies: pd.DataFrame
     fit: RMAResult | None = None
@@ -85,10 +83,10 @@ class AnalysisResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status.ok
 
     def summary(self) -> str:
-        head = f"{self.spec.id}: {self.spec.label}" + (f" [{REPLICA_LABEL}]" if self.synthetic else "")
+        head = f"{self.spec.id}: {self.spec.label}" + (f" [{SYNTHETIC_LABEL}]" if self.synthetic else "")
         if not self.ok:
             return f"{head}\n{self.status}"
         body = self.regression.summary() if self.regression is not None else self.fit.summary()
@@ -98,8 +96,9 @@ class AnalysisResult:
         """This analysis as one row of analyses.csv."""
         s = self.spec
         row = {c: np.nan for c in ANALYSIS_COLUMNS}
-        row.update(analysis_id=s.id, label=s.label, kind=s.kind, outcome=s.outcome, comparator=s.comparator,
-                   window=s.window, status=self.status, synthetic=self.synthetic, method=s.model.method,
+        row.update(analysis_id=s.id, label=s.label, kind=str(s.kind), outcome=str(s.outcome),
+                   comparator=str(s.comparator), window=str(s.window), status=str(self.status),
+                   synthetic=self.synthetic, method=s.model.method,
                    filters="; ".join(f.describe() for f in s.filters) + ("; without outliers"
                                                                          if s.exclude_outliers else ""),
                    notes="; ".join(self.notes), outliers="; ".join(self.outliers),
@@ -118,10 +117,10 @@ class AnalysisResult:
             if self.ranktest is not None:
                 row.update(rank_tau=float(self.ranktest.tau), rank_p=float(self.ranktest.pval))
             lo, hi = float(fit.ci_lb[0]), float(fit.ci_ub[0])
-            row["meaningful"] = "probably meaningful" if (hi < 0 or lo > 0) else "not shown"
+            row["meaningful"] = str(Verdict.PROBABLY_MEANINGFUL if (hi < 0 or lo > 0) else Verdict.NOT_SHOWN)
             if self.vas is not None:
                 row.update(vas_points=self.vas.points, vas_ci_lb=self.vas.ci_lb, vas_ci_ub=self.vas.ci_ub,
-                           vas_sd=self.vas.sd, meaningful=self.vas.verdict)
+                           vas_sd=self.vas.sd, meaningful=str(self.vas.verdict))
         if self.regression is not None:
             reg = self.regression
             row.update(tau2=reg.tau2, I2=reg.I2, QE=reg.QE, QEp=reg.QEp)
@@ -141,13 +140,13 @@ def check_not_mixed(frame: pd.DataFrame, where: str) -> bool:
         fake = sorted(frame.loc[flags.to_numpy(), "study_id"].astype(str))[:5]
         raise ExtractionError(
             f"{where}: real studies ({', '.join(real)}, ...) and synthetic replica studies ({', '.join(fake)}, "
-            f"...) in one extraction. The {REPLICA_LABEL} is never pooled with real rows: keep it in its own "
-            "folder (replica/extraction) and run it with `metaexercise run --source replica`."
+            f"...) in one extraction. The {SYNTHETIC_LABEL} is never pooled with real rows: keep it in its "
+            "own "            "folder (replica/extraction) and run it with `metaexercise run --source replica`."
         )
     return bool(flags.all()) if len(flags) else False
 
 
-def _control_types(spec: AnalysisSpec, klass: str) -> set[str]:
+def _control_types(spec: AnalysisSpec, klass: ComparatorClass) -> set[str]:
     types = set(COMPARATOR_TYPES[klass])
     for f in spec.filters:
         if f.column == "control_type":
@@ -163,8 +162,7 @@ def comparisons_for(spec: AnalysisSpec, extraction: Extraction, cache: dict | No
     keeps for one extraction) reuses comparisons built for the same outcome, window and control types.
     """
     frames = []
-    classes = ("active", "passive") if spec.comparator == "any" else (spec.comparator,)
-    for klass in classes:
+    for klass in ComparatorClass(spec.comparator).classes:
         types = _control_types(spec, klass)
         if not types:
             continue
@@ -177,7 +175,7 @@ def comparisons_for(spec: AnalysisSpec, extraction: Extraction, cache: dict | No
             if cache is not None:
                 cache[key] = comp
         comp = comp.rename(columns={"comparator": "control_type"})
-        comp.insert(3, "comparator", klass)
+        comp.insert(3, "comparator", klass.value)
         frames.append(comp)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if frame.empty:
@@ -202,11 +200,18 @@ def comparisons_for(spec: AnalysisSpec, extraction: Extraction, cache: dict | No
     return frame
 
 
-def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: str) -> tuple[float, str]:
+class BaselineSD(NamedTuple):
+    """The patient-level SD (0–10 scale) that re-expresses an analysis's SMD in VAS points, and its source."""
+
+    sd: float
+    source: str
+
+
+def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: str) -> BaselineSD:
     """Pooled patient-level baseline SD on 0–10 over every arm of the analysis's comparisons
     (`metaexercise.review.vas.pooled_sd`), else the outcome's typical SD on 0–10 (`vas.OUTCOME_TYPICAL_SD`), else NaN."""
     o = extraction.outcomes
-    base = o[o["value_kind"].eq("baseline")]
+    base = o[o["value_kind"].eq(ValueKind.BASELINE)]
     sds, ns = [], []
     for _, c in comps.iterrows():
         arm_ids = {a for side in str(c["arms"]).split(" vs ") for a in side.split("+")}
@@ -220,11 +225,12 @@ def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: str) -> tu
                 sds.append(float(spread_to_0_10(float(r["sd"]), inst)))
                 ns.append(float(r["n"]))
     if sds:
-        return pooled_sd(sds, ns), f"pooled baseline SD of {len(sds)} arms (0-10 scale)"
+        return BaselineSD(pooled_sd(sds, ns), f"pooled baseline SD of {len(sds)} arms (0-10 scale)")
     if outcome in OUTCOME_TYPICAL_SD:
         sd, source = TYPICAL_SD[OUTCOME_TYPICAL_SD[outcome]]
-        return sd, f"typical SD of {OUTCOME_TYPICAL_SD[outcome]} 0-10 ({source}); no baseline SD reported"
-    return float("nan"), "no baseline SD reported and no typical SD for this outcome"
+        return BaselineSD(
+            sd, f"typical SD of {OUTCOME_TYPICAL_SD[outcome]} 0-10 ({source}); no baseline SD reported")
+    return BaselineSD(float("nan"), "no baseline SD reported and no typical SD for this outcome")
 
 
 def _diagnostics(fit: RMAResult) -> tuple[pd.DataFrame | None, object, object, list[str]]:
@@ -289,7 +295,7 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
         check_not_mixed(comps, spec.id)
     notes: list[str] = []
     if len(comps) < 2:
-        return AnalysisResult(spec, f"insufficient data (k={len(comps)})", synthetic,
+        return AnalysisResult(spec, AnalysisStatus.insufficient(len(comps)), synthetic,
                               _study_rows(spec, comps, None, None, set()) if len(comps) else
                               pd.DataFrame(columns=list(STUDY_COLUMNS)))
     m = spec.model
@@ -305,7 +311,7 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
             notes.append("no outliers: same as the main analysis")
         kept = comps.drop(index=sorted(excluded)).reset_index(drop=True)
         if len(kept) < 2:
-            return AnalysisResult(spec, f"insufficient data (k={len(kept)} without outliers)", synthetic,
+            return AnalysisResult(spec, AnalysisStatus.insufficient(len(kept), "without outliers"), synthetic,
                                   _study_rows(spec, comps, None, None, excluded), outliers=outliers)
         fit = rma(kept["yi"], kept["vi"], method=m.method, test=m.test, level=m.level)
         infl, eg, rk, more = _diagnostics(fit)
@@ -315,7 +321,8 @@ def run_meta_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | 
     if np.isfinite(sd):
         vas = to_vas(spec.outcome, fit.estimate, float(fit.ci_lb[0]), float(fit.ci_ub[0]), sd, sd_source)
     return AnalysisResult(
-        spec=spec, status="ok", synthetic=synthetic, studies=_study_rows(spec, comps, fit, infl, excluded),
+        spec=spec, status=AnalysisStatus.fitted(), synthetic=synthetic,
+        studies=_study_rows(spec, comps, fit, infl, excluded),
         fit=fit, regtest=eg, ranktest=rk, outliers=outliers, vas=vas, vas_sd=sd,
         vas_sd_source=sd_source, notes=tuple(notes),
     )
@@ -345,7 +352,8 @@ def run_meta_regression(spec: AnalysisSpec, extraction: Extraction, cache: dict 
     if len(comps):
         check_not_mixed(comps, spec.id)
     if comps.empty:
-        return AnalysisResult(spec, "insufficient data (k=0)", synthetic, pd.DataFrame(columns=list(STUDY_COLUMNS)))
+        return AnalysisResult(spec, AnalysisStatus.insufficient(0), synthetic,
+                              pd.DataFrame(columns=list(STUDY_COLUMNS)))
     mods = moderator_frame(spec, comps)
     complete = mods.notna().all(axis=1).to_numpy()
     notes = []
@@ -358,18 +366,20 @@ def run_meta_regression(spec: AnalysisSpec, extraction: Extraction, cache: dict 
                      "arm appears in both)")
     p = 1 + len(spec.moderators)
     if len(comps) <= p:
-        return AnalysisResult(spec, f"insufficient data (k={len(comps)} for {p} coefficients)", synthetic,
+        status = AnalysisStatus.insufficient(len(comps), f"for {p} coefficients")
+        return AnalysisResult(spec, status, synthetic,
                               _study_rows(spec, comps, None, None, set()), notes=tuple(notes))
     reg = metareg(comps["yi"], comps["vi"], mods, method=spec.model.method, level=spec.model.level)
     if reg.dropped:
         notes.append(f"dropped as constant or collinear: {', '.join(reg.dropped)}")
-    return AnalysisResult(spec, "ok", synthetic, _study_rows(spec, comps, None, None, set()), regression=reg,
+    return AnalysisResult(spec, AnalysisStatus.fitted(), synthetic,
+                          _study_rows(spec, comps, None, None, set()), regression=reg,
                           notes=tuple(notes))
 
 
 def run_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | None = None) -> AnalysisResult:
     """Dispatch on the spec's kind (`cache`: see `comparisons_for`)."""
-    if spec.kind == "meta-regression":
+    if spec.kind is AnalysisKind.META_REGRESSION:
         return run_meta_regression(spec, extraction, cache)
     return run_meta_analysis(spec, extraction, cache)
 
@@ -377,8 +387,8 @@ def run_analysis(spec: AnalysisSpec, extraction: Extraction, cache: dict | None 
 def metareg_rows(result: AnalysisResult) -> list[dict]:
     """A meta-regression result as rows of metareg.csv (one per coefficient; one status row if none)."""
     s = result.spec
-    base = {"analysis_id": s.id, "label": s.label, "outcome": s.outcome, "window": s.window,
-            "method": s.model.method, "status": result.status, "synthetic": result.synthetic,
+    base = {"analysis_id": s.id, "label": s.label, "outcome": str(s.outcome), "window": str(s.window),
+            "method": s.model.method, "status": str(result.status), "synthetic": result.synthetic,
             "k": len(result.studies)}
     reg = result.regression
     if reg is None:

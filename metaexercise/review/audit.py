@@ -25,11 +25,25 @@ from scipy import stats
 
 from metaexercise.atomic import write_text
 from metaexercise.errors import SpecError
-from metaexercise.review.published import Entry, Printed, Registry, load_published
+from metaexercise.extraction.comparisons import Window
+from metaexercise.extraction.sheets import Severity
+from metaexercise.review.published import (
+    BiasTest,
+    Claim,
+    Entry,
+    EntryKind,
+    Place,
+    Printed,
+    Registry,
+    RelationKind,
+    Scale,
+    load_published,
+)
+from metaexercise.vocabulary import codes
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("info", "warning", "error")
+SEVERITIES = codes(Severity)
 Z975 = stats.norm.ppf(0.975)
 
 
@@ -39,7 +53,7 @@ class Finding:
 
     label: str
     check: str
-    severity: str
+    severity: Severity
     detail: str
 
 
@@ -48,7 +62,8 @@ FINDING_COLUMNS = ("label", "check", "severity", "detail")
 
 def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:
     """Findings as a DataFrame with columns label, check, severity, detail."""
-    return pd.DataFrame([asdict(f) for f in findings], columns=list(FINDING_COLUMNS))
+    rows = [{**asdict(f), "severity": str(f.severity)} for f in findings]
+    return pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
 
 
 def _fmt(x: float) -> str:
@@ -69,7 +84,7 @@ def _disjoint(a_lo: float, a_hi: float, b_lo: float, b_hi: float) -> bool:
 
 
 def _scale(e: Entry) -> str:
-    return e.scale or "difference"
+    return e.scale or Scale.DIFFERENCE
 
 
 def _log_interval(p: Printed) -> tuple[float, float] | None:
@@ -88,11 +103,12 @@ def check_ci(entries: Iterable[Entry]) -> list[Finding]:
     """
     out = []
     for e in entries:
-        if e.kind != "effect":
+        if e.kind != EntryKind.EFFECT:
             continue
         est, lb, ub = e.estimate, e.ci_lb, e.ci_ub
         if lb.lo > ub.hi:
-            out.append(Finding(e.id, "ci_order", "error", f"lower bound {lb.text} > upper bound {ub.text}"))
+            out.append(Finding(e.id, "ci_order", Severity.ERROR,
+                               f"lower bound {lb.text} > upper bound {ub.text}"))
             continue
         if est.hi < lb.lo or est.lo > ub.hi:
             side = "below the lower bound" if est.hi < lb.lo else "above the upper bound"
@@ -100,13 +116,13 @@ def check_ci(entries: Iterable[Entry]) -> list[Finding]:
                 Finding(
                     e.id,
                     "estimate_outside_ci",
-                    "error",
+                    Severity.ERROR,
                     f"estimate {_iv(est)} lies {side} of its CI [{lb.text}, {ub.text}] "
                     f"(lower {_iv(lb)}, upper {_iv(ub)}); a minus sign may have been lost",
                 )
             )
             continue
-        if _scale(e) == "ratio":
+        if _scale(e) == Scale.RATIO:
             ivs = [_log_interval(x) for x in (est, lb, ub)]
             if any(v is None for v in ivs):
                 continue
@@ -128,7 +144,7 @@ def check_ci(entries: Iterable[Entry]) -> list[Finding]:
                 Finding(
                     e.id,
                     "estimate_off_centre",
-                    "warning",
+                    Severity.WARNING,
                     f"{what}; estimate - centre lies in [{_fmt(d_lo)}, {_fmt(d_hi)}] over all values the printed "
                     f"rounding allows, so at least {_fmt(gap)} off centre: not a symmetric Wald CI "
                     f"around this estimate",
@@ -138,33 +154,33 @@ def check_ci(entries: Iterable[Entry]) -> list[Finding]:
 
 
 def _null(e: Entry) -> float:
-    return 1.0 if _scale(e) == "ratio" else 0.0
+    return 1.0 if _scale(e) == Scale.RATIO else 0.0
 
 
 def check_claim(entries: Iterable[Entry]) -> list[Finding]:
     """A claim of an effect (or of none) must agree with whether the 95% CI excludes the null."""
     out = []
     for e in entries:
-        if e.kind != "effect" or not e.claim:
+        if e.kind != EntryKind.EFFECT or not e.claim:
             continue
         null = _null(e)
         surely_excludes = e.ci_ub.hi < null or e.ci_lb.lo > null
         surely_includes = e.ci_lb.hi < null < e.ci_ub.lo
-        if e.claim == "effect" and surely_includes:
+        if e.claim == Claim.EFFECT and surely_includes:
             out.append(
                 Finding(
                     e.id,
                     "claim_vs_ci",
-                    "error",
+                    Severity.ERROR,
                     f"text claims an effect but the CI [{e.ci_lb.text}, {e.ci_ub.text}] includes {null:g}",
                 )
             )
-        elif e.claim == "no effect" and surely_excludes:
+        elif e.claim == Claim.NO_EFFECT and surely_excludes:
             out.append(
                 Finding(
                     e.id,
                     "claim_vs_ci",
-                    "error",
+                    Severity.ERROR,
                     f"text claims no effect but the CI [{e.ci_lb.text}, {e.ci_ub.text}] excludes {null:g}",
                 )
             )
@@ -180,9 +196,9 @@ def check_p_vs_ci(entries: Iterable[Entry]) -> list[Finding]:
     (Altman & Bland, BMJ 2011;343:d2090), taking every value the printed rounding allows."""
     out = []
     for e in entries:
-        if e.kind != "effect" or e.p is None:
+        if e.kind != EntryKind.EFFECT or e.p is None:
             continue
-        if _scale(e) == "ratio":
+        if _scale(e) == Scale.RATIO:
             ivs = [_log_interval(x) for x in (e.estimate, e.ci_lb, e.ci_ub)]
             if any(v is None for v in ivs):
                 continue
@@ -203,7 +219,7 @@ def check_p_vs_ci(entries: Iterable[Entry]) -> list[Finding]:
             se = (e.ci_ub.value - e.ci_lb.value) / (2 * Z975)
             z = (
                 abs(e.estimate.value) / se
-                if _scale(e) != "ratio"
+                if _scale(e) != Scale.RATIO
                 else abs(math.log(e.estimate.value))
                 / ((math.log(e.ci_ub.value) - math.log(e.ci_lb.value)) / (2 * Z975))
             )
@@ -211,7 +227,7 @@ def check_p_vs_ci(entries: Iterable[Entry]) -> list[Finding]:
                 Finding(
                     e.id,
                     "p_vs_ci",
-                    "warning",
+                    Severity.WARNING,
                     f"SE = (ub - lb)/(2 x 1.96) = {_fmt(se)}, |z| = {_fmt(z)}, p = {_fmt(2 * stats.norm.sf(z))}; "
                     f"over the rounding intervals p lies in [{_fmt(p_lo)}, {_fmt(p_hi)}], printed p {_iv(e.p)}",
                 )
@@ -224,7 +240,7 @@ def check_i2_from_q(entries: Iterable[Entry]) -> list[Finding]:
     printed. A τ²-based I² (metafor, RevMan Web) need not equal it; so this applies only where Q is given."""
     out = []
     for e in entries:
-        if e.kind != "effect" or e.q is None or e.i2 is None or e.k is None:
+        if e.kind != EntryKind.EFFECT or e.q is None or e.i2 is None or e.k is None:
             continue
         df = e.k.value - 1
 
@@ -237,7 +253,7 @@ def check_i2_from_q(entries: Iterable[Entry]) -> list[Finding]:
                 Finding(
                     e.id,
                     "i2_vs_q",
-                    "warning",
+                    Severity.WARNING,
                     f"(Q - df)/Q with Q = {e.q.text}, df = k - 1 = {df:g} gives I^2 = {_fmt(i2(e.q.value))}% "
                     f"(range [{_fmt(lo)}, {_fmt(hi)}] over Q's rounding); printed I^2 = {e.i2.text}%",
                 )
@@ -252,7 +268,7 @@ def check_places_agree(entries: Iterable[Entry]) -> list[Finding]:
     out = []
     by_contrast: dict[str, list[Entry]] = {}
     for e in entries:
-        if e.contrast and e.kind in ("effect", "certainty"):
+        if e.contrast and e.kind in (EntryKind.EFFECT, EntryKind.CERTAINTY):
             by_contrast.setdefault(e.contrast, []).append(e)
     for contrast, group in by_contrast.items():
         clashes: dict[tuple[str, str], list[str]] = {}
@@ -269,7 +285,8 @@ def check_places_agree(entries: Iterable[Entry]) -> list[Finding]:
         for (pa, pb), diffs in clashes.items():
             out.append(
                 Finding(
-                    contrast, f"{pa}_vs_{pb}", "error", f"{pa} vs {pb}: " + "; ".join(dict.fromkeys(diffs))
+                    contrast, f"{pa}_vs_{pb}", Severity.ERROR,
+                    f"{pa} vs {pb}: " + "; ".join(dict.fromkeys(diffs)),
                 )
             )
     return out
@@ -279,17 +296,18 @@ def check_same_k(entries: Iterable[Entry]) -> list[Finding]:
     """The same k for one outcome and follow-up but different comparator sets is a copying signal: the
     comparator sets are (nearly) disjoint groups of trials."""
     out = []
-    effects = [e for e in entries if e.kind == "effect" and e.k is not None and e.contrast_parts]
+    effects = [e for e in entries if e.kind == EntryKind.EFFECT and e.k is not None and e.contrast_parts]
     for a, b in itertools.combinations(effects, 2):
         pa, pb = a.contrast_parts, b.contrast_parts
-        if pa[3] or pb[3] or a.contrast == b.contrast:
+        if pa.suffix or pb.suffix or a.contrast == b.contrast:
             continue
-        if pa[0] == pb[0] and pa[2] == pb[2] and pa[1] != pb[1] and a.k.value == b.k.value:
+        if (pa.outcome == pb.outcome and pa.window == pb.window and pa.comparator != pb.comparator
+                and a.k.value == b.k.value):
             out.append(
                 Finding(
                     f"{a.contrast} | {b.contrast}",
                     "same_k",
-                    "warning",
+                    Severity.WARNING,
                     f"k = {a.k.text} for both {a.contrast} and {b.contrast} (same outcome and "
                     f"follow-up, different comparators); check for a copied k",
                 )
@@ -303,7 +321,7 @@ def check_duplicate_effects(entries: Iterable[Entry]) -> list[Finding]:
     out = []
     by_numbers: dict[tuple[str, str, str], list[str]] = {}
     for e in entries:
-        if e.kind == "effect":
+        if e.kind == EntryKind.EFFECT:
             key = (e.estimate.text, e.ci_lb.text, e.ci_ub.text)
             if e.contrast not in by_numbers.setdefault(key, []):
                 by_numbers[key].append(e.contrast)
@@ -313,24 +331,24 @@ def check_duplicate_effects(entries: Iterable[Entry]) -> list[Finding]:
                 Finding(
                     " | ".join(contrasts),
                     "duplicate_numbers",
-                    "warning",
+                    Severity.WARNING,
                     f"{' and '.join(contrasts)} print the same estimate and CI {key[0]} [{key[1]}, {key[2]}]",
                 )
             )
     pairs: dict[tuple[str, str], dict[str, Entry]] = {}
     for e in entries:
         parts = e.contrast_parts
-        if e.kind == "points" and parts and not parts[3]:
-            pairs.setdefault((parts[0], parts[1]), {})[parts[2]] = e
-    complete = {k: v for k, v in pairs.items() if set(v) == {"short", "long"}}
+        if e.kind == EntryKind.POINTS and parts and not parts.suffix:
+            pairs.setdefault((parts.outcome, parts.comparator), {})[parts.window] = e
+    complete = {k: v for k, v in pairs.items() if set(v) == set(Window)}
     for (ka, a), (kb, b) in itertools.combinations(complete.items(), 2):
-        va = (a["short"].value.text, a["long"].value.text)
-        if va == (b["short"].value.text, b["long"].value.text):
+        va = (a[Window.SHORT].value.text, a[Window.LONG].value.text)
+        if va == (b[Window.SHORT].value.text, b[Window.LONG].value.text):
             out.append(
                 Finding(
                     f"{'_'.join(ka)} | {'_'.join(kb)}",
                     "duplicate_numbers",
-                    "warning",
+                    Severity.WARNING,
                     f"{'_'.join(ka)} and {'_'.join(kb)} print the same short- and long-term "
                     f"values ({va[0]}, {va[1]} VAS points)",
                 )
@@ -339,7 +357,7 @@ def check_duplicate_effects(entries: Iterable[Entry]) -> list[Finding]:
 
 
 def _registry_k(registry: Registry, contrast: str) -> Printed | None:
-    for e in registry.for_contrast(contrast, "effect"):
+    for e in registry.for_contrast(contrast, EntryKind.EFFECT):
         if e.k is not None:
             return e.k
     return None
@@ -382,11 +400,11 @@ def check_bias_tests(registry: Registry) -> list[Finding]:
     """Egger's z -> p = 2Φ(-|z|) (regtest, model "rma"); rank tau with the contrast's k -> exact p."""
     out = []
     for e in registry.entries:
-        if e.kind != "test":
+        if e.kind != EntryKind.TEST:
             continue
         q_lo, q_hi = _p_interval(e.p)
         s = e.statistic
-        if e.test == "egger":
+        if e.test == BiasTest.EGGER:
             abs_lo = 0.0 if s.lo <= 0 <= s.hi else min(abs(s.lo), abs(s.hi))
             p_lo, p_hi = 2 * stats.norm.sf(max(abs(s.lo), abs(s.hi))), 2 * stats.norm.sf(abs_lo)
             if _disjoint(p_lo, p_hi, q_lo, q_hi):
@@ -394,12 +412,12 @@ def check_bias_tests(registry: Registry) -> list[Finding]:
                     Finding(
                         e.id,
                         "egger_p_vs_z",
-                        "warning",
+                        Severity.WARNING,
                         f"z = {s.text} gives p = 2*Phi(-|z|) = {_fmt(2 * stats.norm.sf(abs(s.value)))}"
                         f" (range [{_fmt(p_lo)}, {_fmt(p_hi)}]); printed p {_iv(e.p)}",
                     )
                 )
-        elif e.test == "rank" and e.contrast:
+        elif e.test == BiasTest.RANK and e.contrast:
             k = _registry_k(registry, e.contrast)
             if k is None:
                 continue
@@ -423,7 +441,7 @@ def check_bias_tests(registry: Registry) -> list[Finding]:
                     Finding(
                         e.id,
                         "rank_p_vs_tau",
-                        "warning",
+                        Severity.WARNING,
                         f"Kendall's tau = {s.text} with k = {n} (the contrast's printed k) gives exact "
                         f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}]; printed p {_iv(e.p)}{hint}",
                     )
@@ -436,7 +454,7 @@ def check_percentages(registry: Registry) -> list[Finding]:
     a printed relative reduction must equal 100·(before - after)/before for the printed means."""
     out = []
     for e in registry.entries:
-        if e.kind == "count" and e.percent is not None and e.of:
+        if e.kind == EntryKind.COUNT and e.percent is not None and e.of:
             denom = registry.get(e.of).n
             exact = 100 * e.n.value / denom.value
             if not (e.percent.lo <= exact <= e.percent.hi):
@@ -444,12 +462,12 @@ def check_percentages(registry: Registry) -> list[Finding]:
                     Finding(
                         e.id,
                         "percent_vs_count",
-                        "error",
+                        Severity.ERROR,
                         f"100 x {e.n.text}/{denom.text} = {exact:.2f}%; printed {e.percent.text}% "
                         f"(allows [{_fmt(e.percent.lo)}, {_fmt(e.percent.hi)}])",
                     )
                 )
-        if e.kind == "percent" and e.reduction_from and e.reduction_to:
+        if e.kind == EntryKind.PERCENT and e.reduction_from and e.reduction_to:
             a, b = registry.get(e.reduction_from).mean, registry.get(e.reduction_to).mean
             lo = 100 * (a.lo - b.hi) / a.lo
             hi = 100 * (a.hi - b.lo) / a.hi
@@ -458,7 +476,7 @@ def check_percentages(registry: Registry) -> list[Finding]:
                     Finding(
                         e.id,
                         "percent_vs_means",
-                        "warning",
+                        Severity.WARNING,
                         f"100 x ({a.text} - {b.text})/{a.text} = "
                         f"{100 * (a.value - b.value) / a.value:.2f}% (range [{lo:.2f}, {hi:.2f}]); "
                         f"printed {e.value.text}%",
@@ -474,48 +492,48 @@ def check_relations(registry: Registry) -> list[Finding]:
         parts = [registry.get(p).n for p in r.parts]
         total = sum(p.value for p in parts)
         expr = " + ".join(p.text for p in parts)
-        if r.kind == "sum":
+        if r.kind == RelationKind.SUM:
             t = registry.get(r.total).n
             if total != t.value:
                 out.append(
                     Finding(
                         r.id,
                         "sum",
-                        "warning",
+                        Severity.WARNING,
                         f"{expr} = {total:g}, but the total is {t.text} ({r.total}). Why it should "
                         f"hold: {r.why}",
                     )
                 )
-        elif r.kind == "not_more":
+        elif r.kind == RelationKind.NOT_MORE:
             t = registry.get(r.total).n
             if total > t.value:
                 out.append(
                     Finding(
                         r.id,
                         "subset_exceeds_total",
-                        "error",
+                        Severity.ERROR,
                         f"{expr} = {total:g} ({', '.join(r.parts)}) exceeds the total {t.text} ({r.total}), of "
                         f"which it is a part. Why: {r.why}",
                     )
                 )
-        elif r.kind == "at_most":
+        elif r.kind == RelationKind.AT_MOST:
             k = _registry_k(registry, r.contrast)
             if k.value > total:
                 out.append(
                     Finding(
                         r.id,
                         "k_exceeds_groups",
-                        "warning",
+                        Severity.WARNING,
                         f"{r.contrast}: k = {k.text} comparisons, but only {expr} = {total:g} such "
                         f"control groups are reported. Why it should hold: {r.why}",
                     )
                 )
-        elif r.kind == "equal" and len({p.value for p in parts}) > 1:
+        elif r.kind == RelationKind.EQUAL and len({p.value for p in parts}) > 1:
             out.append(
                 Finding(
                     r.id,
                     "counts_differ",
-                    "warning",
+                    Severity.WARNING,
                     f"{' vs '.join(f'{p} = {registry.get(p).n.text}' for p in r.parts)}. "
                     f"Why they should agree: {r.why}",
                 )
@@ -539,7 +557,7 @@ def audit_registry(registry: Registry) -> list[Finding]:
         findings += check(registry.entries)
     for check in REGISTRY_CHECKS:
         findings += check(registry)
-    return [f for f in findings if f.severity != "info"]
+    return [f for f in findings if f.severity != Severity.INFO]
 
 
 # --------------------------------------------------------------------------- reported tables (CSV)
@@ -586,11 +604,11 @@ def read_reported(path: str | Path) -> Registry:
             except ValueError as exc:
                 raise SpecError(f"{path}: row {line}, column {col}: {exc}") from None
         scale = str(row.get("scale", "")).strip().lower() or None
-        if scale not in (None, "difference", "ratio"):
+        if scale not in (None, *Scale):
             raise SpecError(
                 f"{path}: row {line}, column scale: {scale!r} is not 'ratio' or 'difference' (or empty)"
             )
-        if scale == "ratio":
+        if scale == Scale.RATIO:
             for col in ("estimate", "ci_lb", "ci_ub"):
                 if values[col].value <= 0:
                     raise SpecError(
@@ -599,8 +617,8 @@ def read_reported(path: str | Path) -> Registry:
         entries.append(
             Entry(
                 id=label,
-                kind="effect",
-                place="reported",
+                kind=EntryKind.EFFECT,
+                place=Place.REPORTED,
                 section=f"{path.name} row {line}",
                 quote=label,
                 contrast=label,

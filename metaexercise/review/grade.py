@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,27 +36,32 @@ import yaml
 from scipy import stats
 
 from metaexercise.errors import SpecError
-from metaexercise.review.published import CONTRAST_PATTERN, Registry
+from metaexercise.extraction.comparisons import Window
+from metaexercise.extraction.schema import Outcome
+from metaexercise.review.published import Place, Registry
 from metaexercise.review.vas import THRESHOLDS
+from metaexercise.review.vocabulary import Certainty, ComparatorClass, ContrastId, GradeDomain
+from metaexercise.vocabulary import RobJudgement, codes
 
-DOMAINS = ("risk_of_bias", "inconsistency", "indirectness", "imprecision", "publication_bias")
-DOMAIN_TITLES = {
-    "risk_of_bias": "Risk of bias",
-    "inconsistency": "Inconsistency",
-    "indirectness": "Indirectness",
-    "imprecision": "Imprecision",
-    "publication_bias": "Publication bias",
-}
+DOMAINS = codes(GradeDomain)
+DOMAIN_TITLES = {d.value: d.label for d in GradeDomain}
+#: A domain's rating by the levels it downgrades (0, 1, 2).
 RATINGS = ("not serious", "serious", "very serious")
-CERTAINTY = {4: "High", 3: "Moderate", 2: "Low", 1: "Very low"}
-SYMBOLS = {4: "⨁⨁⨁⨁", 3: "⨁⨁⨁◯", 2: "⨁⨁◯◯", 1: "⨁◯◯◯"}
 LEVEL_WORDS = {1: "one level", 2: "two levels"}
-OUTCOME_TITLES = {"pain": "Pain intensity", "disability": "Disability"}
-WINDOW_TITLES = {"short": "short term (~12 weeks)", "long": "long term (~12 months)"}
+#: Summary-of-findings wording (GRADEpro layout) of the review's contrasts.
+OUTCOME_TITLES = {Outcome.PAIN: "Pain intensity", Outcome.DISABILITY: "Disability"}
+WINDOW_TITLES = {Window.SHORT: "short term (~12 weeks)", Window.LONG: "long term (~12 months)"}
 COMPARATOR_TITLES = {
-    "active": "individualized vs active (non-individualized) exercise",
-    "passive": "individualized exercise vs passive treatment, usual care or true control",
+    ComparatorClass.ACTIVE: "individualized vs active (non-individualized) exercise",
+    ComparatorClass.PASSIVE: "individualized exercise vs passive treatment, usual care or true control",
 }
+
+
+class Suggestion(NamedTuple):
+    """A domain's suggestion computed from the data: levels to downgrade (0-2) and the reason."""
+
+    downgrade: int
+    reason: str
 
 
 def optimal_information_size(delta: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
@@ -100,7 +106,8 @@ class GradeThresholds:
     def for_outcome(cls, outcome: str, sd_points: float, sd_source: str, **kw) -> GradeThresholds:
         """The review's MID for `outcome` (1.5 pain, 1.0 disability VAS points; Methods) with an SD."""
         if outcome not in THRESHOLDS:
-            raise ValueError(f"no clinical threshold for outcome {outcome!r}; known: {sorted(THRESHOLDS)}")
+            known = sorted(map(str, THRESHOLDS))
+            raise ValueError(f"no clinical threshold for outcome {outcome!r}; known: {known}")
         return cls(THRESHOLDS[outcome], sd_points, sd_source, **kw)
 
 
@@ -108,7 +115,7 @@ class GradeThresholds:
 class Judgement:
     """A reviewer's judgement for one domain: levels to downgrade (0-2) and the written rationale."""
 
-    domain: str
+    domain: GradeDomain
     downgrade: int
     rationale: str
 
@@ -117,7 +124,7 @@ class Judgement:
 class DomainRating:
     """One GRADE domain: the computed suggestion and its reason, and the reviewer's judgement if any."""
 
-    domain: str
+    domain: GradeDomain
     suggestion: int
     reason: str
     judgement: Judgement | None = None
@@ -151,20 +158,21 @@ class GradeAssessment:
     points_ub: float
     thresholds: GradeThresholds
     domains: tuple[DomainRating, ...]
-    start: int = 4
+    start: int = Certainty.HIGH
     notes: tuple[str, ...] = field(default=())
 
     @property
-    def level(self) -> int:
-        return max(1, self.start - sum(d.downgrade for d in self.domains))
+    def level(self) -> Certainty:
+        return Certainty(max(Certainty.VERY_LOW, self.start - sum(d.downgrade for d in self.domains)))
 
     @property
     def certainty(self) -> str:
-        return CERTAINTY[self.level]
+        """"High", "Moderate", "Low" or "Very low"."""
+        return self.level.label
 
     @property
     def symbols(self) -> str:
-        return SYMBOLS[self.level]
+        return self.level.symbols
 
     def domain(self, name: str) -> DomainRating:
         return next(d for d in self.domains if d.domain == name)
@@ -190,7 +198,7 @@ class GradeAssessment:
             [
                 {
                     "analysis_id": self.analysis_id,
-                    "domain": d.domain,
+                    "domain": str(d.domain),
                     "suggested_downgrade": d.suggestion,
                     "reason": d.reason,
                     "judged_downgrade": None if d.judgement is None else d.judgement.downgrade,
@@ -203,23 +211,23 @@ class GradeAssessment:
 
 
 # --------------------------------------------------------------------------- the five domains
-def rate_risk_of_bias(rob: np.ndarray, weights: np.ndarray, th: GradeThresholds) -> tuple[int, str]:
+def rate_risk_of_bias(rob: np.ndarray, weights: np.ndarray, th: GradeThresholds) -> Suggestion:
     """Share of weight from studies at high overall risk of bias vs `th.rob_high_share`."""
     weights = weights / weights.sum()
-    high = float(weights[rob == "high"].sum())
-    some = float(weights[rob == "some concerns"].sum())
+    high = float(weights[rob == RobJudgement.HIGH].sum())
+    some = float(weights[rob == RobJudgement.SOME_CONCERNS].sum())
     low = max(0.0, 1 - high - some)  # rounding can leave a tiny negative remainder ("-0% low")
-    n_high = int((rob == "high").sum())
+    n_high = int((rob == RobJudgement.HIGH).sum())
     reason = (
         f"{n_high} of {len(rob)} studies at high risk of bias carry {100 * high:.0f}% of the weight "
         f"({100 * some:.0f}% some concerns, {100 * low:.0f}% low)"
     )
     if high > th.rob_high_share:
-        return 1, f"{reason}; more than {100 * th.rob_high_share:.0f}% from high-risk studies"
-    return 0, f"{reason}; at most {100 * th.rob_high_share:.0f}% from high-risk studies"
+        return Suggestion(1, f"{reason}; more than {100 * th.rob_high_share:.0f}% from high-risk studies")
+    return Suggestion(0, f"{reason}; at most {100 * th.rob_high_share:.0f}% from high-risk studies")
 
 
-def rate_inconsistency(fit, th: GradeThresholds) -> tuple[int, str]:
+def rate_inconsistency(fit, th: GradeThresholds) -> Suggestion:
     """I² band and whether the 95% prediction interval crosses zero (decision matrix, CD009172)."""
     yi = np.asarray(fit.yi, dtype=float)
     benefit = int((yi < 0).sum()) if th.lower_is_better else int((yi > 0).sum())
@@ -230,37 +238,38 @@ def rate_inconsistency(fit, th: GradeThresholds) -> tuple[int, str]:
         f"{benefit} of {fit.k} point estimates favour individualized exercise"
     )
     if fit.I2 >= th.i2_considerable:
-        return (2 if split else 1), reason
+        return Suggestion(2 if split else 1, reason)
     if fit.I2 >= th.i2_moderate:
-        return (1 if split else 0), reason
-    return 0, reason
+        return Suggestion(1 if split else 0, reason)
+    return Suggestion(0, reason)
 
 
-def rate_imprecision(estimate: float, lb: float, ub: float, n: int, th: GradeThresholds) -> tuple[int, str]:
+def rate_imprecision(estimate: float, lb: float, ub: float, n: int, th: GradeThresholds) -> Suggestion:
     """95% CI against zero and ±MID (in SMD units); otherwise total n against the OIS."""
     d = th.mid_smd
     ci = f"95% CI [{lb:.2f}, {ub:.2f}]"
     mid = f"±MID = ±{th.mid_points:g} points / SD {th.sd_points:.2f} = ±{d:.2f} SMD"
     if lb < -d and ub > d:
-        return 2, f"{ci} spans both appreciable benefit and harm ({mid})"
+        return Suggestion(2, f"{ci} spans both appreciable benefit and harm ({mid})")
     if lb < 0 < ub:
-        return 1, f"{ci} crosses zero ({mid})"
+        return Suggestion(1, f"{ci} crosses zero ({mid})")
     ois = th.ois
     size = "smaller than" if max(abs(lb), abs(ub)) < d else "may reach"
     if n < ois:
-        return 1, f"{ci} excludes zero, but n = {n} < OIS = {ois:.0f} for δ = {d:.2f} SMD ({mid})"
-    return (
+        return Suggestion(1, f"{ci} excludes zero, but n = {n} < OIS = {ois:.0f} for δ = {d:.2f} SMD ({mid})")
+    return Suggestion(
         0,
         f"{ci} excludes zero and n = {n} >= OIS = {ois:.0f} for δ = {d:.2f}; the effect is {size} the MID",
     )
 
 
-def rate_publication_bias(k: int, regtest, ranktest, th: GradeThresholds) -> tuple[int, str]:
+def rate_publication_bias(k: int, regtest, ranktest, th: GradeThresholds) -> Suggestion:
     """Egger's and the rank test when k >= 10; serious when either p < 0.10 with asymmetry towards benefit."""
     if k < th.bias_min_k:
-        return 0, f"k = {k} < {th.bias_min_k}: funnel-plot tests not meaningful (Sterne et al. 2011)"
+        return Suggestion(
+            0, f"k = {k} < {th.bias_min_k}: funnel-plot tests not meaningful (Sterne et al. 2011)")
     if regtest is None and ranktest is None:
-        return 0, "no funnel-plot test supplied"
+        return Suggestion(0, "no funnel-plot test supplied")
     parts, flags = [], []
     if regtest is not None:
         z, p = float(regtest.zval), float(regtest.pval)
@@ -274,8 +283,8 @@ def rate_publication_bias(k: int, regtest, ranktest, th: GradeThresholds) -> tup
         flags.append(p < th.bias_p and towards_benefit)
     reason = "; ".join(parts)
     if any(flags):
-        return 1, f"{reason}: funnel asymmetric towards benefit (p < {th.bias_p:g})"
-    return 0, f"{reason}: no asymmetry towards benefit at p < {th.bias_p:g}"
+        return Suggestion(1, f"{reason}: funnel asymmetric towards benefit (p < {th.bias_p:g})")
+    return Suggestion(0, f"{reason}: no asymmetry towards benefit at p < {th.bias_p:g}")
 
 
 # --------------------------------------------------------------------------- one analysis
@@ -313,7 +322,7 @@ def grade_analysis(
     rob = (
         _study_column(studies_df, ("rob_overall",), "overall risk of bias").astype(str).str.lower().to_numpy()
     )
-    bad = sorted(set(rob) - {"low", "some concerns", "high"})
+    bad = sorted(set(rob) - set(codes(RobJudgement)))
     if bad:
         raise ValueError(f"{analysis_id}: rob_overall values {bad} are not low, some concerns or high")
     weights = (
@@ -328,17 +337,18 @@ def grade_analysis(
         n += int(np.nansum(_study_column(studies_df, ("n2i",), "participants").to_numpy(dtype=float)))
     est, lb, ub = fit.estimate, float(fit.ci_lb[0]), float(fit.ci_ub[0])
     suggestions = {
-        "risk_of_bias": rate_risk_of_bias(rob, weights, thresholds),
-        "inconsistency": rate_inconsistency(fit, thresholds),
-        "indirectness": (0, "not computable from the data: reviewer input needed (not serious until judged)"),
-        "imprecision": rate_imprecision(est, lb, ub, n, thresholds),
-        "publication_bias": rate_publication_bias(fit.k, regtest, ranktest, thresholds),
+        GradeDomain.RISK_OF_BIAS: rate_risk_of_bias(rob, weights, thresholds),
+        GradeDomain.INCONSISTENCY: rate_inconsistency(fit, thresholds),
+        GradeDomain.INDIRECTNESS: Suggestion(
+            0, "not computable from the data: reviewer input needed (not serious until judged)"),
+        GradeDomain.IMPRECISION: rate_imprecision(est, lb, ub, n, thresholds),
+        GradeDomain.PUBLICATION_BIAS: rate_publication_bias(fit.k, regtest, ranktest, thresholds),
     }
     judgements = dict(judgements or {})
     unknown = sorted(set(judgements) - set(DOMAINS))
     if unknown:
         raise ValueError(f"{analysis_id}: judgements for unknown domain(s) {unknown}; domains: {DOMAINS}")
-    domains = tuple(DomainRating(d, *suggestions[d], judgement=judgements.get(d)) for d in DOMAINS)
+    domains = tuple(DomainRating(d, *suggestions[d], judgement=judgements.get(d)) for d in GradeDomain)
     sd = thresholds.sd_points
     return GradeAssessment(
         analysis_id=analysis_id, k=fit.k, participants=n, estimate=est, ci_lb=lb, ci_ub=ub,
@@ -366,7 +376,7 @@ def _judgement(raw, *, where: str, domain: str) -> Judgement:
         raise SpecError(
             f"{where}.{domain}: a judgement overrides the suggestion only with a written rationale"
         )
-    return Judgement(domain, int(down), rationale.strip())
+    return Judgement(GradeDomain(domain), int(down), rationale.strip())
 
 
 def load_judgements(path: str | Path) -> dict[str, dict[str, Judgement]]:
@@ -416,18 +426,20 @@ def _smd_phrase(est: float, lb: float, ub: float) -> str:
 
 
 def _titles(analysis_id: str) -> tuple[str, str]:
-    m = CONTRAST_PATTERN.match(analysis_id)
-    if not m:
+    """(Outcome, Comparison) cells of a summary-of-findings row."""
+    c = ContrastId.parse(analysis_id)
+    if c is None:
         return analysis_id, ""
-    outcome = f"{OUTCOME_TITLES[m[1]]}, {WINDOW_TITLES[m[3]]}" + (f" ({m[4]})" if m[4] else "")
-    return outcome, COMPARATOR_TITLES[m[2]]
+    suffix = f" ({c.suffix})" if c.suffix else ""
+    outcome = f"{OUTCOME_TITLES[c.outcome]}, {WINDOW_TITLES[c.window]}{suffix}"
+    return outcome, COMPARATOR_TITLES[c.comparator]
 
 
 def _review_rating(published: Registry | None, analysis_id: str) -> str:
     if published is None:
         return ""
     places = []
-    for place in ("results", "abstract", "discussion"):
+    for place in (Place.RESULTS, Place.ABSTRACT, Place.DISCUSSION):
         rating = published.certainty(analysis_id, place)
         if rating:
             places.append((place, rating))
@@ -492,10 +504,11 @@ def evidence_profile(assessments) -> pd.DataFrame:
             "Study design": "randomised trials",
         }
         for d in a.domains:
-            title = "Other considerations" if d.domain == "publication_bias" else DOMAIN_TITLES[d.domain]
+            bias = d.domain == GradeDomain.PUBLICATION_BIAS
+            title = "Other considerations" if bias else DOMAIN_TITLES[d.domain]
             text = (
                 d.rating
-                if d.domain != "publication_bias"
+                if not bias
                 else ("publication bias strongly suspected" if d.downgrade else "none")
             )
             row[title] = text + (" (reviewer)" if d.judgement else "")
@@ -516,5 +529,5 @@ def _letter(i: int) -> str:
 
 __all__ = [
     "DOMAINS", "DomainRating", "GradeAssessment", "evidence_profile", "GradeThresholds", "Judgement", "grade_analysis",
-    "judgements_for", "load_judgements", "optimal_information_size", "summary_of_findings",
+    "judgements_for", "load_judgements", "optimal_information_size", "Suggestion", "summary_of_findings",
 ]  # fmt: skip

@@ -10,19 +10,77 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from metaexercise.errors import SpecError
+from metaexercise.review.vocabulary import CERTAINTY_LEVELS, ContrastId
+from metaexercise.vocabulary import codes
 
-PLACES = ("abstract", "methods", "results", "discussion", "conclusions", "reported")
-CERTAINTY_LEVELS = ("very low", "low", "moderate", "high")
-CLAIMS = ("effect", "no effect")
-SCALES = ("difference", "ratio")
-#: Pooled-effect ids shared with analyses/*.yaml: {outcome}_{comparator}_{window}[_{suffix}].
-CONTRAST_PATTERN = re.compile(r"^(pain|disability)_(active|passive)_(short|long)(?:_([a-z0-9]+))?$")
+
+class Place(StrEnum):
+    """Where in the paper a number is printed; `reported` marks a row of a reported-results table
+    (`metaexercise.review.audit.read_reported`)."""
+
+    ABSTRACT = "abstract"
+    METHODS = "methods"
+    RESULTS = "results"
+    DISCUSSION = "discussion"
+    CONCLUSIONS = "conclusions"
+    REPORTED = "reported"
+
+
+class EntryKind(StrEnum):
+    """What one registry entry holds (`KINDS` gives each kind's fields)."""
+
+    EFFECT = "effect"
+    CERTAINTY = "certainty"
+    POINTS = "points"
+    RANGE = "range"
+    TEST = "test"
+    MEAN_SD = "mean_sd"
+    PERCENT = "percent"
+    COUNT = "count"
+    MEDIAN = "median"
+
+
+class RelationKind(StrEnum):
+    """An arithmetic relation between entries (see `Relation`)."""
+
+    SUM = "sum"
+    AT_MOST = "at_most"
+    EQUAL = "equal"
+    NOT_MORE = "not_more"
+
+
+class Claim(StrEnum):
+    """What the text says about an effect."""
+
+    EFFECT = "effect"
+    NO_EFFECT = "no effect"
+
+
+class Scale(StrEnum):
+    """The scale of an effect: a difference (SMD, MD), or a ratio (its CI is symmetric on the log scale)."""
+
+    DIFFERENCE = "difference"
+    RATIO = "ratio"
+
+
+class BiasTest(StrEnum):
+    """The funnel-plot tests a `test` entry reports: Egger's regression test, the rank correlation test."""
+
+    EGGER = "egger"
+    RANK = "rank"
+
+
+PLACES = codes(Place)
+CLAIMS = codes(Claim)
+SCALES = codes(Scale)
+BIAS_TESTS = codes(BiasTest)
 
 _NUMBER = re.compile(r"^(?P<rel>[<>=]?)\s*(?P<num>[+-]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)$")
 
@@ -85,24 +143,24 @@ COMMON_REQUIRED = ("id", "kind", "place", "section", "quote")
 
 #: kind -> (required fields, optional fields), besides COMMON_REQUIRED and `note`.
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "effect": (
+    EntryKind.EFFECT: (
         ("contrast", "estimate", "ci_lb", "ci_ub"),
         ("k", "i2", "q", "p", "certainty", "claim", "scale"),
     ),
-    "certainty": (("contrast", "certainty"), ()),
-    "points": (("value",), ("contrast",)),
-    "range": (("lo", "hi"), ()),
-    "test": (("test", "statistic", "p"), ("contrast",)),
-    "mean_sd": (("outcome", "group", "timepoint", "mean", "sd"), ()),
-    "percent": (("value",), ("contrast", "reduction_from", "reduction_to")),
-    "count": (("n",), ("percent", "of", "percent_qualifier")),
-    "median": (("median", "lo", "hi", "spread"), ("unit",)),
+    EntryKind.CERTAINTY: (("contrast", "certainty"), ()),
+    EntryKind.POINTS: (("value",), ("contrast",)),
+    EntryKind.RANGE: (("lo", "hi"), ()),
+    EntryKind.TEST: (("test", "statistic", "p"), ("contrast",)),
+    EntryKind.MEAN_SD: (("outcome", "group", "timepoint", "mean", "sd"), ()),
+    EntryKind.PERCENT: (("value",), ("contrast", "reduction_from", "reduction_to")),
+    EntryKind.COUNT: (("n",), ("percent", "of", "percent_qualifier")),
+    EntryKind.MEDIAN: (("median", "lo", "hi", "spread"), ("unit",)),
 }
 RELATION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sum": (("id", "kind", "parts", "total", "why"), ()),
-    "at_most": (("id", "kind", "contrast", "parts", "why"), ()),
-    "equal": (("id", "kind", "parts", "why"), ()),
-    "not_more": (("id", "kind", "parts", "total", "why"), ()),
+    RelationKind.SUM: (("id", "kind", "parts", "total", "why"), ()),
+    RelationKind.AT_MOST: (("id", "kind", "contrast", "parts", "why"), ()),
+    RelationKind.EQUAL: (("id", "kind", "parts", "why"), ()),
+    RelationKind.NOT_MORE: (("id", "kind", "parts", "total", "why"), ()),
 }
 
 
@@ -153,10 +211,9 @@ class Entry:
         return parse_certainty(self.certainty) if self.certainty else frozenset()
 
     @property
-    def contrast_parts(self) -> tuple[str, str, str, str | None] | None:
+    def contrast_parts(self) -> ContrastId | None:
         """(outcome, comparator, window, suffix) when the contrast follows the shared id pattern."""
-        m = CONTRAST_PATTERN.match(self.contrast or "")
-        return (m[1], m[2], m[3], m[4]) if m else None
+        return ContrastId.parse(self.contrast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +248,12 @@ class Registry:
     def for_contrast(self, contrast: str, kind: str | None = None) -> tuple[Entry, ...]:
         return tuple(e for e in self.entries if e.contrast == contrast and (kind is None or e.kind == kind))
 
-    def effect(self, contrast: str, place: str = "results") -> Entry | None:
+    def effect(self, contrast: str, place: str = Place.RESULTS) -> Entry | None:
         """The pooled-effect entry of `contrast` printed at `place` (None if there is none)."""
-        hits = [e for e in self.for_contrast(contrast, "effect") if e.place == place]
+        hits = [e for e in self.for_contrast(contrast, EntryKind.EFFECT) if e.place == place]
         return hits[0] if hits else None
 
-    def certainty(self, contrast: str, place: str = "results") -> str | None:
+    def certainty(self, contrast: str, place: str = Place.RESULTS) -> str | None:
         """The review's certainty rating for `contrast` as printed at `place`."""
         for e in self.for_contrast(contrast):
             if e.place == place and e.certainty:
@@ -256,7 +313,7 @@ def entry_from_mapping(raw: dict, *, where: str) -> Entry:
         raise SpecError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
     kind = raw.get("kind")
     if kind not in KINDS:
-        raise SpecError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
+        raise SpecError(f"{where}: kind {kind!r} is not one of {sorted(map(str, KINDS))}")
     required, optional = KINDS[kind]
     allowed = set(COMMON_REQUIRED) | set(required) | set(optional) | {"note"}
     unknown = sorted(set(raw) - allowed)
@@ -291,12 +348,14 @@ def entry_from_mapping(raw: dict, *, where: str) -> Entry:
         raise SpecError(f"{where}: claim {values['claim']!r} is not one of {CLAIMS}")
     if values.get("scale") not in (None, *SCALES):
         raise SpecError(f"{where}: scale {values['scale']!r} is not one of {SCALES}")
+    if values.get("test") not in (None, *BIAS_TESTS):
+        raise SpecError(f"{where}: test {values['test']!r} is not one of {BIAS_TESTS}")
     return Entry(**values)
 
 
 def _relation(raw: dict, *, where: str) -> Relation:
     if not isinstance(raw, dict) or raw.get("kind") not in RELATION_KINDS:
-        raise SpecError(f"{where}: relation kind must be one of {sorted(RELATION_KINDS)}")
+        raise SpecError(f"{where}: relation kind must be one of {sorted(map(str, RELATION_KINDS))}")
     required, optional = RELATION_KINDS[raw["kind"]]
     unknown = sorted(set(raw) - set(required) - set(optional))
     missing = [k for k in required if raw.get(k) in (None, "", [])]
@@ -360,7 +419,7 @@ def _check_ids(path: Path, entries: tuple[Entry, ...], relations: tuple[Relation
     if bad:
         raise SpecError(f"{path}: reference(s) to unknown entry id(s): {bad}")
     for r in relations:
-        if r.kind == "at_most" and not any(e.contrast == r.contrast and e.k for e in entries):
+        if r.kind == RelationKind.AT_MOST and not any(e.contrast == r.contrast and e.k for e in entries):
             raise SpecError(
                 f"{path}: relation {r.id!r} names contrast {r.contrast!r}, which has no entry with k"
             )

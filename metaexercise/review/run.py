@@ -11,11 +11,15 @@ Files written (all computed first, then each replaced atomically; `manifest.json
   the review's own certainty beside ours (never for the replica)
 * ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.review.audit`; real
   extraction only: the replica is never set beside the published numbers)
+* what the book's pages show besides (`metaexercise.review.exhibits`): ``characteristics.csv``,
+  ``risk_of_bias.csv``, ``forest.csv``, ``bubble_studies.csv``, ``bubble_lines.csv``; for the real extraction
+  also ``vas_published.csv``, ``prisma_update.json`` (when searches/ exists) and ``validation.csv`` (when the
+  project has metafor reference fixtures, `Project.reference`)
 * ``manifest.json`` sha256 of every input file and of every output, the versions of metaexercise, Python,
   numpy, scipy and pandas. No timestamps, so two runs on the same inputs give byte-identical files.
 
-Every table carries a ``data`` column: "extraction" for the real sheets, or "synthetic replica — not the
-trials' data" for the replica.
+Every table carries a ``data`` column (`metaexercise.vocabulary.DataSource.data_label`): "extraction" for the
+real sheets, or "synthetic replica — not the trials' data" for the replica.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,7 +42,7 @@ from tqdm import tqdm
 
 from metaexercise._version import __version__
 from metaexercise.extraction.sheets import load_extraction
-from metaexercise.review import replica
+from metaexercise.review import exhibits, replica
 from metaexercise.review.analyses import (
     ANALYSIS_COLUMNS,
     METAREG_COLUMNS,
@@ -51,9 +54,11 @@ from metaexercise.review.analyses import (
 )
 from metaexercise.review.project import Project
 from metaexercise.review.specs import load_specs
+from metaexercise.review.vocabulary import MAIN_IDS, AnalysisKind
+from metaexercise.vocabulary import DataSource, codes
 
-Source = Literal["extraction", "replica"]
-SOURCES: tuple[str, ...] = ("extraction", "replica")
+Source = DataSource
+SOURCES: tuple[str, ...] = codes(DataSource)
 #: Floats in the CSV files: 12 significant digits (well past any printed precision; stable across runs).
 FLOAT_FORMAT = "%.12g"
 
@@ -62,7 +67,7 @@ FLOAT_FORMAT = "%.12g"
 class RunOutput:
     """What one run produced: the analysis results and the exact bytes of every file to write."""
 
-    source: str
+    source: DataSource
     folder: Path
     results: tuple[AnalysisResult, ...]
     files: dict[str, bytes]
@@ -73,29 +78,29 @@ class RunOutput:
 
     def summary(self) -> str:
         ok = sum(r.ok for r in self.results)
-        label = f" ({replica.LABEL})" if self.source == "replica" else ""
+        label = f" ({self.source.data_label})" if self.source.synthetic else ""
         return (f"{len(self.results)} analyses from {self.source}{label}: {ok} fitted, "
                 f"{len(self.results) - ok} with insufficient data; results in {self.folder}")
 
 
-def extraction_folder(project: Project, source: Source) -> Path:
+def extraction_folder(project: Project, source: DataSource | str) -> Path:
     """Where the sheets of `source` are: `extraction/`, or `replica/extraction/` for the replica."""
-    if source not in SOURCES:
-        raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
-    return project.extraction if source == "extraction" else project.root / "replica" / "extraction"
+    synthetic = DataSource.parse(source).synthetic
+    return project.root / "replica" / "extraction" if synthetic else project.extraction
 
 
-def results_folder(project: Project, source: Source) -> Path:
-    return project.results if source == "extraction" else project.results / "replica"
+def results_folder(project: Project, source: DataSource | str) -> Path:
+    return project.results / "replica" if DataSource.parse(source).synthetic else project.results
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _inputs(project: Project, folder: Path) -> dict[str, str]:
-    """sha256 of every file under analyses/ and the extraction folder, keyed by path relative to the project."""
-    files = sorted(p for base in (project.analyses, folder) if base.is_dir() for p in base.rglob("*")
+def _inputs(project: Project, folder: Path, *more: Path) -> dict[str, str]:
+    """sha256 of every file under analyses/, the extraction folder and `more` folders, keyed by path relative
+    to the project."""
+    files = sorted(p for base in (project.analyses, folder, *more) if base.is_dir() for p in base.rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts)
     return {p.relative_to(project.root).as_posix(): _sha256(p) for p in files}
 
@@ -104,11 +109,15 @@ def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT).encode("utf-8")
 
 
+def _json(content: dict) -> bytes:
+    return (json.dumps(content, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def _tables(results: list[AnalysisResult], data_label: str) -> dict[str, pd.DataFrame]:
     analyses = pd.DataFrame([r.row() for r in results], columns=list(ANALYSIS_COLUMNS))
     studies = [r.studies for r in results if len(r.studies)]
     studies = (pd.concat(studies, ignore_index=True) if studies else pd.DataFrame(columns=list(STUDY_COLUMNS)))
-    regs = [row for r in results if r.spec.kind == "meta-regression" for row in metareg_rows(r)]
+    regs = [row for r in results if r.spec.kind == AnalysisKind.META_REGRESSION for row in metareg_rows(r)]
     metareg = pd.DataFrame(regs, columns=list(METAREG_COLUMNS))
     tables = {"analyses": analyses, "studies": studies, "metareg": metareg}
     for frame in tables.values():
@@ -116,8 +125,6 @@ def _tables(results: list[AnalysisResult], data_label: str) -> dict[str, pd.Data
     return tables
 
 
-MAIN_IDS = tuple(f"{o}_{c}_{w}" for o in ("pain", "disability") for c in ("active", "passive")
-                 for w in ("short", "long"))
 GRADE_COLUMNS = ("analysis_id", "domain", "suggested_downgrade", "reason", "judged_downgrade", "rationale",
                  "rating", "certainty", "k", "participants")
 
@@ -173,24 +180,28 @@ def _audit(project: Project) -> pd.DataFrame | None:
     return findings_frame(audit_registry(load_published(path)))
 
 
-def execute(project: Project, *, source: Source = "extraction", progress: bool = True) -> RunOutput:
+def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTION,
+            progress: bool = True, search_counter: exhibits.SearchCounter | None = None) -> RunOutput:
     """Run every spec in `analyses/` on the sheets of `source` and return the files to write.
+    `search_counter` counts the PRISMA flow of searches/ for prisma_update.json (`metaexercise.review.exhibits`;
+    the command line passes the searches wing's).
 
     For the replica, its sheets are (re)generated first, deterministically (`metaexercise.review.replica`), so a
     changed generator never leaves stale sheets behind; `replica/` is generated output, not an input.
     """
+    source = DataSource.parse(source)
     folder = extraction_folder(project, source)
-    if source == "replica":
+    if source.synthetic:
         replica.write(replica.generate(), folder)
     specs = load_specs(project.analyses)
     extraction = load_extraction(folder)
     synthetic = check_not_mixed(extraction.studies, str(folder))
-    if synthetic != (source == "replica"):
+    if synthetic != source.synthetic:
         raise ValueError(
             f"{folder}: the sheets are {'synthetic' if synthetic else 'real'} but were run as source "
             f"'{source}'; real data live in extraction/, the replica in replica/extraction/"
         )
-    data_label = replica.LABEL if synthetic else "extraction"
+    data_label = source.data_label
     cache: dict = {}
     results = [run_analysis(spec, extraction, cache)
                for spec in tqdm(specs, desc=f"metaexercise run ({source})", unit="analysis", file=sys.stderr,
@@ -200,7 +211,10 @@ def execute(project: Project, *, source: Source = "extraction", progress: bool =
     for name in ("grade", "sof"):
         tables[name].insert(0, "data", data_label)
     files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
-    if source == "extraction":
+    for name, content in exhibits.build(project, results, extraction, source=source, data_label=data_label,
+                                        main_ids=MAIN_IDS, cache=cache, search_counter=search_counter).items():
+        files[name] = _csv(content) if isinstance(content, pd.DataFrame) else _json(content)
+    if not source.synthetic:
         audit = _audit(project)
         if audit is not None:
             files["audit.csv"] = _csv(audit)
@@ -211,7 +225,7 @@ def execute(project: Project, *, source: Source = "extraction", progress: bool =
         "source": source,
         "data": data_label,
         "analyses": len(results),
-        "inputs": _inputs(project, folder),
+        "inputs": _inputs(project, folder, *exhibits.input_folders(project, source, search_counter)),
         "outputs": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     if synthetic:
@@ -223,14 +237,23 @@ def execute(project: Project, *, source: Source = "extraction", progress: bool =
 def write(output: RunOutput) -> list[Path]:
     """Write every file of `output`, whole or not at all: all files are first written to a temporary
     folder beside the results, then renamed into place (the manifest last, so a manifest always
-    describes a complete set). Other files in the results folder (e.g. `replica/`) are left alone."""
+    describes a complete set). A file the previous manifest listed but this run no longer writes (e.g.
+    validation.csv once the fixtures are gone) is removed, so no page shows a stale exhibit; other files in the
+    results folder (e.g. `replica/`) are left alone."""
     folder = output.folder
     folder.mkdir(parents=True, exist_ok=True)
     names = sorted(n for n in output.files if n != "manifest.json") + ["manifest.json"]
+    try:
+        previous = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("outputs", {})
+    except (OSError, ValueError):
+        previous = {}
+    stale = sorted(n for n in previous if n not in output.files and Path(n).name == n)
     staging = Path(tempfile.mkdtemp(prefix=".run-", dir=folder))
     try:
         for name in names:
             (staging / name).write_bytes(output.files[name])
+        for name in stale:
+            (folder / name).unlink(missing_ok=True)
         for name in names:
             os.replace(staging / name, folder / name)
     finally:
@@ -238,9 +261,10 @@ def write(output: RunOutput) -> list[Path]:
     return [folder / name for name in names]
 
 
-def run_project(project: Project, *, source: str = "extraction", progress: bool = True) -> RunOutput:
+def run_project(project: Project, *, source: DataSource | str = DataSource.EXTRACTION,
+                progress: bool = True, search_counter: exhibits.SearchCounter | None = None) -> RunOutput:
     """Execute and write in one call (what `metaexercise run` and `metaexercise book` do). `source` is
     "extraction" or "replica"; "real" is accepted as the book's name for the extraction."""
-    out = execute(project, source="extraction" if source == "real" else source, progress=progress)
+    out = execute(project, source=DataSource.parse(source), progress=progress, search_counter=search_counter)
     write(out)
     return out

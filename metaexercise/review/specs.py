@@ -8,30 +8,36 @@ analysis and the key. `published.yaml` and `grade.yaml` live in the same folder 
 Outcome, comparator and window follow the review's Methods ("Statistics: Meta-analysis and -regression",
 Fleckenstein et al. 2022, medRxiv 2021.12.16.21267900 v2): pain or disability; individualized exercise vs
 active (non-individualized exercise) or vs passive (passive treatment, usual care or advice, true control,
-medication); short term (closest to 12 weeks) or long term (closest to 12 months).
+medication); short term (closest to 12 weeks) or long term (closest to 12 months). The allowed values are
+the review's vocabulary (`metaexercise.review.vocabulary`); model settings are the engine's (`rma`'s
+methods and tests, `metaexercise.engine.model`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
+from metaexercise.engine.model import METHODS, TESTS
 from metaexercise.errors import SpecError
 from metaexercise.extraction import schema
+from metaexercise.extraction.comparisons import Window
+from metaexercise.extraction.schema import Outcome
+from metaexercise.review.vocabulary import POOLED_CLASSES, REVIEW_OUTCOMES, AnalysisKind, ComparatorClass
+from metaexercise.vocabulary import codes
 
 #: Files in analyses/ that belong to other parts of the toolkit, not to the analysis runner.
 NOT_SPECS = frozenset({"published.yaml", "grade.yaml"})
 
-OUTCOMES = ("pain", "disability")
+#: Allowed values of the spec keys (METHODS and TESTS, for `model`, are `rma`'s).
+OUTCOMES = codes(REVIEW_OUTCOMES)
 #: "any" pools both comparator classes (the review's meta-regressions, which use the class as a moderator).
-COMPARATORS = ("active", "passive", "any")
-WINDOWS = ("short", "long")
-KINDS = ("meta-analysis", "meta-regression")
-METHODS = ("EE", "DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM")
-TESTS = ("z", "knha")
+COMPARATORS = codes(ComparatorClass)
+WINDOWS = codes(Window)
+KINDS = codes(AnalysisKind)
 
 #: Study / arm characteristics a filter may select on, with the values each may take: the extraction
 #: form's own columns and codes (`metaexercise.extraction.schema`), so a spec reads like the sheets it selects from.
@@ -44,10 +50,6 @@ CATEGORICAL_FILTERS: dict[str, tuple[str, ...]] = {
 BOOLEAN_FILTERS = ("control_matched",)
 #: numeric filters: `<column>_min` keeps rows with column >= value.
 NUMERIC_FILTERS = ("lbp_duration_required_weeks_min",)
-
-Outcome = Literal["pain", "disability"]
-Comparator = Literal["active", "passive", "any"]
-Window = Literal["short", "long"]
 
 _ANALYSIS_KEYS = {
     "id", "label", "kind", "outcome", "comparator", "window", "filters", "exclude_outliers", "model",
@@ -101,10 +103,10 @@ class AnalysisSpec:
 
     id: str
     label: str
-    kind: str
-    outcome: str
-    comparator: str
-    window: str
+    kind: AnalysisKind
+    outcome: Outcome
+    comparator: ComparatorClass
+    window: Window
     filters: tuple[Filter, ...] = ()
     exclude_outliers: bool = False
     model: ModelSettings = field(default_factory=ModelSettings)
@@ -198,7 +200,7 @@ def _parse_moderators(where: str, raw: Any) -> tuple[Moderator, ...]:
             if not isinstance(item["in"], list) or not item["in"]:
                 raise _fail(at, "key 'in' must be a non-empty list")
             values = tuple(item["in"])
-        allowed = {**CATEGORICAL_FILTERS, "comparator": ("active", "passive")}.get(item["column"])
+        allowed = {**CATEGORICAL_FILTERS, "comparator": codes(POOLED_CLASSES)}.get(item["column"])
         if values is not None and allowed is not None and any(v not in allowed for v in values):
             bad = [v for v in values if v not in allowed]
             raise _fail(at, f"value(s) {bad!r} not allowed for column '{item['column']}'; allowed: "
@@ -228,17 +230,17 @@ def parse_spec(raw: Any, file: str, position: int) -> AnalysisSpec:
     for key in ("id", "label"):
         if not isinstance(raw[key], str) or not raw[key].strip():
             raise _fail(where, f"key '{key}' must be a non-empty string")
-    kind = _choice(where, "kind", raw["kind"], KINDS)
-    outcome = _choice(where, "outcome", raw["outcome"], OUTCOMES)
-    comparator = _choice(where, "comparator", raw["comparator"], COMPARATORS)
-    window = _choice(where, "window", raw["window"], WINDOWS)
+    kind = AnalysisKind(_choice(where, "kind", raw["kind"], KINDS))
+    outcome = Outcome(_choice(where, "outcome", raw["outcome"], OUTCOMES))
+    comparator = ComparatorClass(_choice(where, "comparator", raw["comparator"], COMPARATORS))
+    window = Window(_choice(where, "window", raw["window"], WINDOWS))
     exclude_outliers = raw.get("exclude_outliers", False)
     if not isinstance(exclude_outliers, bool):
         raise _fail(where, f"key 'exclude_outliers' must be true or false, got {exclude_outliers!r}")
     moderators = _parse_moderators(where, raw.get("moderators"))
-    if kind == "meta-regression" and not moderators:
+    if kind is AnalysisKind.META_REGRESSION and not moderators:
         raise _fail(where, "a meta-regression needs 'moderators'")
-    if kind == "meta-analysis" and moderators:
+    if kind is AnalysisKind.META_ANALYSIS and moderators:
         raise _fail(where, "'moderators' is only allowed with kind: meta-regression")
     for key in ("source", "note"):
         if key in raw and not isinstance(raw[key], str):

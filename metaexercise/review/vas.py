@@ -22,11 +22,14 @@ A smaller difference is "probably meaningful" when its 95% CI lies entirely on o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
+from metaexercise.extraction.schema import Outcome
+
 #: Clinically important differences on the 0–10 VAS (review, Methods "Certainty assessment").
-THRESHOLDS: dict[str, float] = {"pain": 1.5, "disability": 1.0}
+THRESHOLDS: dict[str, float] = {Outcome.PAIN: 1.5, Outcome.DISABILITY: 1.0}
 
 #: Typical patient-level SDs of instruments on the 0–10 scale, each with its source.
 TYPICAL_SD: dict[str, tuple[float, str]] = {
@@ -35,7 +38,15 @@ TYPICAL_SD: dict[str, tuple[float, str]] = {
 #: Which instrument's typical SD serves an outcome when an analysis's studies report no baseline SD. The
 #: review puts every pain scale on 0–10 (Methods), so the NRS's SD serves pain whatever the instrument
 #: was; our sources give no comparable figure for a 0–10 disability score.
-OUTCOME_TYPICAL_SD: dict[str, str] = {"pain": "NRS"}
+OUTCOME_TYPICAL_SD: dict[str, str] = {Outcome.PAIN: "NRS"}
+
+
+class Verdict(StrEnum):
+    """What a pooled effect shows against the clinical threshold (``meaningful`` column of analyses.csv)."""
+
+    CLINICALLY_IMPORTANT = "clinically important"
+    PROBABLY_MEANINGFUL = "probably meaningful"
+    NOT_SHOWN = "not shown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +65,13 @@ class VasEffect:
     probably_meaningful: bool
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         """One phrase: 'clinically important', 'probably meaningful' or 'not shown'."""
         if self.clinically_important and self.probably_meaningful:
-            return "clinically important"
+            return Verdict.CLINICALLY_IMPORTANT
         if self.probably_meaningful:
-            return "probably meaningful"
-        return "not shown"
+            return Verdict.PROBABLY_MEANINGFUL
+        return Verdict.NOT_SHOWN
 
     def summary(self) -> str:
         return (

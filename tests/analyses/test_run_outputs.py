@@ -9,7 +9,7 @@ import pytest
 from analyses_sheets_helpers import build, two_arm
 
 from metaexercise.commands.cli import main
-from metaexercise.review import replica
+from metaexercise.review import exhibits, replica
 from metaexercise.review import run as runner
 from metaexercise.review.analyses import ANALYSIS_COLUMNS
 from metaexercise.review.project import Project
@@ -46,8 +46,10 @@ def test_real_extraction_run_writes_every_file_and_status_rows(tmp_path, capsys)
     assert main(["run", "--project", str(project.root), "--quiet"]) == 0
     assert "8 analyses from extraction: 1 fitted, 7 with insufficient data" in capsys.readouterr().out
     names = sorted(p.name for p in project.results.iterdir())
-    assert names == ["analyses.csv", "grade.csv", "manifest.json", "metareg.csv", "replica", "sof.csv",
+    assert names == ["analyses.csv", "bubble_lines.csv", "bubble_studies.csv", "characteristics.csv", "forest.csv",
+                     "grade.csv", "manifest.json", "metareg.csv", "replica", "risk_of_bias.csv", "sof.csv",
                      "studies.csv"]  # no staging folder left behind; results/replica untouched
+    # no analyses/published.yaml, searches/ or reference fixtures in this project: none of their exhibits
     assert (project.results / "replica" / "keep.txt").exists()
     analyses = pd.read_csv(project.results / "analyses.csv")
     assert list(analyses.columns) == ["data", *ANALYSIS_COLUMNS]
@@ -86,10 +88,12 @@ def test_two_runs_are_byte_identical_and_manifest_hashes_inputs(small_replica):
 def test_replica_results_are_labelled_and_kept_apart(small_replica):
     out = runner.execute(small_replica, source="replica", progress=False)
     assert out.folder == small_replica.results / "replica"
-    for name in ("analyses", "studies", "grade", "sof"):
+    for name in ("analyses", "studies", "grade", "sof", "characteristics", "risk_of_bias", "forest",
+                 "bubble_studies", "bubble_lines"):
         frame = out.frame(name)
         assert (frame["data"] == replica.LABEL).all(), name
-    assert "audit.csv" not in out.files  # the replica is never set beside the published numbers
+    for name in ("audit.csv", "vas_published.csv", "validation.csv", "prisma_update.json"):
+        assert name not in out.files  # the replica is never set beside the published numbers
     sof = out.frame("sof")
     assert sof["Review's certainty"].isna().all()
     assert out.frame("analyses")["synthetic"].all()
@@ -158,3 +162,83 @@ def test_the_committed_project_runs_on_its_real_extraction(tmp_path):
         assert status == "ok" or status.startswith("insufficient data (k="), (main_id, status)
     assert not analyses["synthetic"].any() and (analyses["data"] == "extraction").all()
     assert "audit.csv" in out.files
+
+
+def test_the_exhibits_agree_with_the_analysis_tables(tmp_path):
+    """What the pages draw (metaexercise.review.exhibits) is the analyses' own numbers: forest.csv repeats
+    analyses.csv, the bubble lines are the fitted meta-regression, the characteristics count the sheets."""
+    project = _project(tmp_path, "exhibits")
+    shutil.copy(ROOT / "analyses" / "metaregression.yaml", project.analyses / "metaregression.yaml")
+    out = runner.execute(project, source="replica", progress=False)
+    analyses = out.frame("analyses").set_index("analysis_id")
+    forest = out.frame("forest").set_index("analysis_id")
+    assert list(out.frame("forest").columns) == ["data", *exhibits.FOREST_COLUMNS]
+    fitted = analyses[(analyses["status"] == "ok") & (analyses["kind"] == "meta-analysis")]
+    assert set(forest.index) == set(fitted.index) and len(forest)
+    for col in ("k", "estimate", "se", "ci_lb", "ci_ub", "pi_lb", "pi_ub", "tau2", "I2", "QE", "QEp"):
+        assert forest[col].to_numpy() == pytest.approx(fitted.loc[forest.index, col].to_numpy(), rel=1e-12), col
+    assert forest["zval"].to_numpy() == pytest.approx((forest["estimate"] / forest["se"]).to_numpy(), rel=1e-9)
+    assert (forest["tau2_ci_lb"] <= forest["tau2"]).all() and (forest["tau2"] <= forest["tau2_ci_ub"]).all()
+
+    sheets = replica.generate()
+    chars = out.frame("characteristics")
+    assert list(chars.columns) == ["data", *exhibits.CHARACTERISTICS_COLUMNS] and len(chars) == len(sheets.studies)
+    rob = out.frame("risk_of_bias")
+    assert list(rob.columns) == ["data", *exhibits.ROB_COLUMNS] and len(rob) == sheets.risk_of_bias["study_id"].nunique()
+    first = rob.iloc[0]
+    long = sheets.risk_of_bias[sheets.risk_of_bias["study_id"] == first["study_id"]].set_index("domain")
+    assert all(first[d] == long.loc[d, "judgement"] for d in long.index)
+
+    reg = out.frame("metareg")
+    lines, points = out.frame("bubble_lines"), out.frame("bubble_studies")
+    for (aid, term), line in lines.groupby(["analysis_id", "term"]):
+        pts = points[(points["analysis_id"] == aid) & (points["term"] == term)]
+        coef = reg[reg["analysis_id"] == aid].set_index("term")
+        assert len(line) == exhibits.BUBBLE_GRID and len(pts) == coef.loc[term, "k"]
+        assert line["x"].min() == pts["x"].min() and line["x"].max() == pts["x"].max()
+        assert pts["weight"].sum() == pytest.approx(100)
+        slope = (line["pred"].iloc[-1] - line["pred"].iloc[0]) / (line["x"].iloc[-1] - line["x"].iloc[0])
+        assert slope == pytest.approx(coef.loc[term, "estimate"], rel=1e-9)  # a straight line: the slope
+        assert (line["ci_lb"] < line["pred"]).all() and (line["pred"] < line["ci_ub"]).all()
+    assert len(lines)  # the replica's meta-regressions have numeric moderators
+
+
+def test_the_real_run_writes_the_published_vas_the_search_counts_and_the_engine_validation(tmp_path):
+    project = _project(tmp_path, "declared")
+    shutil.copy(ROOT / "analyses" / "published.yaml", project.analyses / "published.yaml")
+    build(project.extraction, two_arm("aa2020", -2.0, -1.0, 2.0, 20), two_arm("bb2020", -1.5, -1.2, 1.5, 40))
+    project.searches.mkdir()
+    full = json.loads((ROOT / "tests" / "reference" / "rma.json").read_text())
+    bcg = full["datasets"]["bcg"]
+    project.reference.mkdir(parents=True)
+    (project.reference / "rma.json").write_text(json.dumps(
+        {"source": full["source"], "datasets": {"bcg": {**bcg, "fits": {"REML/z": bcg["fits"]["REML/z"]}}}}))
+    from metaexercise.searches.store import SearchFolder
+    from metaexercise.searches.workflow import run_status
+
+    def counter(folder):
+        return run_status(SearchFolder(folder)).to_dict()
+
+    out = runner.execute(project, progress=False, search_counter=counter)
+    assert "prisma_update.json" not in runner.execute(project, progress=False).files  # no counter, no counts
+    vas = out.frame("vas_published").set_index("contrast")
+    # Results: pain vs active, short term, SMD -0.28 [-0.42, -0.14]; x NRS common SD 1.64 = -0.46 points
+    assert vas.loc["pain_active_short", "points"] == pytest.approx(-0.28 * 1.64)
+    assert vas.loc["pain_active_short", "verdict"] == "probably meaningful"
+    counts = json.loads(out.files["prisma_update.json"])
+    assert counts["records_identified"] == 0 and counts["previous_studies"] == 58
+    validation = out.frame("validation").set_index("quantity")
+    assert validation["fits"].eq(1).all() and validation["reference"].eq("tests/reference").all()
+    assert validation.loc["tau2", "max_rel_diff"] < 1e-6
+    inputs = json.loads(out.files["manifest.json"])["inputs"]
+    assert "tests/reference/rma.json" in inputs
+    second = runner.execute(project, progress=False, search_counter=counter)
+    assert second.files == out.files  # byte-identical, exhibits included
+    # an exhibit the next run no longer writes goes, so no page shows stale counts; other files stay
+    runner.write(out)
+    (project.results / "notes.txt").write_text("mine", encoding="utf-8")
+    shutil.rmtree(project.reference)
+    runner.run_project(project, progress=False)
+    names = {p.name for p in project.results.iterdir()}
+    assert "prisma_update.json" not in names and "validation.csv" not in names
+    assert {"notes.txt", "vas_published.csv", "forest.csv"} <= names

@@ -8,10 +8,13 @@ The full metafor comparison on 35+ data sets is in test_reference_*.py.
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
@@ -179,15 +182,151 @@ def test_fit_is_immutable():
         fit.tau2 = 0.0
 
 
-
-
-
-def test_intercept_only_coefficients_read_as_numbers():
-    # The engine issue's contract reads fit.se, fit.pval, ... of an intercept-only fit as numbers.
+def test_intercept_only_coefficients_are_plain_floats():
+    # Outside users' reports: per-coefficient fields of an intercept-only fit must behave as floats everywhere
+    # (np.exp([fit.estimate, fit.ci_lb, fit.ci_ub]) gave a ragged array with the 1-D CoefArray).
     fit = rma(*bcg())
-    assert math.isclose(float(fit.se), fit.se[0]) and f"{fit.pval:.4f}" == f"{fit.pval[0]:.4f}"
-    assert float(fit.ci_lb) < fit.estimate < float(fit.ci_ub)
+    fields = {f: getattr(fit, f) for f in ("beta", "se", "zval", "pval", "ci_lb", "ci_ub")}
+    for name, x in fields.items():
+        assert isinstance(x, float), name
+        assert x[0] == x[-1] == float(x) and type(x[0]) is float, name
+        assert len(x) == 1 and list(x) == [float(x)] and np.atleast_1d(x).shape == (1,), name
+        assert np.asarray(x).shape == () and np.ndim(x) == 0, name
+        assert type(x * 2) is float and type(-x) is float and type(round(x, 2)) is float, name
+        assert json.loads(json.dumps(float(x))) == float(x) and json.loads(json.dumps(x)) == float(x), name
+        assert pickle.loads(pickle.dumps(x)) == x and repr(x) == repr(float(x)), name
+        with pytest.raises(IndexError):
+            x[1]
+    rr = np.exp([fit.estimate, fit.ci_lb, fit.ci_ub])
+    assert rr.shape == (3,) and rr.dtype == float
+    assert rr == pytest.approx(np.exp([-0.7145, -1.0669, -0.3622]), abs=5e-4)
+    assert np.array([fit.se, fit.zval, fit.pval]).shape == (3,)
+    assert f"{fit.pval:.3f}" == "0.000" and f"{fit.se:.4f}" == "0.1798" and round(fit.zval, 2) == -3.97
+    assert (fit.pval < 0.05) is True and math.isclose(float(fit.se), fit.se[0])
+    assert fit.beta[0] == fit.estimate and dict(zip(fit.coef_names, fit.beta)) == {"intrcpt": fit.estimate}
+    # pandas reads them as scalars: a column broadcasts, a cell holds a float
+    frame = pd.DataFrame({"study": ["a", "b", "c"]})
+    frame["se"] = fit.se
+    assert frame["se"].tolist() == [float(fit.se)] * 3 and frame["se"].dtype == float
+    cells = pd.DataFrame([{"estimate": fit.estimate, "ci_lb": fit.ci_lb, "pval": fit.pval}])
+    assert cells.dtypes.tolist() == [np.dtype(float)] * 3
+    assert fit.to_frame().shape == (1, 6) and fit.conf_int(90).shape == (1, 3)
+    assert fit.fitted == pytest.approx([fit.estimate] * fit.k)
+
+
+def test_moderator_fits_hold_one_dimensional_arrays():
     reg = rma(*bcg(), mods=ABLAT)
-    assert reg.se.shape == (2,)
-    with pytest.raises(TypeError, match="2 coefficients"):
+    for name in ("beta", "se", "zval", "pval", "ci_lb", "ci_ub"):
+        x = getattr(reg, name)
+        assert type(x) is np.ndarray and x.shape == (2,) and x.dtype == float, name
+    with pytest.raises(TypeError):
         float(reg.se)
+    assert reg.to_frame().shape == (2, 6)
+
+
+# A saturated model (k = p): dat with two studies and one moderator, and three studies with two moderators.
+# Reference: metafor 3.8.1, rma(yi, vi, mods = ~ x, method = "EE") and its print(), R 4.2.2 (values to 15
+# significant digits with sprintf("%.15g", ...)).
+SAT_Y, SAT_V, SAT_X = [0.1, 0.5], [0.01, 0.02], [1.0, 2.0]
+SAT_PRINT = """
+Fixed-Effects with Moderators Model (k = 2)
+
+I^2 (residual heterogeneity / unaccounted variability): 0.00%
+H^2 (unaccounted variability / sampling variability):   1.00
+R^2 (amount of heterogeneity accounted for):            NA%
+
+Test for Residual Heterogeneity:
+QE(df = 0) = 0.0000, p-val = 1.0000
+
+Test of Moderators (coefficient 2):
+QM(df = 1) = 5.3333, p-val = 0.0209
+
+Model Results:
+
+         estimate      se     zval    pval    ci.lb   ci.ub    \n\
+intrcpt   -0.3000  0.2449  -1.2247  0.2207  -0.7801  0.1801    \n\
+x          0.4000  0.1732   2.3094  0.0209   0.0605  0.7395  * \n\
+
+---
+Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
+
+"""
+
+
+def test_saturated_equal_effects_fit_is_exact_as_metafor():
+    fit = rma(SAT_Y, SAT_V, mods=pd.DataFrame({"x": SAT_X}), method="EE")
+    assert fit.beta == pytest.approx([-0.3, 0.4], rel=1e-12)
+    assert fit.se == pytest.approx([0.244948974278318, 0.173205080756888], rel=1e-12)
+    assert fit.pval == pytest.approx([0.220671361919847, 0.020921335337794], rel=1e-10)
+    assert (fit.ci_lb[1], fit.ci_ub[1]) == pytest.approx((0.0605242797771486, 0.739475720222852), rel=1e-10)
+    # rma.uni, `if (k > p) ... else { QE <- 0; QEp <- 1; I2 <- 0; H2 <- 1; vt <- 0 }`
+    assert (fit.QE, fit.QEp, fit.I2, fit.H2, fit.vt) == (0.0, 1.0, 0.0, 1.0, 0.0)
+    assert fit.QM == pytest.approx(5.33333333333334, rel=1e-12)
+    assert fit.QMp == pytest.approx(0.020921335337794, rel=1e-10)
+    assert math.isnan(fit.R2)  # summary(lm(...))$adj.r.squared is NaN with 0 residual df; metafor prints NA%
+    # ML fit statistics (ll, dev, AIC, BIC, AICc)
+    assert (fit.ll, fit.deviance, fit.AIC, fit.BIC, fit.AICc) == pytest.approx(
+        (2.42071952929877, 0.0, -0.841439058597546, -3.45514469747765, 11.1585609414025), rel=1e-12)
+    assert str(fit) == SAT_PRINT
+    three = rma([0.1, 0.5, 0.2], [0.01, 0.02, 0.03], mods=np.column_stack([[1, 2, 4], [0, 1, 1]]), method="EE")
+    assert three.beta == pytest.approx([0.25, -0.15, 0.55], rel=1e-12)
+    assert (three.QE, three.QEp) == (0.0, 1.0) and three.QM == pytest.approx(5.363636363636, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML", "DL", "HE", "HS", "SJ", "EB", "PM"])
+def test_saturated_random_effects_fit_stops_as_metafor(method):
+    # metafor's rma.uni: a random-effects model estimates p + 1 parameters; `if ((p+1) > k) stop("Number of
+    # parameters to be estimated is larger than the number of observations.")`
+    with pytest.raises(ValueError, match=r"Number of parameters to be estimated is larger than the number "
+                                         r"of observations\. The model has 2 coefficients and tau\^2"):
+        rma(SAT_Y, SAT_V, mods=SAT_X, method=method)
+    with pytest.raises(ValueError, match="Number of parameters"):
+        rma([0.3], [0.04], mods=[1.0], method=method)
+    # p + 1 = k is estimable
+    assert rma([0.1, 0.5, 0.2], [0.01, 0.02, 0.03], mods=[1, 2, 4], method=method).k == 3
+
+
+def test_more_coefficients_than_studies_stop_even_equal_effects():
+    with pytest.raises(ValueError, match="Number of parameters.*2 coefficients to estimate from k = 1"):
+        rma([0.3], [0.04], mods=[1.0], method="EE")
+
+
+def test_saturated_fit_with_fixed_tau2_is_exact_as_metafor():
+    # metafor 3.8.1, rma(yi, vi, mods = ~ x, tau2 = 0.1): p parameters only; se 0.7483 and 0.4796, QE 0,
+    # I^2 0%, H^2 1.00, R^2 0.00%
+    fit = rma(SAT_Y, SAT_V, mods=SAT_X, tau2=0.1)
+    assert fit.se == pytest.approx([0.7483, 0.4796], abs=5e-5)
+    assert (fit.QE, fit.QEp, fit.I2, fit.H2, fit.R2) == (0.0, 1.0, 0.0, 1.0, 0.0)
+    assert fit.BIC == -math.inf  # REML: parms * log(k - p) = log(0)
+
+
+def test_saturated_equal_effects_with_knha_as_metafor():
+    # metafor 3.8.1 (with its warning on knha for EE models): s2w = 0 (RSS = 0), so se = 0, zval = +-Inf,
+    # pval, CI and QM NA, QMdf = c(1, 0), ddf = 0, R2 NaN.
+    fit = rma(SAT_Y, SAT_V, mods=SAT_X, method="EE", test="knha")
+    assert fit.se.tolist() == [0.0, 0.0] and fit.zval.tolist() == [-math.inf, math.inf]
+    assert np.isnan(fit.pval).all() and np.isnan(fit.ci_lb).all() and np.isnan(fit.ci_ub).all()
+    assert math.isnan(fit.QM) and math.isnan(fit.QMp) and fit.QM_df == (1.0, 0.0) and fit.ddf == 0
+    assert math.isnan(fit.R2)
+
+
+@pytest.mark.parametrize("method", ["EE", "REML", "ML", "DL", "HE", "HS", "SJ", "EB", "PM"])
+def test_k_equals_one_fits_the_study_with_every_method(method):
+    # metafor: an intercept-only model with k = 1 is exempt from the parameter count; tau^2 = 0, test "z";
+    # fit.stats REML: ll 0, BIC -Inf (log(k - p) = log(0)), AICc 16 for random-effects methods.
+    fit = rma([0.3], [0.04], method=method, test="knha")
+    assert (fit.estimate, fit.se, fit.tau2, fit.QE, fit.QEp, fit.test) == (0.3, pytest.approx(0.2), 0.0, 0.0, 1.0, "z")
+    assert fit.pval == pytest.approx(0.133614402537716, rel=1e-12)
+    if method == "REML":
+        assert (fit.BIC, fit.AICc) == (-math.inf, pytest.approx(16.0))
+
+
+def test_influence_rows_of_unestimable_deletions_are_na_as_metafor():
+    # metafor 3.8.1, influence(rma(yi, vi, mods = ~ x1)) with k = 3: each deletion leaves k = p = 2, which
+    # rma.uni refuses (p + 1 > k), so every deleted-case column is NA (metafor's try()); hat 0.7403, 0.3412, 0.9185.
+    from metaexercise import influence
+
+    inf = influence(rma([0.1, 0.5, 0.2], [0.01, 0.02, 0.03], mods=[1, 2, 4]))
+    assert inf[["rstudent", "dffits", "cooks_d", "cov_r", "tau2_del", "QE_del"]].isna().all().all()
+    assert inf["hat"].tolist() == pytest.approx([0.7402597403, 0.3412042503, 0.9185360094], abs=1e-10)
+    assert not inf["inf"].any()

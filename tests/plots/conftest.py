@@ -1,5 +1,7 @@
 """Shared data for the plot tests: BCG vaccine trials (dat.bcg, Colditz et al. 1994, as shipped with metafor)."""
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,3 +30,21 @@ def bcg_fit():
 def bcg_studies():
     a, b, c, d = BCG.T
     return pd.DataFrame({"study": [f"Trial {i + 1}" for i in range(13)], "n1i": a + b, "n2i": c + d})
+
+
+def stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` as `metaexercise run` stores it in results/ and a page reads it back (CSV, 12 digits)."""
+    from metaexercise.review.run import FLOAT_FORMAT
+
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False, float_format=FLOAT_FORMAT)))
+
+
+@pytest.fixture(scope="session")
+def bcg_pooled(bcg_fit):
+    """The BCG fit as the plots get it from results/: its forest.csv row and studies.csv rows, read back."""
+    from metaexercise.plots.inputs import PooledEffect
+    from metaexercise.review.exhibits import pooled_row
+
+    row = stored(pd.DataFrame([pooled_row("bcg", bcg_fit)])).iloc[0]
+    studies = stored(pd.DataFrame({"yi": bcg_fit.yi, "vi": bcg_fit.vi, "weight": bcg_fit.weights}))
+    return PooledEffect.from_results(row, studies)

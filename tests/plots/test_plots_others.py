@@ -8,10 +8,13 @@ from metaexercise import rma
 from metaexercise.plots.bubble import bubble_plot
 from metaexercise.plots.funnel import funnel_plot
 from metaexercise.plots.influence import cooks_threshold, influence_plot, outlier_threshold
+from metaexercise.plots.inputs import BubbleData
 from metaexercise.plots.pooled import pooled_forest
-from metaexercise.plots.prisma import FIRST_EDITION, check_update_counts, prisma_flow
+from metaexercise.plots.prisma import check_update_counts, prisma_flow
 from metaexercise.plots.rob import OVERALL, rob_summary, rob_traffic_light, rob_wide
 from metaexercise.plots.style import SYNTHETIC_BANNER, save_figure
+from metaexercise.review.exhibits import regression_line
+from metaexercise.searches.prisma import FIRST_EDITION
 
 
 def _texts(fig):
@@ -27,12 +30,15 @@ class _Test:
         self.__dict__.update(kw)
 
 
-def test_funnel_draws_every_study_the_four_bands_and_the_tests(bcg_fit):
+def test_funnel_draws_every_study_the_four_bands_and_the_tests(bcg_fit, bcg_pooled):
     # Test values as the review prints them for pain vs active, short term (Results, "Publication bias").
-    fig = funnel_plot(bcg_fit, regtest=_Test(zval=-1.407, pval=0.2), ranktest=_Test(tau=-0.202, pval=0.1),
+    fig = funnel_plot(bcg_pooled, regtest=_Test(zval=-1.407, pval=0.2), ranktest=_Test(tau=-0.202, pval=0.1),
                       synthetic=True)
     (pts,) = _by_gid(fig, "funnel-studies")
     assert len(pts.get_offsets()) == bcg_fit.k
+    assert np.asarray(pts.get_offsets()) == pytest.approx(np.column_stack([bcg_fit.yi, np.sqrt(bcg_fit.vi)]), abs=1e-10)
+    (line,) = _by_gid(fig, "pooled-estimate-line")
+    assert line.get_xdata()[0] == pytest.approx(bcg_fit.estimate, abs=1e-11)
     texts = _texts(fig)
     for band in ("0.10 < p \u2264 1.00", "0.05 < p \u2264 0.10", "0.01 < p \u2264 0.05", "0.00 < p \u2264 0.01"):
         assert band in texts
@@ -92,14 +98,14 @@ def test_rob_summary_weighted_shares():
 
 
 def test_prisma_first_edition_and_update_totals():
-    fig = prisma_flow()
+    fig = prisma_flow(previous=FIRST_EDITION)
     texts = " ".join(_texts(fig))
     for n in ("1,172", "109", "73", "58", "53"):  # Fleckenstein et al. 2022, Results, first paragraph
         assert f"(n = {n})" in texts
     update = {"records_identified": 300, "duplicates_removed": 40, "records_screened": 260,
               "records_excluded": 230, "reports_sought": 30, "reports_not_retrieved": 2, "reports_assessed": 28,
               "reports_excluded": {"not individualised": 20, "acute pain": 5}, "new_studies": 3}
-    fig = prisma_flow(update)
+    fig = prisma_flow(update, previous=FIRST_EDITION)
     (total,) = _by_gid(fig, "prisma-total")
     assert total.get_text() == f"Total studies included in review (n = {FIRST_EDITION['studies_included'] + 3})"
     with pytest.raises(ValueError, match="records_identified - duplicates_removed"):
@@ -107,20 +113,30 @@ def test_prisma_first_edition_and_update_totals():
     # Awaiting decisions keep the boxes adding up (2 of the 30 reports not yet assessed).
     check_update_counts({**update, "reports_assessed": 26, "reports_awaiting_assessment": 2,
                          "reports_excluded": {"not individualised": 18, "acute pain": 5}})
-    assert _by_gid(prisma_flow({**update, "records_identified": 0}), "prisma-no-update")
+    assert _by_gid(prisma_flow({**update, "records_identified": 0}, previous=FIRST_EDITION), "prisma-no-update")
 
 
 def test_bubble_plot_draws_one_bubble_per_study_and_the_fitted_line(bcg_fit):
     latitude = np.array([44, 55, 42, 52, 13, 44, 19, 13, 27, 42, 18, 33, 33], dtype=float)  # dat.bcg ablat
     fit = rma(bcg_fit.yi, bcg_fit.vi, mods=latitude)
-    fig = bubble_plot(fit, 1, xlabel="Absolute latitude")
+    # what `metaexercise run` stores (bubble_studies.csv, bubble_lines.csv) and the page reads back
+    line_rows = regression_line(fit, 1)
+    assert len(line_rows) == 60 and line_rows["x"].iloc[[0, -1]].tolist() == [13.0, 55.0]
+    data = BubbleData.from_results(pd.DataFrame({"x": latitude, "yi": fit.yi, "weight": fit.weights}), line_rows,
+                                   fit.beta[1], fit.pval[1], fit.k)
+    fig = bubble_plot(data, xlabel="Absolute latitude")
     (bubbles,) = _by_gid(fig, "bubbles")
     assert len(bubbles.get_offsets()) == 13
     (line,) = _by_gid(fig, "regression-line")
     x, y = line.get_data()
     assert y[0] == pytest.approx(fit.beta[0] + fit.beta[1] * x[0])
+    # metafor 3.8.1 rma(yi, vi, mods = ~ ablat) on dat.bcg: slope -0.0291, p < .0001
+    (slope,) = _by_gid(fig, "bubble-slope")
+    assert slope.get_text().startswith("slope = -0.029 (p = ") and slope.get_text().endswith("; k = 13")
     with pytest.raises(ValueError, match="meta-regression"):
-        bubble_plot(bcg_fit)
+        regression_line(bcg_fit, 1)
+    with pytest.raises(TypeError, match="BubbleData"):
+        bubble_plot(fit)
 
 
 def test_pooled_forest_rows_and_save_figure_writes_svg_and_png(tmp_path):

@@ -1,0 +1,305 @@
+"""Everything the book's pages show beyond the analysis tables, computed by `metaexercise run` from what it
+already has in hand (the `AnalysisResult` objects, the loaded extraction, the project), so that the publish
+floor only reads `results/` and never refits, reads a sheet or a search folder.
+
+Files (written by `metaexercise.review.run` beside analyses.csv; tables carry the run's ``data`` column first
+where they come from the extraction):
+
+* ``characteristics.csv``  one row per study of the sheets (`CHARACTERISTICS_COLUMNS`); the coverage banner
+  counts its rows
+* ``risk_of_bias.csv``     the risk-of-bias judgements, one row per study, one column per domain of
+  `metaexercise.extraction.schema.ROB_DOMAINS` and ``overall`` (header only when no study is rated)
+* ``forest.csv``           per fitted meta-analysis, the numbers the forest and funnel plots print beside the
+  per-study rows of studies.csv (`FOREST_COLUMNS`; the Q-profile CI of tau^2 included)
+* ``bubble_studies.csv``   per meta-regression and numeric moderator, the studies' points (`BUBBLE_STUDY_COLUMNS`)
+* ``bubble_lines.csv``     ... and the fitted line with its 95% CI over a grid of the moderator, other
+  moderators at their weighted mean (`BUBBLE_LINE_COLUMNS`; metafor's `regplot`)
+* ``vas_published.csv``    real run only, with analyses/published.yaml: the review's published pooled SMDs
+  of the main contrasts in VAS points (`metaexercise.review.vas`, NRS common SD)
+* ``prisma_update.json``   real run only, when `searches/` exists and the caller passed a `SearchCounter`: the
+  PRISMA 2020 counts of the search update. The review floor does not import the searches wing; the command
+  line, which may, passes its counter (`metaexercise.searches.workflow.run_status`) to `run_project`
+* ``validation.csv``       real run only, when the project has metafor reference fixtures
+  (`Project.reference`): `metaexercise.engine.validation.metafor_agreement`, per quantity
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metaexercise.extraction.schema import ROB_DOMAINS
+from metaexercise.extraction.sheets import Extraction
+from metaexercise.review.analyses import AnalysisResult, comparisons_for, moderator_frame
+from metaexercise.review.project import Project
+from metaexercise.vocabulary import DataSource
+
+CHARACTERISTICS_COLUMNS = (
+    "study_id", "study", "status", "n_randomised", "intervention_type", "psych_component", "controls",
+    "training_weeks", "outcome_rows", "rob_overall", "source",
+)
+ROB_COLUMNS = ("study_id", "study", *ROB_DOMAINS, "overall")
+FOREST_COLUMNS = (
+    "analysis_id", "method", "test", "level", "k", "p", "estimate", "se", "zval", "pval", "ci_lb", "ci_ub",
+    "pi_lb", "pi_ub", "ddf", "tau2", "tau2_ci_lb", "tau2_ci_ub", "I2", "QE", "QE_df", "QEp",
+)
+BUBBLE_STUDY_COLUMNS = ("analysis_id", "term", "moderator", "study_id", "label", "x", "yi", "vi", "weight")
+BUBBLE_LINE_COLUMNS = ("analysis_id", "term", "moderator", "x", "pred", "ci_lb", "ci_ub")
+VAS_COLUMNS = (
+    "contrast", "smd", "smd_ci_lb", "smd_ci_ub", "vas_printed", "sd", "sd_source", "points", "points_ci_lb",
+    "points_ci_ub", "threshold", "verdict",
+)
+VALIDATION_COLUMNS = (
+    "quantity", "comparisons", "max_abs_diff", "max_rel_diff", "worst_case", "fits", "failed_fits", "reference",
+    "files",
+)
+#: Points of the grid a bubble plot's fitted line is evaluated on (as metafor's `regplot`'s default length).
+BUBBLE_GRID = 60
+
+#: Counts the PRISMA 2020 flow of a search folder (given its path): e.g. the command line's
+#: ``lambda folder: run_status(SearchFolder(folder)).to_dict()`` (`metaexercise.searches.workflow`).
+SearchCounter = Callable[[Path], Mapping]
+
+
+def study_labels(studies: pd.DataFrame) -> pd.Series:
+    """"Author Year" per row of the studies sheet."""
+    return studies["first_author"].astype(str) + " " + studies["year"].astype("string").fillna("")
+
+
+# ------------------------------------------------------------------------------------ sheets → tables
+def characteristics(extraction: Extraction) -> pd.DataFrame:
+    """Study characteristics from the studies and arms sheets, one row per study in the sheet's order."""
+    st = extraction.studies
+    arms = extraction.arms
+    n_by_study = arms.groupby("study_id")["n_randomised"].sum(min_count=1)
+    ctrl = (arms[arms["arm_role"] == "control"].groupby("study_id")["control_type"]
+            .agg(lambda s: "; ".join(sorted({str(x) for x in s if pd.notna(x)}))))
+    outcomes = extraction.outcomes.groupby("study_id").size()
+    return pd.DataFrame({
+        "study_id": st["study_id"],
+        "study": study_labels(st),
+        "status": st["inclusion_status"],
+        "n_randomised": st["study_id"].map(n_by_study),
+        "intervention_type": st["intervention_type"],
+        "psych_component": st["psych_component"],
+        "controls": st["study_id"].map(ctrl),
+        "training_weeks": st["training_weeks"],
+        "outcome_rows": st["study_id"].map(outcomes).fillna(0).astype(int),
+        "rob_overall": st["rob_overall"],
+        "source": st["source"],
+    }, columns=list(CHARACTERISTICS_COLUMNS)).reset_index(drop=True)
+
+
+def risk_of_bias(extraction: Extraction) -> pd.DataFrame:
+    """The risk_of_bias sheet wide: one row per rated study (sorted by study_id), one column per domain
+    ("no information" where a domain is not rated) and the studies sheet's overall rating."""
+    long = extraction.risk_of_bias
+    if long.empty:
+        return pd.DataFrame(columns=list(ROB_COLUMNS))
+    wide = long.pivot(index="study_id", columns="domain", values="judgement")
+    wide = wide.reindex(columns=list(ROB_DOMAINS)).fillna("no information")
+    st = extraction.studies.set_index("study_id")
+    wide["overall"] = st["rob_overall"].reindex(wide.index).fillna("no information").to_numpy()
+    labels = study_labels(st.reset_index()).set_axis(st.index)
+    wide.insert(0, "study", [labels.get(s, s) for s in wide.index])
+    return wide.rename_axis("study_id").reset_index().reindex(columns=list(ROB_COLUMNS))
+
+
+# --------------------------------------------------------------------------------- fits → plot numbers
+def _tau2_ci(fit) -> tuple[float, float]:
+    """The Q-profile CI of tau^2 (`fit.confint()`), or NaNs when it cannot be computed (k < 2, tau^2 fixed)."""
+    if fit.k < 2 or fit.tau2_fixed:
+        return float("nan"), float("nan")
+    try:
+        _est, lb, ub = fit.confint().tau2
+    except Exception:  # noqa: BLE001 - the forest then prints tau^2 without its bracket, as before
+        return float("nan"), float("nan")
+    return float(lb), float(ub)
+
+
+def pooled_row(analysis_id: str, fit) -> dict:
+    """One row of forest.csv: an intercept-only fit's pooled numbers, tests and Q-profile CI of tau^2."""
+    lb, ub = _tau2_ci(fit)
+    return {
+        "analysis_id": analysis_id, "method": fit.method, "test": fit.test, "level": fit.level, "k": fit.k,
+        "p": fit.p, "estimate": fit.estimate, "se": float(fit.se[0]), "zval": float(fit.zval[0]),
+        "pval": float(fit.pval[0]), "ci_lb": float(fit.ci_lb[0]), "ci_ub": float(fit.ci_ub[0]),
+        "pi_lb": fit.pi_lb, "pi_ub": fit.pi_ub, "ddf": fit.ddf, "tau2": fit.tau2, "tau2_ci_lb": lb,
+        "tau2_ci_ub": ub, "I2": fit.I2, "QE": fit.QE, "QE_df": fit.k - fit.p, "QEp": fit.QEp,
+    }
+
+
+def forest(results: Sequence[AnalysisResult]) -> pd.DataFrame:
+    """One row per fitted meta-analysis (intercept-only): what the forest plot prints under its study rows
+    and the funnel plot centres on (`pooled_row`). The study rows themselves are in studies.csv."""
+    rows = [pooled_row(r.spec.id, r.fit) for r in results if r.fit is not None and r.regression is None]
+    return pd.DataFrame(rows, columns=list(FOREST_COLUMNS))
+
+
+def regression_line(fit, column: int, n: int = BUBBLE_GRID) -> pd.DataFrame:
+    """metafor's `regplot` line of a meta-regression `fit` against moderator column `column` (1-based in
+    `fit.X`): the prediction and its CI over `n` points from the moderator's minimum to its maximum, the other
+    moderators held at their weighted mean (`fit.predict`)."""
+    X = np.asarray(fit.X, dtype=float)
+    if X.ndim != 2 or X.shape[1] < 2 or not 1 <= column < X.shape[1]:
+        raise ValueError(f"a regression line needs a meta-regression fit and a moderator column in "
+                         f"1..{X.shape[1] - 1}; got column={column} for X of shape {X.shape}")
+    w = np.asarray(fit.weights, dtype=float)
+    x = X[:, column]
+    grid = np.linspace(x.min(), x.max(), n)
+    others = (w[:, None] * X[:, 1:]).sum(axis=0) / w.sum()
+    newmods = np.tile(others, (grid.size, 1))
+    newmods[:, column - 1] = grid
+    pred = fit.predict(newmods=newmods)
+    return pd.DataFrame({"x": grid, "pred": np.asarray(pred.pred, dtype=float),
+                         "ci_lb": np.asarray(pred.ci_lb, dtype=float), "ci_ub": np.asarray(pred.ci_ub, dtype=float)})
+
+
+def bubbles(results: Sequence[AnalysisResult], extraction: Extraction,
+            cache: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bubble-plot data of every fitted meta-regression against each numeric moderator (indicators are left
+    to the coefficient table): the studies' points with their weights, and the fitted line (`regression_line`).
+    The fit is `metareg`'s own (same comparisons, moderators and method); its coefficients are checked
+    against the stored ones, so a figure can never disagree with metareg.csv."""
+    from metaexercise.engine.model import rma
+
+    points, lines = [], []
+    for r in results:
+        reg = r.regression
+        if reg is None or not r.ok:
+            continue
+        spec = r.spec
+        comps = comparisons_for(spec, extraction, cache)
+        mods = moderator_frame(spec, comps)
+        keep = mods.notna().all(axis=1).to_numpy()
+        comps, mods = comps[keep].reset_index(drop=True), mods[keep].reset_index(drop=True)
+        mods = mods[[t for t in reg.coef_names if t in mods]]
+        fit = rma(comps["yi"].to_numpy(float), comps["vi"].to_numpy(float), mods=mods.to_numpy(float),
+                  method=reg.method, test="z", level=reg.level)
+        if not np.allclose(fit.beta, reg.beta, rtol=1e-6, atol=1e-9):
+            raise ValueError(f"{spec.id}: the bubble plots' fit differs from the meta-regression's coefficients")
+        labels = {m.name: m.label or m.name for m in spec.moderators}
+        for j, name in enumerate(mods.columns, start=1):
+            if set(np.unique(mods[name])) <= {0.0, 1.0}:
+                continue
+            head = {"analysis_id": spec.id, "term": name, "moderator": labels.get(name, name)}
+            points.append(pd.DataFrame({**head, "study_id": comps["study_id"].to_numpy(),
+                                        "label": comps["label"].to_numpy() if "label" in comps else np.nan,
+                                        "x": mods[name].to_numpy(float), "yi": fit.yi, "vi": fit.vi,
+                                        "weight": fit.weights}))
+            lines.append(regression_line(fit, j).assign(**head))
+    pts = pd.concat(points, ignore_index=True) if points else pd.DataFrame()
+    lns = pd.concat(lines, ignore_index=True) if lines else pd.DataFrame()
+    return (pts.reindex(columns=list(BUBBLE_STUDY_COLUMNS)), lns.reindex(columns=list(BUBBLE_LINE_COLUMNS)))
+
+
+# ------------------------------------------------------------------------ declared files → tables
+def vas_published(project: Project, main_ids: Sequence[str]) -> pd.DataFrame | None:
+    """The review's published pooled SMD of each main contrast (analyses/published.yaml, Results section)
+    re-expressed in VAS points with the NRS common SD (`metaexercise.review.vas.TYPICAL_SD`), beside the VAS
+    difference the review printed (appendix G), against the review's thresholds. None without the registry."""
+    path = project.analyses / "published.yaml"
+    if not path.exists():
+        return None
+    from metaexercise.review.published import load_published
+    from metaexercise.review.vas import TYPICAL_SD, to_vas
+
+    reg = load_published(path)
+    sd, sd_source = TYPICAL_SD["NRS"]
+    rows = []
+    for cid in main_ids:
+        e = reg.effect(cid, "results")
+        if e is None:
+            continue
+        printed = reg.for_contrast(cid, "points")
+        vas = to_vas(cid.split("_")[0], e.estimate.value, e.ci_lb.value, e.ci_ub.value, sd, sd_source)
+        rows.append({"contrast": cid, "smd": e.estimate.value, "smd_ci_lb": e.ci_lb.value,
+                     "smd_ci_ub": e.ci_ub.value,
+                     "vas_printed": printed[0].value.text if printed and printed[0].value else "",
+                     "sd": sd, "sd_source": sd_source, "points": vas.points, "points_ci_lb": vas.ci_lb,
+                     "points_ci_ub": vas.ci_ub, "threshold": vas.threshold, "verdict": vas.verdict})
+    return pd.DataFrame(rows, columns=list(VAS_COLUMNS))
+
+
+def prisma_update(project: Project, counter: SearchCounter | None) -> dict | None:
+    """PRISMA 2020 counts of the search update in searches/, by `counter`; None when the project has no
+    searches/ folder or no counter was given."""
+    if counter is None or not project.searches.is_dir():
+        return None
+    return dict(counter(project.searches))
+
+
+def validation(project: Project) -> pd.DataFrame | None:
+    """The engine's agreement with metafor on the project's reference fixtures (`Project.reference`), one
+    row per quantity, the summary (fits compared, fits that failed, folder and files) on every row; None when
+    the project has no fixtures."""
+    reference = project.reference
+    if not (reference / "rma.json").is_file():
+        return None
+    from metaexercise.engine.validation import metafor_agreement
+
+    agreement = metafor_agreement(reference)
+    frame = agreement.to_frame().assign(fits=agreement.fits, failed_fits=len(agreement.failed),
+                                        reference=_relative(reference, project.root), files=agreement.source)
+    return frame.reindex(columns=list(VALIDATION_COLUMNS))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# ------------------------------------------------------------------------------------------ the set
+def input_folders(project: Project, source: str, search_counter: SearchCounter | None = None) -> list[Path]:
+    """Folders besides analyses/ and the sheets whose files the exhibits of `source` read (for the manifest)."""
+    if DataSource.parse(source).synthetic:
+        return []
+    out = []
+    if search_counter is not None and project.searches.is_dir():
+        out.append(project.searches)
+    if (project.reference / "rma.json").is_file():
+        out.append(project.reference)
+    return out
+
+
+def build(project: Project, results: Sequence[AnalysisResult], extraction: Extraction, *, source: str,
+          data_label: str, main_ids: Sequence[str], cache: dict | None = None,
+          search_counter: SearchCounter | None = None) -> dict[str, pd.DataFrame | dict]:
+    """Every exhibit of one run, keyed by file name (tables as DataFrames, the PRISMA counts as a dict).
+    Tables from the sheets or the fits carry `data_label` in a first ``data`` column, as the analysis tables."""
+    tables: dict[str, pd.DataFrame | dict] = {
+        "characteristics.csv": characteristics(extraction),
+        "risk_of_bias.csv": risk_of_bias(extraction),
+        "forest.csv": forest(results),
+    }
+    tables["bubble_studies.csv"], tables["bubble_lines.csv"] = bubbles(results, extraction, cache)
+    for frame in tables.values():
+        frame.insert(0, "data", data_label)
+    if not DataSource.parse(source).synthetic:
+        vas = vas_published(project, main_ids)
+        if vas is not None:
+            tables["vas_published.csv"] = vas
+        counts = prisma_update(project, search_counter)
+        if counts is not None:
+            tables["prisma_update.json"] = counts
+        agreement = validation(project)
+        if agreement is not None:
+            tables["validation.csv"] = agreement
+    return tables
+
+
+def write_simulation(project: Project, reps: int, seed: int) -> Path:
+    """results/simulation.csv: the review preset of `metaexercise.engine.simulate` (the methods page's
+    simulation study), in this process with a fixed seed, so every build shows the same table."""
+    from metaexercise.atomic import write_text
+    from metaexercise.engine.simulate import review_preset, run_simulation
+
+    result = run_simulation(review_preset(), reps, seed, scheduler="synchronous")
+    target = project.results / "simulation.csv"
+    write_text(target, result.table.to_csv(index=False, lineterminator="\n"))
+    return target
