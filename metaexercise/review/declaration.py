@@ -1,0 +1,452 @@
+"""The project file, `review.yaml`: what is specific to one review, declared as data.
+
+The package knows no review's outcomes, comparators, follow-up windows, thresholds, codes or texts; a project
+declares them here and every floor above the engine reads them from the `Review` this module returns. The
+back-pain review's own values live in its `review.yaml`, each with its source. `metaexercise init` writes a
+minimal one from a table of arms.
+
+Layout (keys marked * are required; everything else has the default shown in `Review`'s fields)::
+
+    title*: "…"                      # the review's title, shown on the book's cover
+    citation: "…"                    # the published review, when there is one
+    question: {population, intervention, comparison, outcomes, study_design}   # PICOS, free text
+    effect:
+      measure: SMD                   # Hedges' g, experimental minus control (metafor's escalc "SMD")
+      basis: change                  # change | final | either (see EFFECT_BASES)
+    labels: {experimental, control, favours_experimental, favours_control}     # plot and table labels
+    arm_roles: {experimental: "…", control: "…"}                                # codes of arms.arm_role
+    outcomes*:                       # one entry per outcome the review pools
+      - id*: pain
+        label*: "Pain intensity"
+        benefit: lower               # lower | higher: which direction of the scale is better
+        common_scale: {min: 0, max: 10}            # normalisation target, when the review uses one
+        mid: {value: 1.5, source: "…"}             # minimal important difference on the common scale
+        typical_sd: {value: 1.64, instrument: NRS, source: "…"}   # for back-transforming SMDs
+    comparators:                     # classes of control arms; an analysis names one (or "any")
+      - {id*: active, label*: "…", control_types*: ["active exercise"]}
+    control_types: ["…"]             # codes of arms.control_type (default: those the comparators name)
+    timepoint_unit: weeks            # the unit of outcomes.timepoint (any word: days, weeks, months, …)
+    windows:                         # follow-up windows; none when the review has one time point
+      - {id*: short, label*: "…", target*: 12, lower*: 1, upper*: 32, lower_open: false, ties: later}
+    moderators:                      # study-level characteristics (columns of the studies sheet)
+      - {name*: training_weeks, label: "…", type*: numeric, minimum: 0, maximum: null}
+      - {name*: psych_component, label: "…", type*: categorical, levels*: [none, CBT, …]}
+    risk_of_bias: {tool: "…", domains: [{id, label}], judgements: [low, some concerns, high]}
+    grade: {rob_high_share, i2_moderate, i2_considerable, bias_min_k, bias_p, alpha, power}
+    prisma_previous: {records_identified, …, source}   # the previous edition's counts (updated reviews)
+    components: {published, grade_judgements, guidelines, replica, simulation}
+
+Unknown keys, wrong types and values outside their allowed set raise `SpecError` naming the file, the line
+and the key. The Handbook's rule on change and final values (Cochrane Handbook 6.5.2.8, 10.5.2): they may be
+mixed in an MD meta-analysis but not in an SMD one, because the SDs of change and of final values measure
+different things; a project that pools SMDs therefore chooses `change` or `final`, and `either` is accepted
+only with measure MD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metaexercise.errors import SpecError
+from metaexercise.strict_yaml import line_of, load_yaml
+
+#: The project file's name, at the project's root.
+FILE_NAME = "review.yaml"
+
+MEASURES = ("SMD", "MD")
+EFFECT_BASES = ("change", "final", "either")
+BENEFITS = ("lower", "higher")
+MODERATOR_TYPES = ("numeric", "categorical")
+TIES = ("later", "earlier")
+#: The comparator id that pools every declared class (meta-regressions with the class as a moderator).
+ANY_COMPARATOR = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Sourced:
+    """A number with the source it was taken from."""
+
+    value: float
+    source: str = ""
+    instrument: str | None = None  #: for a typical SD: the instrument whose SD it is
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeDecl:
+    id: str
+    label: str
+    benefit: str = "lower"  #: "lower": lower values of the (common) scale are better
+    common_min: float | None = None
+    common_max: float | None = None
+    mid: Sourced | None = None
+    typical_sd: Sourced | None = None
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.benefit == "lower"
+
+    @property
+    def normalised(self) -> bool:
+        """Whether the review puts this outcome's instruments on one common scale."""
+        return self.common_min is not None and self.common_max is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ComparatorDecl:
+    id: str
+    label: str
+    control_types: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDecl:
+    """A follow-up window: the time point closest to `target` within [lower, upper] (`lower_open` excludes
+    the lower bound); ties go to the `ties` ("later" or "earlier") time point. Units: `Review.timepoint_unit`."""
+
+    id: str
+    label: str
+    target: float
+    lower: float
+    upper: float
+    lower_open: bool = False
+    ties: str = "later"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeratorDecl:
+    name: str
+    label: str
+    type: str  #: "numeric" or "categorical"
+    levels: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def categorical(self) -> bool:
+        return self.type == "categorical"
+
+
+@dataclass(frozen=True, slots=True)
+class RobDecl:
+    tool: str = "Cochrane risk-of-bias tool"
+    domains: tuple[tuple[str, str], ...] = ()  #: (id, label)
+    judgements: tuple[str, ...] = ("low", "some concerns", "high")
+
+
+@dataclass(frozen=True, slots=True)
+class GradeDecl:
+    """GRADE's rule constants (review.grade documents each rule): the share of weight from high-risk studies
+    that downgrades for risk of bias, the I² bounds for inconsistency, the smallest k for a funnel test and
+    its p-value threshold, and the α and power of the optimal information size."""
+
+    rob_high_share: float = 0.25
+    i2_moderate: float = 40.0
+    i2_considerable: float = 75.0
+    bias_min_k: int = 10
+    bias_p: float = 0.10
+    alpha: float = 0.05
+    power: float = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    experimental: str = "Experimental"
+    control: str = "Control"
+    favours_experimental: str = "Favours experimental"
+    favours_control: str = "Favours control"
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """Optional parts of a project; a path is relative to the project's root, None when absent."""
+
+    published: str | None = None  #: registry of the review's printed numbers (analyses/published.yaml)
+    grade_judgements: str | None = None  #: reviewers' GRADE judgements (analyses/grade.yaml)
+    guidelines: str | None = None  #: guideline recommendations for the guidelines page
+    replica: bool = False  #: a labelled synthetic replica generated by committed, seeded code
+    simulation: bool = False  #: a simulation study of the estimators on the methods page
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    title: str
+    outcomes: tuple[OutcomeDecl, ...]
+    citation: str | None = None
+    question: dict[str, str] = field(default_factory=dict)
+    measure: str = "SMD"
+    basis: str = "change"
+    labels: Labels = Labels()
+    role_experimental: str = "experimental"
+    role_control: str = "control"
+    comparators: tuple[ComparatorDecl, ...] = ()
+    control_types: tuple[str, ...] = ()
+    timepoint_unit: str = "weeks"
+    windows: tuple[WindowDecl, ...] = ()
+    moderators: tuple[ModeratorDecl, ...] = ()
+    risk_of_bias: RobDecl = RobDecl()
+    grade: GradeDecl = GradeDecl()
+    prisma_previous: dict[str, Any] | None = None
+    components: Components = Components()
+    path: str = FILE_NAME
+
+    # ---------------------------------------------------------------------------------- look-ups
+    def outcome(self, outcome_id: str) -> OutcomeDecl:
+        for o in self.outcomes:
+            if o.id == outcome_id:
+                return o
+        raise KeyError(f"{self.path}: no outcome {outcome_id!r}; declared: {', '.join(self.outcome_ids)}")
+
+    @property
+    def outcome_ids(self) -> tuple[str, ...]:
+        return tuple(o.id for o in self.outcomes)
+
+    def comparator(self, comparator_id: str) -> ComparatorDecl:
+        for c in self.comparators:
+            if c.id == comparator_id:
+                return c
+        raise KeyError(f"{self.path}: no comparator {comparator_id!r}; declared: "
+                       f"{', '.join(self.comparator_ids)}")
+
+    @property
+    def comparator_ids(self) -> tuple[str, ...]:
+        """Declared classes, and "any" (all of them together) when there are any."""
+        ids = tuple(c.id for c in self.comparators)
+        return (*ids, ANY_COMPARATOR) if ids else ()
+
+    def window(self, window_id: str) -> WindowDecl:
+        for w in self.windows:
+            if w.id == window_id:
+                return w
+        raise KeyError(f"{self.path}: no window {window_id!r}; declared: {', '.join(self.window_ids)}")
+
+    @property
+    def window_ids(self) -> tuple[str, ...]:
+        return tuple(w.id for w in self.windows)
+
+    def moderator(self, name: str) -> ModeratorDecl:
+        for m in self.moderators:
+            if m.name == name:
+                return m
+        raise KeyError(f"{self.path}: no moderator {name!r}; declared: "
+                       f"{', '.join(m.name for m in self.moderators)}")
+
+    @property
+    def mixes_bases(self) -> bool:
+        """True when change and final values may be pooled together (only for MD: Handbook 10.5.2)."""
+        return self.basis == "either"
+
+
+# --------------------------------------------------------------------------------------- the loader
+class _Reader:
+    """Checks one mapping of the file against its allowed keys and types, naming file, line and key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where, key: str | None, message: str):
+        line = line_of(where, key) if where is not None else None
+        loc = f"{self.path}" + (f", line {line}" if line else "")
+        raise SpecError(f"{loc}: {key + ': ' if key else ''}{message}")
+
+    def mapping(self, value, where, key: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            self.fail(where, key, f"must be a mapping, not {type(value).__name__}")
+        for k in value:
+            if k not in allowed:
+                self.fail(value, k, f"unknown key in {key} (allowed: {', '.join(sorted(allowed))})")
+        for k in required:
+            if value.get(k) in (None, ""):
+                self.fail(value, None, f"{key}.{k} is required")
+        return value
+
+    def text(self, m: dict, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        v = m.get(key, default)
+        if v is None:
+            if required:
+                self.fail(m, None, f"{key} is required")
+            return None
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            self.fail(m, key, "must be text")
+        return str(v).strip()
+
+    def number(self, m: dict, key: str, default: float | None = None, *, required: bool = False) -> float | None:
+        v = m.get(key, default)
+        if v is None:
+            if required:
+                self.fail(m, None, f"{key} is required")
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.fail(m, key, f"must be a number, not {v!r}")
+        return float(v)
+
+    def flag(self, m: dict, key: str, default: bool) -> bool:
+        v = m.get(key, default)
+        if not isinstance(v, bool):
+            self.fail(m, key, f"must be true or false, not {v!r}")
+        return v
+
+    def choice(self, m: dict, key: str, allowed: tuple[str, ...], default: str) -> str:
+        v = self.text(m, key, default)
+        if v not in allowed:
+            self.fail(m, key, f"{v!r} is not one of {', '.join(allowed)}")
+        return v
+
+    def texts(self, m: dict, key: str) -> tuple[str, ...]:
+        v = m.get(key) or []
+        if not isinstance(v, list) or not all(isinstance(x, str | int | float) and not isinstance(x, bool)
+                                              for x in v):
+            self.fail(m, key, "must be a list of texts")
+        out = tuple(str(x).strip() for x in v)
+        dup = sorted({x for x in out if out.count(x) > 1})
+        if dup:
+            self.fail(m, key, f"repeats {', '.join(dup)}")
+        return out
+
+    def items(self, m: dict, key: str) -> list:
+        v = m.get(key) or []
+        if not isinstance(v, list):
+            self.fail(m, key, "must be a list")
+        return v
+
+    def ident(self, m: dict, key: str = "id") -> str:
+        v = self.text(m, key, required=True)
+        if not v or not v.replace("_", "a").replace("-", "a").isalnum() or not v[0].isalpha() or v != v.lower():
+            self.fail(m, key, f"{v!r} must be lower-case letters, digits, '_' or '-', starting with a letter")
+        return v
+
+    def sourced(self, m: dict, key: str, *, instrument: bool = False) -> Sourced | None:
+        if m.get(key) is None:
+            return None
+        allowed = {"value", "source"} | ({"instrument"} if instrument else set())
+        s = self.mapping(m[key], m, key, allowed, ("value",))
+        value = self.number(s, "value", required=True)
+        if not value > 0:
+            self.fail(s, "value", f"must be > 0, not {value:g}")
+        return Sourced(value, self.text(s, "source", "") or "", self.text(s, "instrument") if instrument else None)
+
+
+_TOP = {"title", "citation", "question", "effect", "labels", "arm_roles", "outcomes", "comparators",
+        "control_types", "timepoint_unit", "windows", "moderators", "risk_of_bias", "grade", "prisma_previous",
+        "components"}
+
+
+def load_review(path: str | Path) -> Review:
+    """The review declared in the project file at `path` (usually PROJECT/review.yaml)."""
+    path = Path(path)
+    doc = load_yaml(path, what="project file")
+    r = _Reader(path)
+    top = r.mapping(doc, None, "the project file", _TOP, ("title", "outcomes"))
+
+    question = r.mapping(top.get("question"), top, "question",
+                         {"population", "intervention", "comparison", "outcomes", "study_design"})
+    question = {k: r.text(question, k) or "" for k in question}
+    effect = r.mapping(top.get("effect"), top, "effect", {"measure", "basis"})
+    measure = r.choice(effect, "measure", MEASURES, "SMD")
+    basis = r.choice(effect, "basis", EFFECT_BASES, "change")
+    if basis == "either" and measure == "SMD":
+        r.fail(effect, "basis", "'either' would pool change and final values in one SMD, which the Cochrane "
+                                "Handbook (10.5.2) rules out: their SDs measure different things. Choose "
+                                "'change' or 'final', or use measure MD")
+    lab = r.mapping(top.get("labels"), top, "labels",
+                    {"experimental", "control", "favours_experimental", "favours_control"})
+    labels = Labels(**{k: r.text(lab, k) for k in lab})
+    roles = r.mapping(top.get("arm_roles"), top, "arm_roles", {"experimental", "control"})
+
+    outcomes = []
+    for item in r.items(top, "outcomes"):
+        o = r.mapping(item, top, "outcomes", {"id", "label", "benefit", "common_scale", "mid", "typical_sd"},
+                      ("id", "label"))
+        scale = r.mapping(o.get("common_scale"), o, "common_scale", {"min", "max"}) if "common_scale" in o else {}
+        lo, hi = r.number(scale, "min"), r.number(scale, "max")
+        if (lo is None) != (hi is None) or (lo is not None and not lo < hi):
+            r.fail(o, "common_scale", "needs min < max")
+        outcomes.append(OutcomeDecl(r.ident(o), r.text(o, "label"), r.choice(o, "benefit", BENEFITS, "lower"),
+                                    lo, hi, r.sourced(o, "mid"), r.sourced(o, "typical_sd", instrument=True)))
+    if not outcomes:
+        r.fail(top, "outcomes", "declare at least one outcome")
+    _unique(r, top, "outcomes", [o.id for o in outcomes])
+
+    comparators = []
+    for item in r.items(top, "comparators"):
+        c = r.mapping(item, top, "comparators", {"id", "label", "control_types"}, ("id", "label", "control_types"))
+        cid = r.ident(c)
+        if cid == ANY_COMPARATOR:
+            r.fail(c, "id", f"'{ANY_COMPARATOR}' is reserved: it names all comparator classes together")
+        comparators.append(ComparatorDecl(cid, r.text(c, "label"), r.texts(c, "control_types")))
+    _unique(r, top, "comparators", [c.id for c in comparators])
+    named = tuple(dict.fromkeys(t for c in comparators for t in c.control_types))
+    control_types = r.texts(top, "control_types") if "control_types" in top else named
+    missing = [t for t in named if t not in control_types]
+    if missing:
+        r.fail(top, "control_types", f"lacks {', '.join(missing)}, which a comparator names")
+
+    windows = []
+    for item in r.items(top, "windows"):
+        w = r.mapping(item, top, "windows", {"id", "label", "target", "lower", "upper", "lower_open", "ties"},
+                      ("id", "label", "target", "lower", "upper"))
+        win = WindowDecl(r.ident(w), r.text(w, "label"), r.number(w, "target"), r.number(w, "lower"),
+                         r.number(w, "upper"), r.flag(w, "lower_open", False), r.choice(w, "ties", TIES, "later"))
+        if not win.lower <= win.target <= win.upper:
+            r.fail(w, "target", f"{win.target:g} must lie within lower {win.lower:g} and upper {win.upper:g}")
+        windows.append(win)
+    _unique(r, top, "windows", [w.id for w in windows])
+
+    moderators = []
+    for item in r.items(top, "moderators"):
+        m = r.mapping(item, top, "moderators", {"name", "label", "type", "levels", "minimum", "maximum"},
+                      ("name", "type"))
+        kind = r.choice(m, "type", MODERATOR_TYPES, "numeric")
+        levels = r.texts(m, "levels")
+        if kind == "categorical" and len(levels) < 2:
+            r.fail(m, "levels", "a categorical moderator needs at least two levels (the first is the reference)")
+        if kind == "numeric" and levels:
+            r.fail(m, "levels", "only categorical moderators have levels")
+        name = r.ident(m, "name")
+        moderators.append(ModeratorDecl(name, r.text(m, "label") or name, kind, levels,
+                                        r.number(m, "minimum"), r.number(m, "maximum")))
+    _unique(r, top, "moderators", [m.name for m in moderators])
+
+    rob = r.mapping(top.get("risk_of_bias"), top, "risk_of_bias", {"tool", "domains", "judgements"})
+    domains = []
+    for item in r.items(rob, "domains"):
+        d = r.mapping(item, rob, "domains", {"id", "label"}, ("id", "label"))
+        domains.append((r.text(d, "id"), r.text(d, "label")))
+    risk = RobDecl(r.text(rob, "tool", RobDecl.tool), tuple(domains),
+                   r.texts(rob, "judgements") if "judgements" in rob else RobDecl.judgements)
+
+    g = r.mapping(top.get("grade"), top, "grade", set(GradeDecl.__dataclass_fields__))
+    grade = GradeDecl(**{k: (int(r.number(g, k)) if k == "bias_min_k" else r.number(g, k)) for k in g})
+
+    prisma = top.get("prisma_previous")
+    if prisma is not None:
+        prisma = r.mapping(prisma, top, "prisma_previous", set(prisma) if isinstance(prisma, dict) else set())
+        for k, v in prisma.items():
+            if k != "source" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                r.fail(prisma, k, f"must be a count (a whole number >= 0), not {v!r}")
+        prisma = dict(prisma)
+
+    comp = r.mapping(top.get("components"), top, "components", set(Components.__dataclass_fields__))
+    components = Components(
+        published=r.text(comp, "published"), grade_judgements=r.text(comp, "grade_judgements"),
+        guidelines=r.text(comp, "guidelines"), replica=r.flag(comp, "replica", False),
+        simulation=r.flag(comp, "simulation", False))
+
+    return Review(
+        title=r.text(top, "title", required=True), outcomes=tuple(outcomes), citation=r.text(top, "citation"),
+        question=question, measure=measure, basis=basis, labels=labels,
+        role_experimental=r.text(roles, "experimental", "experimental"),
+        role_control=r.text(roles, "control", "control"), comparators=tuple(comparators),
+        control_types=control_types, timepoint_unit=r.text(top, "timepoint_unit", "weeks"),
+        windows=tuple(windows), moderators=tuple(moderators), risk_of_bias=risk, grade=grade,
+        prisma_previous=prisma, components=components, path=str(path),
+    )
+
+
+def _unique(r: _Reader, where, key: str, ids: list[str]) -> None:
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        r.fail(where, key, f"declares {', '.join(dup)} more than once")
