@@ -16,6 +16,7 @@ from metaexercise._version import __version__
 
 #: verb -> (module, one-line help). Modules are imported only when their verb runs, so `--help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("metaexercise.commands.init", "start a project (review.yaml, extraction/, analyses/) from a table of arms"),
     "template": ("metaexercise.commands.template", "write an empty, documented extraction workbook (XLSX)"),
     "validate": ("metaexercise.commands.validate", "check extraction sheets and report every problem at once"),
     "import": ("metaexercise.commands.import_workbook", "import a filled extraction workbook into extraction/*.csv"),
@@ -31,8 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metaexercise",
-        description="Reproduce, audit and update the meta-analysis of individualized exercise in chronic "
-        "non-specific low back pain (Fleckenstein et al. 2022).",
+        description="Systematic reviews and meta-analysis as projects: extraction, analyses, GRADE, audit of "
+        "published numbers, search updates and a book, for the review declared in the project's review.yaml.",
     )
     parser.add_argument("--version", action="version", version=f"metaexercise {__version__}")
     parser.add_argument(

@@ -1,5 +1,6 @@
 """`metaexercise import FORM.xlsx`: validate a filled extraction workbook and write its sheets as
-`extraction/*.csv`, all files or none. Nothing is written when the workbook has errors."""
+`extraction/*.csv`, all files or none. Nothing is written when the workbook has errors. The workbook is read
+with the project's vocabulary and instrument registry (`metaexercise.commands.validate.project_sheets`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from metaexercise.errors import ExtractionError
+from metaexercise.commands.validate import project_sheets
+from metaexercise.errors import ExtractionError, SpecError
 from metaexercise.extraction.sheets import format_problems, load_extraction, write_csv_folder
-from metaexercise.review.project import project_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +19,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    target = args.to or project_from_args(args).extraction
     try:
-        extraction = load_extraction(args.workbook)
+        setup = project_sheets(args)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    target = args.to or setup.project.extraction
+    try:
+        extraction = load_extraction(args.workbook, registry=setup.instruments, vocabulary=setup.vocabulary)
     except ExtractionError as exc:
         print(exc, file=sys.stderr)
         print(f"nothing written to {target}", file=sys.stderr)

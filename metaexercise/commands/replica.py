@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     project = project_from_args(args)
     out = args.out or extraction_folder(project, DataSource.REPLICA)
-    rep = replica.generate(args.seed)
+    rep = replica.generate(args.seed, review=project.review)
     for path in replica.write(rep, out):
         print(path, file=sys.stderr)
     print(rep.summary())

@@ -4,6 +4,8 @@
 One sheet per extraction sheet (header row with each column's meaning as a cell comment, drop-down
 lists for coded and true/false columns, number checks for numeric columns), a README sheet (the
 column dictionary from `metaexercise.extraction.schema`) and an Instruments sheet (the instrument registry).
+The sheets, codes and instruments are the project's: its review.yaml's vocabulary (the generic one without
+a review.yaml) and its registry (`metaexercise.commands.validate.project_sheets`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from metaexercise import atomic
-from metaexercise.errors import ExtractionError
+from metaexercise.commands.validate import project_sheets
+from metaexercise.errors import ExtractionError, SpecError
 from metaexercise.extraction.instruments import Registry, load_registry
-from metaexercise.extraction.schema import SHEETS, Column, type_text
+from metaexercise.extraction.schema import Column, form, type_text
 from metaexercise.extraction.sheets import Extraction, load_extraction
-from metaexercise.review.project import project_from_args
+from metaexercise.extraction.vocabulary import SheetVocabulary
 
 #: Rows of each data sheet that carry the drop-down lists and number checks.
 FORM_ROWS = 2000
@@ -55,13 +58,16 @@ def _validation(col: Column, list_ref: str | None):
     return dv
 
 
-def build_workbook(registry: Registry):
-    """The empty extraction form as an openpyxl Workbook."""
+def build_workbook(registry: Registry, vocabulary: SheetVocabulary | None = None):
+    """The empty extraction form of `vocabulary` (None: the generic one) as an openpyxl Workbook; its
+    Instruments sheet lists the registry's instruments for the declared outcomes (all when none are)."""
     from openpyxl import Workbook
     from openpyxl.comments import Comment
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter, quote_sheetname
 
+    sheets = form(vocabulary).sheets
+    registry = registry.for_outcomes(form(vocabulary).vocabulary.outcome_ids)
     wb = Workbook()
     readme = wb.active
     readme.title = "README"
@@ -71,7 +77,7 @@ def build_workbook(registry: Registry):
     readme.append(["sheet", "column", "required", "type / allowed values", "meaning", "example"])
     for cell in readme[3]:
         cell.font = Font(bold=True)
-    for sh in SHEETS:
+    for sh in sheets:
         for c in sh.columns:
             readme.append([sh.name, c.name, "yes" if c.required else "", type_text(c), c.description, c.example])
     for letter, width in zip("ABCDEF", (14, 28, 9, 50, 80, 30)):
@@ -80,7 +86,7 @@ def build_workbook(registry: Registry):
     lists = wb.create_sheet("lists")
     list_refs: dict[str, str] = {}
     j = 0
-    for sh in SHEETS:
+    for sh in sheets:
         for c in sh.columns:
             values = c.codes if c.type == "code" else ("true", "false") if c.type == "bool" else ()
             if not values or c.name in list_refs:
@@ -102,7 +108,7 @@ def build_workbook(registry: Registry):
     list_refs["instrument"] = f"{quote_sheetname('Instruments')}!$A$2:$A${len(registry.instruments) + 1}"
 
     head_fill = PatternFill("solid", fgColor="DDEBF7")
-    for sh in SHEETS:
+    for sh in sheets:
         ws = wb.create_sheet(sh.name)
         ws.append(list(sh.column_names))
         ws.freeze_panes = "A2"
@@ -130,16 +136,19 @@ def _excel_value(v):
 
 def fill_workbook(wb, extraction: Extraction) -> None:
     """Append the extraction's rows under each sheet's header (typed cells: numbers as numbers)."""
-    for sh in SHEETS:
+    for sh in extraction.form.sheets:
         frame = getattr(extraction, sh.name)[list(sh.column_names)].astype(object)
         ws = wb[sh.name]
         for rec in frame.itertuples(index=False, name=None):
             ws.append([_excel_value(v) for v in rec])
 
 
-def write_template(path: Path, registry: Registry, extraction: Extraction | None = None) -> None:
+def write_template(path: Path, registry: Registry, extraction: Extraction | None = None,
+                   vocabulary: SheetVocabulary | None = None) -> None:
     """Write the form to `path` (filled with `extraction`'s rows when given), whole or not at all."""
-    wb = build_workbook(registry)
+    if extraction is not None:
+        vocabulary = extraction.vocabulary
+    wb = build_workbook(registry, vocabulary)
     if extraction is not None:
         fill_workbook(wb, extraction)
     with atomic.atomic_path(path) as tmp:
@@ -154,15 +163,20 @@ def run(args) -> int:
     if path.exists() and not args.force:
         print(f"error: {path} exists; use --force to replace it", file=sys.stderr)
         return 2
-    registry = load_registry(project_from_args(args).extraction / "instruments.yaml")
+    try:
+        setup = project_sheets(args)
+        registry = load_registry(setup.instruments, setup.vocabulary)
+    except (SpecError, ExtractionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     extraction = None
     if args.fill is not None:
         try:
-            extraction = load_extraction(args.fill, registry=registry)
+            extraction = load_extraction(args.fill, registry=registry, vocabulary=setup.vocabulary)
         except ExtractionError as exc:
             print(exc, file=sys.stderr)
             print(f"nothing written to {path}", file=sys.stderr)
             return 2
-    write_template(path, registry, extraction)
+    write_template(path, registry, extraction, setup.vocabulary)
     print(f"wrote {path}" + (f" (filled from {args.fill})" if extraction is not None else ""))
     return 0

@@ -1,9 +1,13 @@
 """Instrument registry: each scale's range and direction of benefit.
 
-Built-in instruments live in `metaexercise/extraction/data/instruments.yaml`; a project's
-`extraction/instruments.yaml` (same format) adds instruments or replaces built-in ones by id.
+A project's registry is its `extraction/instruments.yaml` on top of a library of well-known instruments
+shipped in `metaexercise/extraction/data/instruments.yaml` (same format; an id in the project's file replaces
+the library's). `project_registry` is the one registry `validate`, `import`, `template` and `run` use, for a
+CSV folder and a workbook alike. An instrument names the outcome it measures: in the project's file, one of
+the outcome ids the project declares (when it declares any); in the library, the plain word of the domain
+("pain", "disability", ...), which a row's outcome must equal for the row to use it.
 An instrument whose range is not printed by its source has `minimum`/`maximum` = None: it still gives
-an SMD, but it cannot be normalised to the review's 0-10 scale (`Instrument.has_range` is False).
+an SMD, but it cannot be put on an outcome's common scale (`Instrument.has_range` is False).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from pathlib import Path
 import yaml
 
 from metaexercise.errors import ExtractionError
-from metaexercise.extraction.schema import OUTCOMES
+from metaexercise.extraction.vocabulary import SheetVocabulary
+
+#: The project's registry file, in its extraction folder.
+FILE_NAME = "instruments.yaml"
 
 _FIELDS = ("id", "name", "outcome", "minimum", "maximum", "higher_is_worse", "rank", "source")
 
@@ -37,7 +44,7 @@ class Instrument:
 
     @property
     def has_range(self) -> bool:
-        """True when both ends of the scale are known and finite (needed for 0-10 normalisation)."""
+        """True when both ends of the scale are known and finite (needed to put it on a common scale)."""
         return (
             self.minimum is not None
             and self.maximum is not None
@@ -79,6 +86,11 @@ class Registry:
     def known(self) -> list[str]:
         return sorted(self.instruments, key=str.lower)
 
+    def for_outcomes(self, outcome_ids) -> Registry:
+        """The instruments measuring one of `outcome_ids` (all of them when `outcome_ids` is empty)."""
+        ids = set(outcome_ids)
+        return Registry({k: i for k, i in self.instruments.items() if not ids or i.outcome in ids})
+
     def to_frame(self):
         import pandas as pd
 
@@ -93,7 +105,8 @@ def _number(value, where: str) -> float | None:
     return float(value)
 
 
-def _parse(entries, path: str) -> dict[str, Instrument]:
+def _parse(entries, path: str, outcomes: tuple[str, ...] = ()) -> dict[str, Instrument]:
+    """The instruments of one file; `outcomes`: the declared outcome ids each must name (empty: any)."""
     if not isinstance(entries, list):
         raise ExtractionError(f"{path}: expected a list of instruments (YAML '- id: ...' items)")
     out: dict[str, Instrument] = {}
@@ -107,8 +120,11 @@ def _parse(entries, path: str) -> dict[str, Instrument]:
         unknown = sorted(set(e) - set(_FIELDS))
         if unknown:
             raise ExtractionError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
-        if e["outcome"] not in OUTCOMES:
-            raise ExtractionError(f"{where}: outcome {e['outcome']!r} is not one of {', '.join(OUTCOMES)}")
+        if not isinstance(e["outcome"], str) or not e["outcome"].strip():
+            raise ExtractionError(f"{where}: outcome must be the text of an outcome id, not {e['outcome']!r}")
+        if outcomes and e["outcome"] not in outcomes:
+            raise ExtractionError(f"{where}: outcome {e['outcome']!r} is not one of the declared outcomes "
+                                  f"{', '.join(outcomes)}")
         if not isinstance(e["higher_is_worse"], bool):
             raise ExtractionError(f"{where}: higher_is_worse must be true or false")
         lo, hi = _number(e.get("minimum"), where), _number(e.get("maximum"), where)
@@ -142,14 +158,20 @@ def builtin_registry() -> Registry:
     return Registry({i.id: i for i in _builtin()})
 
 
-def load_registry(extra: str | Path | None = None) -> Registry:
+def load_registry(extra: str | Path | None = None, vocabulary: SheetVocabulary | None = None) -> Registry:
     """Built-in instruments plus those in `extra` (a YAML file, e.g. `extraction/instruments.yaml`)
-    when it exists; an id in `extra` replaces the built-in one."""
+    when it exists; an id in `extra` replaces the built-in one. With a `vocabulary` that declares outcomes,
+    every instrument of `extra` must name one of them (ExtractionError names the file and the entry)."""
     reg = dict(builtin_registry().instruments)
     if extra is not None and Path(extra).is_file():
         try:
             data = yaml.safe_load(Path(extra).read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ExtractionError(f"{extra}: not valid YAML ({exc})") from None
-        reg.update(_parse(data or [], str(extra)))
+        reg.update(_parse(data or [], str(extra), vocabulary.outcome_ids if vocabulary is not None else ()))
     return Registry(reg)
+
+
+def project_registry(extraction_folder: str | Path, vocabulary: SheetVocabulary | None = None) -> Registry:
+    """The project's registry: the library plus `EXTRACTION_FOLDER/instruments.yaml` (`load_registry`)."""
+    return load_registry(Path(extraction_folder) / FILE_NAME, vocabulary)

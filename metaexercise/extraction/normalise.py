@@ -1,9 +1,12 @@
-"""Put scores on the review's 0-10 scale: 0 = no burden, 10 = worst.
+"""Put an instrument's scores on an outcome's common scale, when the review declares one.
 
-The review: "All scales were normalised to a 0-10 VAS" (Fleckenstein et al. 2022, Methods). A score x
-on [min, max] maps to 10*(x - min)/(max - min); scales where higher is better are reversed,
-10*(max - x)/(max - min). Spreads (SD, SE) and differences (changes, contrasts) are scaled by
-10/(max - min) and never shifted; differences of higher-is-better scales change sign.
+A project may declare, per outcome, a common scale [lo, hi] (`review.yaml`: ``common_scale``; the
+`SheetVocabulary` carries it: `SheetVocabulary.common_scale(outcome)`). A score x of an instrument on
+[min, max] maps to lo + (hi - lo)*(x - min)/(max - min) when the instrument's direction of benefit is the
+scale's, and to lo + (hi - lo)*(max - x)/(max - min) when it is the opposite (an instrument where higher is
+better, on a scale where lower is better). Spreads (SD, SE) and differences (changes, contrasts) are scaled by
+(hi - lo)/(max - min) and never shifted; differences of an instrument of the opposite direction change sign.
+Without a declared common scale nothing is normalised (an SMD needs no common scale).
 """
 
 from __future__ import annotations
@@ -13,42 +16,75 @@ import numpy as np
 from metaexercise.extraction.instruments import Instrument
 from metaexercise.extraction.schema import ReportedAs
 
+Scale = tuple[float, float]
 
-def _factor(instrument: Instrument) -> float:
+
+def _factor(instrument: Instrument, scale: Scale) -> float:
     if not instrument.has_range:
         raise ValueError(
-            f"instrument {instrument.id!r} has no stated range, so it cannot be put on the 0-10 scale "
-            "(an SMD needs no range)"
+            f"instrument {instrument.id!r} has no stated range, so it cannot be put on the common scale "
+            f"{scale[0]:g}-{scale[1]:g} (an SMD needs no range)"
         )
-    return 10.0 / instrument.width
+    lo, hi = scale
+    if not lo < hi:
+        raise ValueError(f"a common scale needs min < max, not {lo:g}-{hi:g}")
+    return (hi - lo) / instrument.width
+
+
+def _same_direction(instrument: Instrument, higher_is_better: bool) -> bool:
+    """True when higher instrument scores point the way higher common-scale values do."""
+    return instrument.higher_is_worse != higher_is_better
+
+
+def _out(a):
+    return a if a.ndim else float(a)
+
+
+def score_to_common(x, instrument: Instrument, scale: Scale, *, higher_is_better: bool = False):
+    """A score (baseline or follow-up value, mean, median, quartile) on the common scale `scale` = (lo, hi),
+    whose direction of benefit is `higher_is_better` (default: lower is better, lo = no burden)."""
+    f = _factor(instrument, scale)
+    x = np.asarray(x, dtype=float)
+    same = _same_direction(instrument, higher_is_better)
+    return _out(scale[0] + ((x - instrument.minimum) if same else (instrument.maximum - x)) * f)
+
+
+def difference_to_common(d, instrument: Instrument, scale: Scale, *, higher_is_better: bool = False):
+    """A difference (change from baseline, between-group contrast) in the instrument's own orientation, on
+    the common scale's units and orientation."""
+    f = _factor(instrument, scale)
+    d = np.asarray(d, dtype=float)
+    return _out(d * f if _same_direction(instrument, higher_is_better) else -d * f)
+
+
+def spread_to_common(s, instrument: Instrument, scale: Scale):
+    """An SD or SE on the common scale (scaled, not shifted, never negated)."""
+    return _out(np.asarray(s, dtype=float) * _factor(instrument, scale))
+
+
+# The three functions below put scores on a 0-10 scale (0 = no burden). They serve callers that do not yet
+# pass their outcome's declared common scale; a caller with a vocabulary uses the *_to_common functions.
+_ZERO_TEN = (0.0, 10.0)
 
 
 def score_to_0_10(x, instrument: Instrument):
-    """A score (baseline or follow-up value, mean, median, quartile) on 0-10, 0 = no burden."""
-    f = _factor(instrument)
-    x = np.asarray(x, dtype=float)
-    out = (x - instrument.minimum) * f if instrument.higher_is_worse else (instrument.maximum - x) * f
-    return out if out.ndim else float(out)
+    """`score_to_common` on (0, 10), lower is better."""
+    return score_to_common(x, instrument, _ZERO_TEN)
 
 
 def difference_to_0_10(d, instrument: Instrument):
-    """A difference (change from baseline, between-group contrast) in the instrument's own orientation,
-    on the 0-10 scale where positive = more burden."""
-    f = _factor(instrument)
-    d = np.asarray(d, dtype=float)
-    out = d * f if instrument.higher_is_worse else -d * f
-    return out if out.ndim else float(out)
+    """`difference_to_common` on (0, 10), positive = more burden."""
+    return difference_to_common(d, instrument, _ZERO_TEN)
 
 
 def spread_to_0_10(s, instrument: Instrument):
-    """An SD or SE on the 0-10 scale (scaled, not shifted, never negated)."""
-    s = np.asarray(s, dtype=float) * _factor(instrument)
-    return s if s.ndim else float(s)
+    """`spread_to_common` on (0, 10)."""
+    return spread_to_common(s, instrument, _ZERO_TEN)
 
 
 def orient_difference(d, instrument: Instrument, reported_as: str):
     """A printed difference turned into the instrument's own orientation (follow-up minus baseline,
-    individualized minus control). `reported_as="improvement"` means positive = improvement, i.e.
+    experimental minus control). `reported_as="improvement"` means positive = improvement, i.e.
     the opposite of the orientation for a higher-is-worse scale."""
     d = np.asarray(d, dtype=float)
     if reported_as == ReportedAs.SCALE:
@@ -57,12 +93,12 @@ def orient_difference(d, instrument: Instrument, reported_as: str):
         out = -d if instrument.higher_is_worse else d
     else:
         raise ValueError(f"orientation {reported_as!r} cannot be converted (expected 'scale' or 'improvement')")
-    return out if out.ndim else float(out)
+    return _out(out)
 
 
 def burden_difference(d, instrument: Instrument, reported_as: str):
-    """A printed difference as a change in burden (positive = worse), in instrument units: the sign the
-    review uses (negative change = improvement; negative SMD favours the individualized arm). Needs no
-    range, so it also serves instruments without a stated range."""
+    """A printed difference as a change in burden (positive = worse), in instrument units: negative change
+    = improvement, negative SMD favours the experimental arm. Needs no range, so it also serves instruments
+    without a stated range."""
     d = orient_difference(d, instrument, reported_as)
     return d if instrument.higher_is_worse else -d

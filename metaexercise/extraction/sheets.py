@@ -22,20 +22,23 @@ from pathlib import Path
 import pandas as pd
 
 from metaexercise.errors import ExtractionError
+from metaexercise.extraction.instruments import FILE_NAME as INSTRUMENTS_FILE
 from metaexercise.extraction.instruments import Registry, load_registry
 from metaexercise.extraction.schema import (
     FALSE_WORDS,
-    SHEETS,
+    SHEET_NAMES,
     TRUE_WORDS,
-    ArmRole,
     Column,
     Design,
+    Form,
     InclusionStatus,
     ReportedAs,
     Sheet,
     ValueKind,
     csv_name,
+    form,
 )
+from metaexercise.extraction.vocabulary import DEFAULT_VOCABULARY, SheetVocabulary
 
 PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "problem", "severity")
 
@@ -67,6 +70,13 @@ class Extraction:
     problems: pd.DataFrame
     source: Path
     registry: Registry
+    #: The project's codes the sheets were read with (`metaexercise.extraction.vocabulary`).
+    vocabulary: SheetVocabulary = DEFAULT_VOCABULARY
+
+    @property
+    def form(self) -> Form:
+        """The extraction form the sheets follow (`schema.form(vocabulary)`)."""
+        return form(self.vocabulary)
 
     def summary(self) -> str:
         return (
@@ -165,14 +175,14 @@ def _read_csv_file(path: Path, sheet: str, out: _Problems) -> _Raw | None:
 
 def _read_csv_folder(folder: Path, out: _Problems) -> dict[str, _Raw]:
     raws: dict[str, _Raw] = {}
-    for sh in SHEETS:
-        path = folder / csv_name(sh.name)
+    for name in SHEET_NAMES:
+        path = folder / csv_name(name)
         if not path.is_file():
-            out.add(path, sh.name, None, None, None, f"missing file {csv_name(sh.name)} (sheet {sh.name!r})")
+            out.add(path, name, None, None, None, f"missing file {csv_name(name)} (sheet {name!r})")
             continue
-        raw = _read_csv_file(path, sh.name, out)
+        raw = _read_csv_file(path, name, out)
         if raw is not None:
-            raws[sh.name] = raw
+            raws[name] = raw
     return raws
 
 
@@ -190,18 +200,18 @@ def _read_workbook(path: Path, out: _Problems) -> dict[str, _Raw]:
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         out.add(path, None, None, None, None, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})")
         return {}
-    known = {sh.name for sh in SHEETS}
+    known = set(SHEET_NAMES)
     for name in values.sheetnames:
         if name not in known and name not in HELPER_SHEETS:
             out.add(path, name, None, None, None,
                     f"extra sheet {name!r} ignored; expected sheets: {', '.join(sorted(known))}",
                     Severity.WARNING)
     raws: dict[str, _Raw] = {}
-    for sh in SHEETS:
-        if sh.name not in values.sheetnames:
-            out.add(path, sh.name, None, None, None, f"missing sheet {sh.name!r}")
+    for name in SHEET_NAMES:
+        if name not in values.sheetnames:
+            out.add(path, name, None, None, None, f"missing sheet {name!r}")
             continue
-        raws[sh.name] = _read_worksheet(path, values[sh.name], formulas[sh.name], out)
+        raws[name] = _read_worksheet(path, values[name], formulas[name], out)
     return {k: v for k, v in raws.items() if v is not None}
 
 
@@ -284,7 +294,9 @@ def _parse_cell(col: Column, text: str):
     if col.type == "code":
         if text in col.codes:
             return text, None
-        return None, f"{text!r} is not an allowed value ({'; '.join(col.codes)}){_suggest(text, col.codes)}"
+        declared = f"; declared in {col.origin}" if col.origin else ""
+        return None, (f"{text!r} is not an allowed value ({'; '.join(col.codes)}{declared})"
+                      f"{_suggest(text, col.codes)}")
     if col.type == "bool":
         low = text.lower()
         if low in TRUE_WORDS:
@@ -365,6 +377,7 @@ class _Context:
     registry: Registry
     out: _Problems
     default_file: str
+    vocabulary: SheetVocabulary
 
     def report(self, sheet: str, row, column, value, problem, severity: Severity = Severity.ERROR) -> None:
         file = self.raws[sheet].file if sheet in self.raws else self.default_file
@@ -432,12 +445,15 @@ def _check_references(ctx: _Context) -> None:
             if not _blank(arm) and (r.study_id, arm) not in known_arms:
                 ctx.report("outcomes", r.source_row, col, arm, f"refers to an arm not in arms for study {r.study_id}")
         if r.value_kind == ValueKind.CONTRAST:
-            if roles.get((r.study_id, r.arm_id)) == ArmRole.CONTROL:
+            exp, ctl = ctx.vocabulary.role_experimental, ctx.vocabulary.role_control
+            if roles.get((r.study_id, r.arm_id)) == ctl:
                 ctx.report("outcomes", r.source_row, "arm_id", r.arm_id,
-                           "a contrast's arm_id must be the individualized arm, this one is a control arm")
-            if roles.get((r.study_id, r.comparator_arm_id)) == ArmRole.INDIVIDUALIZED:
+                           f"a contrast's arm_id must be the experimental arm (arm_role '{exp}'), this one is a "
+                           f"control arm ('{ctl}')")
+            if roles.get((r.study_id, r.comparator_arm_id)) == exp:
                 ctx.report("outcomes", r.source_row, "comparator_arm_id", r.comparator_arm_id,
-                           "a contrast's comparator_arm_id must be a control arm, this one is individualized")
+                           f"a contrast's comparator_arm_id must be a control arm (arm_role '{ctl}'), this one is "
+                           f"the experimental arm ('{exp}')")
 
 
 def _check_studies(ctx: _Context) -> None:
@@ -469,12 +485,13 @@ def _check_arms(ctx: _Context) -> None:
             if not _blank(r.study_id) and r.study_id not in with_arms:
                 ctx.report("studies", r.source_row, "study_id", r.study_id,
                            "no arms listed for this study in arms", Severity.WARNING)
+    exp, ctl = ctx.vocabulary.role_experimental, ctx.vocabulary.role_control
     for r in _rows(ctx.frames["arms"]):
-        if r.arm_role == ArmRole.CONTROL and _blank(r.control_type):
+        if r.arm_role == ctl and _blank(r.control_type):
             ctx.report("arms", r.source_row, "control_type", "", "a control arm needs its control_type")
-        if r.arm_role == ArmRole.INDIVIDUALIZED and not _blank(r.control_type):
+        if r.arm_role == exp and not _blank(r.control_type):
             ctx.report("arms", r.source_row, "control_type", r.control_type,
-                       "control_type is for control arms; this arm is individualized")
+                       f"control_type is for control arms; this arm is the experimental arm ('{exp}')")
 
 
 def _overridden(r) -> bool:
@@ -507,7 +524,7 @@ def _check_outcome_row(ctx: _Context, r) -> None:
         else:
             ctx.report("outcomes", r.source_row, "instrument", r.instrument,
                        f"unknown instrument{_suggest(r.instrument, reg.known())}; known: {', '.join(reg.known())}"
-                       "; add it to extraction/instruments.yaml")
+                       f"; add it to extraction/{INSTRUMENTS_FILE}")
     contrast = r.value_kind == ValueKind.CONTRAST
     if contrast:
         if _blank(r.comparator_arm_id):
@@ -586,34 +603,42 @@ def _check_rob(ctx: _Context) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- API
-def _collect(path: Path, registry: Registry | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, Registry]:
+def _collect(path: Path, registry: Registry | str | Path | None, vocabulary: SheetVocabulary | None
+             ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, Registry, SheetVocabulary]:
     out = _Problems()
     path = Path(path)
-    if registry is None:
-        extra = (path if path.is_dir() else path.parent) / "instruments.yaml"
+    vocabulary = DEFAULT_VOCABULARY if vocabulary is None else vocabulary
+    sheets = form(vocabulary).sheets
+    if not isinstance(registry, Registry):
+        extra = Path(registry) if registry is not None else (path if path.is_dir() else path.parent) / INSTRUMENTS_FILE
         try:
-            registry = load_registry(extra)
+            registry = load_registry(extra, vocabulary)
         except ExtractionError as exc:
             out.add(extra, None, None, None, None, str(exc))
             registry = load_registry(None)
     raws = _read_any(path, out)
-    frames = {sh.name: _typed_frame(sh, raws.get(sh.name), out) for sh in SHEETS}
+    frames = {sh.name: _typed_frame(sh, raws.get(sh.name), out) for sh in sheets}
     if raws:
-        ctx = _Context(raws, frames, registry, out, str(path))
-        for sh in SHEETS:
+        ctx = _Context(raws, frames, registry, out, str(path), vocabulary)
+        for sh in sheets:
             _check_duplicates(ctx, sh)
         _check_references(ctx)
         _check_studies(ctx)
         _check_arms(ctx)
         _check_outcomes(ctx)
         _check_rob(ctx)
-    return frames, out.frame(), registry
+    return frames, out.frame(), registry, vocabulary
 
 
-def validate(path: str | Path, *, registry: Registry | None = None) -> pd.DataFrame:
+def validate(path: str | Path, *, registry: Registry | str | Path | None = None,
+             vocabulary: SheetVocabulary | None = None) -> pd.DataFrame:
     """Every problem in the extraction at `path` (a workbook, or a folder of CSV files), as a DataFrame
-    with columns file, sheet, row, column, value, problem, severity ('error' or 'warning')."""
-    return _collect(Path(path), registry)[1]
+    with columns file, sheet, row, column, value, problem, severity ('error' or 'warning').
+    `registry`: the project's instruments, as a Registry or as the path of the project's instruments.yaml
+    (read on top of the library; a bad file is reported as a problem row); default: an instruments.yaml
+    beside the sheets. `vocabulary`: the project's codes (`Review.sheet_vocabulary()`); default: the generic
+    `DEFAULT_VOCABULARY`."""
+    return _collect(Path(path), registry, vocabulary)[1]
 
 
 def format_problems(problems: pd.DataFrame) -> str:
@@ -630,11 +655,12 @@ def format_problems(problems: pd.DataFrame) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def load_extraction(path: str | Path, *, registry: Registry | None = None) -> Extraction:
-    """Read and validate the extraction at `path`; raise ExtractionError (message = the full problem
-    table) when anything is an error. Warnings are kept in `Extraction.problems`."""
+def load_extraction(path: str | Path, *, registry: Registry | str | Path | None = None,
+                    vocabulary: SheetVocabulary | None = None) -> Extraction:
+    """Read and validate the extraction at `path` (arguments as `validate`); raise ExtractionError (message =
+    the full problem table) when anything is an error. Warnings are kept in `Extraction.problems`."""
     path = Path(path)
-    frames, problems, registry = _collect(path, registry)
+    frames, problems, registry, vocabulary = _collect(path, registry, vocabulary)
     errors = problems[problems["severity"] == Severity.ERROR]
     if not errors.empty:
         raise ExtractionError(
@@ -643,6 +669,7 @@ def load_extraction(path: str | Path, *, registry: Registry | None = None) -> Ex
     return Extraction(
         studies=frames["studies"], arms=frames["arms"], outcomes=frames["outcomes"],
         risk_of_bias=frames["risk_of_bias"], problems=problems, source=path, registry=registry,
+        vocabulary=vocabulary,
     )
 
 
@@ -668,7 +695,7 @@ def write_csv_folder(extraction: Extraction, folder: str | Path) -> list[Path]:
               "risk_of_bias": extraction.risk_of_bias}
     written = []
     with ExitStack() as stack:
-        for sh in SHEETS:
+        for sh in extraction.form.sheets:
             target = folder / csv_name(sh.name)
             tmp = stack.enter_context(atomic_path(target))
             df = frames[sh.name].astype(object)
@@ -691,7 +718,7 @@ def compare_extractions(a: Extraction, b: Extraction) -> pd.DataFrame:
     "two independent reviewers extracted the data"): rows only one has, and cells that differ, matched
     on each sheet's key. Columns: sheet, key, column, value_a, value_b, row_a, row_b, difference."""
     out = []
-    for sh in SHEETS:
+    for sh in a.form.sheets:
         fa, fb = getattr(a, sh.name), getattr(b, sh.name)
         ra = {tuple(r[k] for k in sh.key): r for r in (x._asdict() for x in _rows(fa))}
         rb = {tuple(r[k] for k in sh.key): r for r in (x._asdict() for x in _rows(fb))}

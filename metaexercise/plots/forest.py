@@ -1,11 +1,12 @@
 """RevMan-style forest plot of a random-effects fit (the column set of RevMan 5, Cochrane Handbook §10.2.4
 and metafor's `forest.rma` (Viechtbauer 2010) for the graph).
 
-Columns, left to right: study; individualised arm Mean/SD/Total; comparator arm Mean/SD/Total (on the
-normalised 0-10 scale); Weight (%, 1 dp); "Std. Mean Difference IV, Random (REML), 95% CI" as text; the graph
+Columns, left to right: study; experimental arm Mean/SD/Total; comparator arm Mean/SD/Total (on the scale the
+analysis pools); Weight (%, 1 dp); "Std. Mean Difference IV, Random (REML), 95% CI" as text; the graph
 (squares with area proportional to weight, CI lines with arrows past the symmetric axis, pooled diamond,
 95% prediction interval bar). Below: RevMan's heterogeneity line with the REML tau^2 and its Q-profile CI,
-and the test for overall effect. Negative SMD = improvement, so the left side favours individualised exercise.
+the test for overall effect and the favours labels (the project's review.yaml `labels`; which side favours
+the experimental arm follows the outcome's direction of benefit).
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def forest_plot(
     studies: pd.DataFrame | None = None,
     *,
     comparator: str = "comparator",
-    experimental: str = "Individualised",
+    experimental: str = "Experimental",
+    favours: tuple[str, str] = ("Favours experimental", "Favours control"),
+    measure: str = "Std. Mean Difference",
     title: str | None = None,
     synthetic: bool = False,
     tau2_ci: Sequence[float] | None | str = "auto",
@@ -114,9 +117,11 @@ def forest_plot(
     `metaexercise run` stores in results/; no fit object needed) or an intercept-only RMAResult.
 
     `studies` has one row per study in the fit's order: a `study` label and optionally the arms' `m1i`,
-    `sd1i`, `n1i` (individualised) and `m2i`, `sd2i`, `n2i` (comparator) on the 0-10 scale. `tau2_ci` is the
+    `sd1i`, `n1i` (experimental) and `m2i`, `sd2i`, `n2i` (comparator) on the pooled scale. `tau2_ci` is the
     Q-profile CI of tau^2; "auto" takes the PooledEffect's stored CI, or asks an RMAResult's `confint()`.
-    `synthetic=True` stamps the replica banner.
+    `experimental` and `comparator` head the arms' columns; `favours` = (left, right) labels under the axis
+    (left = negative effects); `measure` names the effect ("Std. Mean Difference", "Mean Difference"): all from
+    the project's review.yaml `labels`. `synthetic=True` stamps the replica banner.
     """
     yi = np.asarray(fit.yi, dtype=float)
     vi = np.asarray(fit.vi, dtype=float)
@@ -163,9 +168,9 @@ def forest_plot(
     for _key, head, x, ha in _ARM_COLUMNS:
         put(col(x), y_h2, head, ha=ha, fontweight="bold")
     put(col(_WEIGHT_X), y_h2, "Weight", ha="right", fontweight="bold")
-    put(col(_EFFECT_X), y_h1, "Std. Mean Difference", ha="right", fontweight="bold")
+    put(col(_EFFECT_X), y_h1, plain_text(measure), ha="right", fontweight="bold")
     put(col(_EFFECT_X), y_h2, "IV, Random (REML), 95% CI", ha="right", fontweight="bold")
-    put(0.5, y_h1, "Std. Mean Difference", ha="center", fontweight="bold")
+    put(0.5, y_h1, plain_text(measure), ha="center", fontweight="bold")
     put(0.5, y_h2, "IV, Random (REML), 95% CI", ha="center", fontweight="bold")
     ax.axhline(k + 0.55, xmin=col(_STUDY_X), xmax=1.0, color=INK, lw=0.6, clip_on=False)
 
@@ -239,10 +244,10 @@ def forest_plot(
             fontsize=8,
             gid=f"summary-line-{j}",
         )
-    ax.annotate("Favours\nindividualised exercise", xy=(0.47, 0), xycoords="axes fraction",
+    ax.annotate(_two_lines(favours[0]), xy=(0.47, 0), xycoords="axes fraction",
                 xytext=(0, -22), textcoords="offset points", ha="right", va="top", fontsize=8,
                 color=MUTED, gid="favours-left")
-    ax.annotate(f"Favours\n{plain_text(comparator)}", xy=(0.53, 0), xycoords="axes fraction",
+    ax.annotate(_two_lines(favours[1]), xy=(0.53, 0), xycoords="axes fraction",
                 xytext=(0, -22), textcoords="offset points", ha="left", va="top", fontsize=8,
                 color=MUTED, gid="favours-right")
     if title:
@@ -251,3 +256,10 @@ def forest_plot(
     if synthetic:
         add_synthetic_banner(fig)
     return fig
+
+
+def _two_lines(label: str) -> str:
+    """"Favours control" -> "Favours\ncontrol": the first word on its own line, as RevMan prints it."""
+    text = plain_text(label).strip()
+    head, _, rest = text.partition(" ")
+    return f"{head}\n{rest}" if rest else text

@@ -41,6 +41,7 @@ def funnel_plot(
     ranktest=None,
     levels: tuple[float, ...] = (90, 95, 99),
     title: str | None = None,
+    xlabel: str = "Standardised mean difference (Hedges' g)",
     synthetic: bool = False,
     ax=None,
 ):
@@ -67,7 +68,7 @@ def funnel_plot(
     ax.scatter(yi, sei, s=22, color=INK, zorder=3, gid="funnel-studies")
     ax.set_ylim(se_max, 0)
     ax.set_xlim(-x_half, x_half)
-    ax.set_xlabel("Standardised mean difference (Hedges' g)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("Standard error")
     bands = [f"{1 - levels[0] / 100:.2f} < p \u2264 1.00"]
     for lo, hi in zip(levels[:-1], levels[1:], strict=False):

@@ -1,5 +1,5 @@
-"""The "forest of pooled results": the review's own published pooled SMDs with 95% CIs, one row per main
-contrast (Fleckenstein et al. 2022: Figures 3-6 and Appendix H, as recorded in the published registry).
+"""The "forest of pooled results": a review's own published pooled SMDs with 95% CIs, one row per pooled
+result (as recorded in the project's published registry, analyses/published.yaml).
 Drawn from the published numbers themselves, so it is real and citable; nothing here is recomputed.
 """
 
@@ -15,7 +15,7 @@ _REQUIRED = ("label", "estimate", "ci_lb", "ci_ub")
 
 @styled
 def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: float = 1.0,
-                  synthetic: bool = False, ax=None):
+                  xlabel: str = "SMD", synthetic: bool = False, ax=None):
     """One row per published pooled result: `label`, `estimate`, `ci_lb`, `ci_ub`, and optionally `k`,
     `I2` (percent) and `certainty` (GRADE word), drawn in the frame's order, top to bottom."""
     missing = [c for c in _REQUIRED if c not in published.columns]
@@ -37,7 +37,7 @@ def pooled_forest(published: pd.DataFrame, *, source: str | None = None, xlim: f
     ax.set_ylim(0.4, n + 1.2)
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
-    ax.set_xlabel("SMD (negative favours individualised exercise)")
+    ax.set_xlabel(plain_text(xlabel))
     from matplotlib import transforms
 
     tf = transforms.blended_transform_factory(ax.transAxes, ax.transData)

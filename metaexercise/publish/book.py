@@ -1,5 +1,7 @@
-"""`metaexercise book`: run the analyses (real extraction and synthetic replica; `metaexercise.review.run`, which
-also audits the published numbers), then build the HTML book with Jupyter Book 1.x (Sphinx) into `book/_build/html`.
+"""`metaexercise book`: run the analyses (the extraction, and the synthetic replica where review.yaml declares one;
+`metaexercise.review.run`, which also audits the published numbers where a registry is declared), write the
+book's pages and `_toc.yml` from the project (`metaexercise.publish.generate`), then build the HTML book with
+Jupyter Book 1.x (Sphinx) into `book/_build/html`. A project with no analyses yet gets a book that says so.
 
 Offline by design: Jupyter Book 1 builds with Sphinx from MyST notebooks, and MathJax is served from
 `book/_static/mathjax/` (jupyter-book 2 / mystmd downloads its theme while building and fails offline).
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metaexercise.errors import BookBuildError
+from metaexercise.publish.declared import load_analyses, load_declaration
+from metaexercise.publish.generate import copy_assets, write_book_sources
 from metaexercise.publish.pages import PROJECT_ENV
 from metaexercise.review.project import Project
 
@@ -147,6 +151,10 @@ def execute_pages(src: Path, project: Project, echo: Callable[[str], None]) -> i
 
 def _sphinx(project: Project, echo: Callable[[str], None]) -> Path:
     book = project.book
+    if (project.root / "review.yaml").is_file():
+        plan = write_book_sources(project)
+        echo(f"    pages: {len(plan.pages)} generated, {len(plan.own)} the project's own ({', '.join(plan.own)})"
+             if plan.own else f"    pages: {len(plan.pages)} generated")
     if not (book / "_config.yml").is_file():
         raise BookBuildError(f"{book / '_config.yml'} not found: is {project.root} a metaexercise project?")
     generated = book / "generated"
@@ -157,6 +165,7 @@ def _sphinx(project: Project, echo: Callable[[str], None]) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     src = staging / "book"
     shutil.copytree(book, src, ignore=shutil.ignore_patterns("_build", "generated", "__pycache__"))
+    copy_assets(src)
     for name in ("CHANGELOG.md", "CITATION.cff", "LICENSE"):  # pages include them as ../NAME
         if (project.root / name).is_file():
             shutil.copy2(project.root / name, staging / name)
@@ -196,12 +205,15 @@ def build_book(project: Project, *, run_analyses: bool = True,
     `search_counter` counts the search update's PRISMA flow for the studies page
     (`metaexercise.review.exhibits.SearchCounter`; the command line passes the searches wing's)."""
     steps: list[tuple[str, Callable[[], object]]] = []
-    if run_analyses:
-        steps += [
-            ("analyses (real extraction)", lambda: _run_analyses(project, "real", search_counter)),
-            ("analyses (synthetic replica)", lambda: _run_analyses(project, "replica")),
-            (f"simulation study (review preset, {SIMULATION_REPS} replicates)", lambda: _run_simulation(project)),
-        ]
+    declared = (project.root / "review.yaml").is_file()
+    components = load_declaration(project).components if declared else {"replica": True, "simulation": True}
+    if run_analyses and (not declared or load_analyses(project)):
+        steps.append(("analyses (real extraction)", lambda: _run_analyses(project, "real", search_counter)))
+        if components.get("replica"):
+            steps.append(("analyses (synthetic replica)", lambda: _run_analyses(project, "replica")))
+        if components.get("simulation"):
+            steps.append((f"simulation study (review preset, {SIMULATION_REPS} replicates)",
+                          lambda: _run_simulation(project)))
     steps.append(("HTML book (Jupyter Book, executing every page)", lambda: _sphinx(project, echo)))
     seconds: dict[str, float] = {}
     for i, (name, step) in enumerate(steps, start=1):

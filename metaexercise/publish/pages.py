@@ -102,13 +102,20 @@ def table(frame: pd.DataFrame, stem: str, caption: str, *, index: bool = False, 
     )
 
 
+def declaration():
+    """The review as the book shows it (`metaexercise.publish.declared`: results/review.json, else review.yaml)."""
+    from metaexercise.publish.declared import load_declaration
+
+    return load_declaration(project())
+
+
 def synthetic_banner() -> _HTML:
     """The replica banner shown at the top of every page that shows synthetic rows."""
     return _HTML(
         '<div class="admonition warning me-synthetic-banner"><p class="admonition-title">'
         f"{escape(SYNTHETIC_LABEL.capitalize())}</p><p>Everything below is computed from the seeded "
-        "synthetic replica (studies <code>Replica-01</code> … <code>Replica-58</code>). It demonstrates the "
-        "pipeline; it is not evidence about individualised exercise.</p></div>"
+        "synthetic replica (studies <code>Replica-01</code>, <code>Replica-02</code>, …). It demonstrates the "
+        "pipeline; it is not evidence.</p></div>"
     )
 
 
@@ -138,21 +145,31 @@ def read_table(name: str, source: str = REAL, *, text: bool = False) -> pd.DataF
     return pd.read_csv(path)
 
 
-REVIEW_INCLUDED = 58
-REVIEW_WITH_DATA = 53
-
-
 def coverage_banner() -> _HTML:
-    """Status of the real extraction against the review's 58 included studies (53 with data), counted from
-    results/characteristics.csv."""
-    st = read_table("characteristics.csv", REAL, text=True)
+    """Status of the extraction, counted from results/characteristics.csv: against the published review's
+    included studies (review.yaml `prisma_previous`: studies_included, studies_with_data) when it declares
+    them; a note that there is no data yet when nothing has been run or extracted."""
+    path = results_dir(REAL) / "characteristics.csv"
+    st = read_table("characteristics.csv", REAL, text=True) if path.is_file() else None
+    if st is None or st.empty:
+        return _HTML('<div class="admonition important me-status"><p class="admonition-title">Data status</p>'
+                     "<p>There is no data yet: <code>extraction/</code> holds no study, so nothing is pooled "
+                     "and no page shows a number.</p></div>")
     included = st[st["status"].str.startswith("included")]
     with_data = sorted(set(included.loc[included["outcome_rows"].astype(int) > 0, "study_id"]))
+    previous = declaration().prisma_previous or {}
+    if "studies_included" not in previous:
+        return _HTML(
+            '<div class="admonition important me-status"><p class="admonition-title">Data status</p>'
+            f"<p>Extraction: <strong>{len(included)}</strong> included studies in <code>extraction/</code>; "
+            f"<strong>{len(with_data)}</strong> of them have outcome rows.</p></div>")
+    review_included = int(previous["studies_included"])
+    review_with_data = int(previous.get("studies_with_data", review_included))
     return _HTML(
         '<div class="admonition important me-status"><p class="admonition-title">Data status</p>'
-        f"<p>Real extraction: <strong>{len(included)}</strong> of the review's {REVIEW_INCLUDED} included "
+        f"<p>Real extraction: <strong>{len(included)}</strong> of the review's {review_included} included "
         f"studies are in <code>extraction/</code>; <strong>{len(with_data)}</strong> of them have outcome rows "
-        f"(the review had usable data for {REVIEW_WITH_DATA}). The review's Table 1 and per-study forest "
+        f"(the review had usable data for {review_with_data}). The review's Table 1 and per-study forest "
         "plots are not public, so most studies cannot be extracted from public sources. Pages computed from "
         "real rows say so; pages computed from the synthetic replica carry a red banner.</p></div>"
     )
@@ -194,10 +211,14 @@ _CHARACTERISTICS = {"study": "study", "status": "status", "n_randomised": "n ran
 def characteristics(source: str = REAL) -> pd.DataFrame:
     """Study characteristics (results/characteristics.csv: one row per study of the sheets)."""
     st = read_table("characteristics.csv", source, text=True)
-    out = st[list(_CHARACTERISTICS)].replace("", np.nan).rename(columns=_CHARACTERISTICS)
-    out["n randomised"] = pd.to_numeric(out["n randomised"]).astype("Int64")
-    out["training weeks"] = pd.to_numeric(out["training weeks"]).astype(float)
-    out["outcome rows"] = out["outcome rows"].astype(int)
+    shown = {c: h for c, h in _CHARACTERISTICS.items() if c in st}  # a project shows the columns it has
+    out = st[list(shown)].replace("", np.nan).rename(columns=shown)
+    if "n randomised" in out:
+        out["n randomised"] = pd.to_numeric(out["n randomised"]).astype("Int64")
+    if "training weeks" in out:
+        out["training weeks"] = pd.to_numeric(out["training weeks"]).astype(float)
+    if "outcome rows" in out:
+        out["outcome rows"] = out["outcome rows"].astype(int)
     return out
 
 
@@ -242,21 +263,32 @@ def registry():
     """The published registry (analyses/published.yaml)."""
     from metaexercise.review.published import load_published
 
-    return load_published(project().analyses / "published.yaml")
+    path = declaration().components.get("published")
+    if not path:
+        raise FileNotFoundError("this project declares no published registry (review.yaml, components.published)")
+    return load_published(project().root / path)
 
 
 def main_contrasts() -> list[tuple[str, str]]:
-    """(id, label) of the eight main contrasts, from analyses/main.yaml."""
-    import yaml
+    """(id, label) of the analyses that have a page of their own (not a scenario, not a meta-regression),
+    from the declared specs in analyses/*.yaml."""
+    from metaexercise.publish.declared import load_analyses
 
-    spec = yaml.safe_load((project().analyses / "main.yaml").read_text(encoding="utf-8"))
-    return [(a["id"], a["label"]) for a in spec["analyses"]]
+    return [(a.id, a.label) for a in load_analyses(project()) if a.own_page]
 
 
 def short_label(analysis_id: str) -> str:
-    """"Pain, vs passive / usual care, short term" from an id such as pain_passive_short."""
-    outcome, comparator, window = analysis_id.split("_")[:3]
-    return f"{outcome.capitalize()}, vs {COMPARATOR_NAMES.get(comparator, comparator)}, {window} term"
+    """"Pain, vs passive / usual care, short term" for an analysis with a comparator class and a window (its
+    outcome, the comparator's label from review.yaml, the window); otherwise the analysis's label."""
+    from metaexercise.publish.declared import load_analyses
+
+    d = declaration()
+    for a in load_analyses(project()):
+        if a.id == analysis_id:
+            if a.comparator and a.window:
+                return f"{a.outcome.capitalize()}, vs {d.comparator_label(a.comparator)}, {a.window} term"
+            return a.label
+    return analysis_id
 
 
 def published_pooled() -> pd.DataFrame:
@@ -279,7 +311,8 @@ def published_pooled() -> pd.DataFrame:
 def _guidelines() -> dict:
     import yaml
 
-    return yaml.safe_load((project().book / "data" / "guidelines.yaml").read_text(encoding="utf-8"))
+    path = declaration().components.get("guidelines") or "book/data/guidelines.yaml"
+    return yaml.safe_load((project().root / path).read_text(encoding="utf-8"))
 
 
 def guideline_table() -> pd.DataFrame:
@@ -310,17 +343,22 @@ def vas_table() -> pd.DataFrame:
         if r["id"] not in vas.index:
             continue
         v = vas.loc[r["id"]]
-        points, lo, hi = (float(v[c]) for c in ("points", "points_ci_lb", "points_ci_ub"))
+        if v["points"]:
+            points, lo, hi = (float(v[c]) for c in ("points", "points_ci_lb", "points_ci_ub"))
+            shown = f"{points:.2f} [{lo:.2f}, {hi:.2f}]"
+        else:  # the outcome declares no typical SD: no SD is borrowed from another outcome
+            shown = f"not re-expressed ({v['sd_source']})"
         rows.append({"contrast": r["label"], "SMD [95% CI] (published)": r["printed"],
                      "certainty (published)": r["certainty"],
                      "VAS difference printed by the review": v["vas_printed"],
-                     f"SMD x NRS common SD {float(v['sd']):g} (points)": f"{points:.2f} [{lo:.2f}, {hi:.2f}]",
-                     "threshold (points)": float(v["threshold"]), "verdict": v["verdict"]})
+                     "typical SD (points)": f"{float(v['sd']):g}" if v["sd"] else "",
+                     "SMD x typical SD (points)": shown,
+                     "threshold (points)": float(v["threshold"]) if v["threshold"] else "",
+                     "verdict": v["verdict"]})
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------- results
-COMPARATOR_NAMES = {"active": "active exercise", "passive": "passive / usual care", "any": "any comparator"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,10 +419,14 @@ def contrast_summary(row: pd.Series, published=None) -> pd.DataFrame:
         ("Q (p)", f"{_fmt(row['QE'])} ({_fmt(row['QEp'], '.3g')})"),
         ("Egger's test z (p)", f"{_fmt(row['egger_z'], '.3f')} ({_fmt(row['egger_p'], '.3g')})"),
         ("rank test Kendall's tau (p)", f"{_fmt(row['rank_tau'], '.3f')} ({_fmt(row['rank_p'], '.3g')})"),
-        ("VAS points [95% CI]", f"{_fmt(row['vas_points'])} [{_fmt(row['vas_ci_lb'])}, {_fmt(row['vas_ci_ub'])}]"
-         if pd.notna(row.get("vas_points")) else "not available (no patient-level SD)"),
         ("potential outliers", str(row["outliers"]) if pd.notna(row["outliers"]) and row["outliers"] else "none"),
     ]
+    outcome = str(row["outcome"]) if pd.notna(row.get("outcome")) else None
+    scale = declaration().common_scales.get(outcome) if outcome else None
+    if scale is not None:  # SMDs re-expressed in points only where the outcome declares a common scale
+        items.insert(-1, (f"points on the {scale[0]:g}\u2013{scale[1]:g} scale [95% CI]",
+                          f"{_fmt(row['vas_points'])} [{_fmt(row['vas_ci_lb'])}, {_fmt(row['vas_ci_ub'])}]"
+                          if pd.notna(row.get("vas_points")) else "not available (no patient-level SD)"))
     frame = pd.DataFrame(items, columns=["quantity", "ours"])
     if published is not None:
         pub = {"k (comparisons)": published.get("k"), "SMD [95% CI]": published.get("printed"),
@@ -408,9 +450,13 @@ def contrast_report(analysis_id: str, source: str = REAL) -> list:
         return [note(f"{what.capitalize()}: {row['status']}. The real rows cannot support this analysis, so no "
                      "number is shown." if not synthetic else f"{what}: {row['status']}", "warning")]
     fit = stored_pooled(analysis_id, st, source)
-    comparator = COMPARATOR_NAMES.get(str(row["comparator"]), str(row["comparator"]))
+    d = declaration()
+    comparator = d.comparator_label(row.get("comparator"))
+    outcome = str(row["outcome"]) if pd.notna(row.get("outcome")) else None
     published = None
-    if not synthetic:  # the replica is never set beside the published numbers: agreement is built in
+    # the replica is never set beside the published numbers (agreement is built in), nor is a review that
+    # declares no published registry
+    if not synthetic and declaration().has("published"):
         pub = published_pooled().set_index("id")
         published = pub.loc[analysis_id] if analysis_id in pub.index else None
     out = [table(contrast_summary(row, published), f"summary_{tag}", f"Pooled result ({what})")]
@@ -419,18 +465,19 @@ def contrast_report(analysis_id: str, source: str = REAL) -> list:
     for col in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"):
         if col in st:
             arms[col] = st[col].to_numpy()
-    out.append(figure(forest_plot(fit, arms, comparator=comparator, synthetic=synthetic),
+    out.append(figure(forest_plot(fit, arms, comparator=comparator, experimental=d.label("experimental"),
+                                  favours=d.favours(outcome), measure=d.measure_name, synthetic=synthetic),
                       f"forest_{tag}", f"Forest plot: {row['label']} ({what})"))
     if fit.k >= 3:
         out.append(figure(
             funnel_plot(fit, regtest=_TestShown(row["egger_z"], row["egger_p"]),
                         ranktest=_TestShown(row["rank_tau"], row["rank_p"], row["rank_tau"]),
-                        synthetic=synthetic),
+                        xlabel=d.measure_axis, synthetic=synthetic),
             f"funnel_{tag}", f"Contour-enhanced funnel plot with Egger's and the rank test ({what})"))
     if st["rstudent"].notna().all() and fit.k >= 3:
         out.append(figure(influence_plot(st[["rstudent", "cooks_d"]], labels, synthetic=synthetic),
                           f"influence_{tag}", f"Outliers and influence ({what})"))
-    cols = [c for c in ("label", "study_id", "control_type", "instrument", "timepoint_weeks", "n1i", "n2i", "yi",
+    cols = [c for c in ("label", "study_id", "control_type", "instrument", "timepoint_weeks", "timepoint", "n1i", "n2i", "yi",
                         "vi", "ci_lb", "ci_ub", "weight", "rstudent", "cooks_d", "outlier", "influential")
             if c in st]
     out.append(table(st[cols], f"studies_{tag}", f"Per-study effects ({what})"))

@@ -25,7 +25,6 @@ from scipy import stats
 
 from metaexercise.atomic import write_text
 from metaexercise.errors import SpecError
-from metaexercise.extraction.comparisons import Window
 from metaexercise.extraction.sheets import Severity
 from metaexercise.review.published import (
     BiasTest,
@@ -316,8 +315,8 @@ def check_same_k(entries: Iterable[Entry]) -> list[Finding]:
 
 
 def check_duplicate_effects(entries: Iterable[Entry]) -> list[Finding]:
-    """Two different contrasts with the very same printed estimate and CI (or the same pair of VAS-point
-    values for short and long term) are a copying signal."""
+    """Two different contrasts with the very same printed estimate and CI (or the same points at every
+    follow-up window) are a copying signal."""
     out = []
     by_numbers: dict[tuple[str, str, str], list[str]] = {}
     for e in entries:
@@ -336,21 +335,25 @@ def check_duplicate_effects(entries: Iterable[Entry]) -> list[Finding]:
                 )
             )
     pairs: dict[tuple[str, str], dict[str, Entry]] = {}
+    windows: list[str] = []  # in the order the registry first names them
     for e in entries:
         parts = e.contrast_parts
-        if e.kind == EntryKind.POINTS and parts and not parts.suffix:
-            pairs.setdefault((parts.outcome, parts.comparator), {})[parts.window] = e
-    complete = {k: v for k, v in pairs.items() if set(v) == set(Window)}
+        if e.kind == EntryKind.POINTS and parts and parts.window and not parts.suffix:
+            pairs.setdefault((parts.outcome, parts.comparator or ""), {})[parts.window] = e
+            if parts.window not in windows:
+                windows.append(parts.window)
+    complete = {k: v for k, v in pairs.items() if len(windows) > 1 and set(v) == set(windows)}
     for (ka, a), (kb, b) in itertools.combinations(complete.items(), 2):
-        va = (a[Window.SHORT].value.text, a[Window.LONG].value.text)
-        if va == (b[Window.SHORT].value.text, b[Window.LONG].value.text):
+        va = tuple(a[w].value.text for w in windows)
+        if va == tuple(b[w].value.text for w in windows):
+            na, nb = "_".join(p for p in ka if p), "_".join(p for p in kb if p)
             out.append(
                 Finding(
-                    f"{'_'.join(ka)} | {'_'.join(kb)}",
+                    f"{na} | {nb}",
                     "duplicate_numbers",
                     Severity.WARNING,
-                    f"{'_'.join(ka)} and {'_'.join(kb)} print the same short- and long-term "
-                    f"values ({va[0]}, {va[1]} VAS points)",
+                    f"{na} and {nb} print the same points at every follow-up window "
+                    f"({', '.join(f'{w} {v}' for w, v in zip(windows, va, strict=True))})",
                 )
             )
     return out
@@ -636,7 +639,9 @@ def audit_reported(path: str | Path) -> list[Finding]:
 
 def run_audit(project) -> pd.DataFrame:
     """Audit `analyses/published.yaml` of `project` and write `results/audit.csv` (whole or not at all)."""
-    registry = load_published(Path(project.analyses) / "published.yaml")
+    path = project.root / project.review.components.published if project.review.components.published else \
+        Path(project.analyses) / "published.yaml"
+    registry = load_published(path, project.review)
     frame = findings_frame(audit_registry(registry))
     write_text(Path(project.results) / "audit.csv", frame.to_csv(index=False, lineterminator="\n"))
     return frame

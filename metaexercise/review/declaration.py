@@ -11,7 +11,8 @@ Layout (keys marked * are required; everything else has the default shown in `Re
     citation: "…"                    # the published review, when there is one
     question: {population, intervention, comparison, outcomes, study_design}   # PICOS, free text
     effect:
-      measure: SMD                   # Hedges' g, experimental minus control (metafor's escalc "SMD")
+      measure: SMD                   # SMD: Hedges' g | MD: mean difference on one scale (the outcome's
+                                     # common_scale, else one instrument's units); experimental minus control
       basis: change                  # change | final | either (see EFFECT_BASES)
     labels: {experimental, control, favours_experimental, favours_control}     # plot and table labels
     arm_roles: {experimental: "…", control: "…"}                                # codes of arms.arm_role
@@ -23,7 +24,8 @@ Layout (keys marked * are required; everything else has the default shown in `Re
         mid: {value: 1.5, source: "…"}             # minimal important difference on the common scale
         typical_sd: {value: 1.64, instrument: NRS, source: "…"}   # for back-transforming SMDs
     comparators:                     # classes of control arms; an analysis names one (or "any")
-      - {id*: active, label*: "…", control_types*: ["active exercise"]}
+      - {id*: active, label*: "…", control_types*: ["active exercise"], comparison: "…"}   # comparison: the
+                                     # summary of findings' "Comparison" cell (default "<experimental> vs <label>")
     control_types: ["…"]             # codes of arms.control_type (default: those the comparators name)
     timepoint_unit: weeks            # the unit of outcomes.timepoint (any word: days, weeks, months, …)
     windows:                         # follow-up windows; none when the review has one time point
@@ -98,6 +100,7 @@ class ComparatorDecl:
     id: str
     label: str
     control_types: tuple[str, ...]
+    comparison: str | None = None  #: how a summary of findings names the comparison (None: see `Review`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +235,78 @@ class Review:
         raise KeyError(f"{self.path}: no moderator {name!r}; declared: "
                        f"{', '.join(m.name for m in self.moderators)}")
 
+    def comparator_types(self, comparator_id: str) -> tuple[str, ...]:
+        """The control types an analysis against `comparator_id` pools ("any": every declared class's)."""
+        if comparator_id == ANY_COMPARATOR:
+            return tuple(dict.fromkeys(t for c in self.comparators for t in c.control_types))
+        return self.comparator(comparator_id).control_types
+
+    def comparison_title(self, comparator_id: str) -> str:
+        """The summary of findings' "Comparison" cell: the comparator's declared `comparison`, else
+        "<experimental label> vs <comparator label>"."""
+        if comparator_id == ANY_COMPARATOR:
+            return f"{self.labels.experimental} vs any comparator"
+        c = self.comparator(comparator_id)
+        return c.comparison or f"{self.labels.experimental} vs {c.label}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The declaration as plain data (what `metaexercise run` writes to results/review.json for the book)."""
+        def sourced(s: Sourced | None) -> dict | None:
+            if s is None:
+                return None
+            out = {"value": s.value, "source": s.source}
+            if s.instrument is not None:
+                out["instrument"] = s.instrument
+            return out
+
+        c = self.components
+        return {
+            "title": self.title, "citation": self.citation, "question": dict(self.question),
+            "effect": {"measure": self.measure, "basis": self.basis},
+            "labels": {k: getattr(self.labels, k) for k in Labels.__dataclass_fields__},
+            "arm_roles": {"experimental": self.role_experimental, "control": self.role_control},
+            "outcomes": [{"id": o.id, "label": o.label, "benefit": o.benefit,
+                          "common_scale": ({"min": o.common_min, "max": o.common_max} if o.normalised else None),
+                          "mid": sourced(o.mid), "typical_sd": sourced(o.typical_sd)} for o in self.outcomes],
+            "comparators": [{"id": x.id, "label": x.label, "control_types": list(x.control_types),
+                             "comparison": self.comparison_title(x.id)} for x in self.comparators],
+            "control_types": list(self.control_types), "timepoint_unit": self.timepoint_unit,
+            "windows": [{"id": w.id, "label": w.label, "target": w.target, "lower": w.lower, "upper": w.upper,
+                         "lower_open": w.lower_open, "ties": w.ties} for w in self.windows],
+            "moderators": [{"name": m.name, "label": m.label, "type": m.type, "levels": list(m.levels),
+                            "minimum": m.minimum, "maximum": m.maximum} for m in self.moderators],
+            "risk_of_bias": {"tool": self.risk_of_bias.tool,
+                             "domains": [{"id": i, "label": lab} for i, lab in self.risk_of_bias.domains],
+                             "judgements": list(self.risk_of_bias.judgements)},
+            "grade": {k: getattr(self.grade, k) for k in GradeDecl.__dataclass_fields__},
+            "prisma_previous": self.prisma_previous,
+            # paths (relative to the project) for the declared files, flags for the generated parts
+            "components": {"published": c.published, "grade_judgements": c.grade_judgements,
+                           "guidelines": c.guidelines, "replica": c.replica, "simulation": c.simulation},
+        }
+
     @property
     def mixes_bases(self) -> bool:
         """True when change and final values may be pooled together (only for MD: Handbook 10.5.2)."""
         return self.basis == "either"
+
+    def sheet_vocabulary(self):
+        """What the project's extraction sheets accept (`metaexercise.extraction.vocabulary.SheetVocabulary`):
+        the declared outcome ids and common scales, arm-role codes, control types, risk-of-bias domains (their
+        labels, as the sheets hold them) and judgements, and the moderators (extra studies columns)."""
+        from metaexercise.extraction.vocabulary import ModeratorColumn, OutcomeCode, SheetVocabulary
+
+        return SheetVocabulary(
+            outcomes=tuple(OutcomeCode(o.id, o.common_min, o.common_max, o.label, not o.lower_is_better)
+                           for o in self.outcomes),
+            role_experimental=self.role_experimental, role_control=self.role_control,
+            control_types=self.control_types,
+            rob_domains=tuple(label for _, label in self.risk_of_bias.domains),
+            rob_judgements=self.risk_of_bias.judgements,
+            moderators=tuple(ModeratorColumn(m.name, m.categorical, m.levels, m.minimum, m.maximum, m.label)
+                             for m in self.moderators),
+            declared_in=Path(self.path).name,
+        )
 
 
 # --------------------------------------------------------------------------------------- the loader
@@ -372,11 +443,13 @@ def load_review(path: str | Path) -> Review:
 
     comparators = []
     for item in r.items(top, "comparators"):
-        c = r.mapping(item, top, "comparators", {"id", "label", "control_types"}, ("id", "label", "control_types"))
+        c = r.mapping(item, top, "comparators", {"id", "label", "control_types", "comparison"},
+                      ("id", "label", "control_types"))
         cid = r.ident(c)
         if cid == ANY_COMPARATOR:
             r.fail(c, "id", f"'{ANY_COMPARATOR}' is reserved: it names all comparator classes together")
-        comparators.append(ComparatorDecl(cid, r.text(c, "label"), r.texts(c, "control_types")))
+        comparators.append(ComparatorDecl(cid, r.text(c, "label"), r.texts(c, "control_types"),
+                                          r.text(c, "comparison")))
     _unique(r, top, "comparators", [c.id for c in comparators])
     named = tuple(dict.fromkeys(t for c in comparators for t in c.control_types))
     control_types = r.texts(top, "control_types") if "control_types" in top else named
@@ -415,8 +488,9 @@ def load_review(path: str | Path) -> Review:
     for item in r.items(rob, "domains"):
         d = r.mapping(item, rob, "domains", {"id", "label"}, ("id", "label"))
         domains.append((r.text(d, "id"), r.text(d, "label")))
-    risk = RobDecl(r.text(rob, "tool", RobDecl.tool), tuple(domains),
-                   r.texts(rob, "judgements") if "judgements" in rob else RobDecl.judgements)
+    default = RobDecl()  # class attributes of a slots dataclass are descriptors, not the defaults
+    risk = RobDecl(r.text(rob, "tool", default.tool), tuple(domains),
+                   r.texts(rob, "judgements") if "judgements" in rob else default.judgements)
 
     g = r.mapping(top.get("grade"), top, "grade", set(GradeDecl.__dataclass_fields__))
     grade = GradeDecl(**{k: (int(r.number(g, k)) if k == "bias_min_k" else r.number(g, k)) for k in g})

@@ -5,17 +5,17 @@ floor only reads `results/` and never refits, reads a sheet or a search folder.
 Files (written by `metaexercise.review.run` beside analyses.csv; tables carry the run's ``data`` column first
 where they come from the extraction):
 
-* ``characteristics.csv``  one row per study of the sheets (`CHARACTERISTICS_COLUMNS`); the coverage banner
-  counts its rows
-* ``risk_of_bias.csv``     the risk-of-bias judgements, one row per study, one column per domain of
-  `metaexercise.extraction.schema.ROB_DOMAINS` and ``overall`` (header only when no study is rated)
+* ``characteristics.csv``  one row per study of the sheets (`characteristics_columns`: the fixed ones and
+  every moderator review.yaml declares); the coverage banner counts its rows
+* ``risk_of_bias.csv``     the risk-of-bias judgements, one row per study, one column per domain review.yaml
+  declares and ``overall`` (header only when no study is rated)
 * ``forest.csv``           per fitted meta-analysis, the numbers the forest and funnel plots print beside the
   per-study rows of studies.csv (`FOREST_COLUMNS`; the Q-profile CI of tau^2 included)
 * ``bubble_studies.csv``   per meta-regression and numeric moderator, the studies' points (`BUBBLE_STUDY_COLUMNS`)
 * ``bubble_lines.csv``     ... and the fitted line with its 95% CI over a grid of the moderator, other
   moderators at their weighted mean (`BUBBLE_LINE_COLUMNS`; metafor's `regplot`)
 * ``vas_published.csv``    real run only, with analyses/published.yaml: the review's published pooled SMDs
-  of the main contrasts in VAS points (`metaexercise.review.vas`, NRS common SD)
+  of the main contrasts in points, with the typical SD each outcome declares (none: no points)
 * ``prisma_update.json``   real run only, when `searches/` exists and the caller passed a `SearchCounter`: the
   PRISMA 2020 counts of the search update. The review floor does not import the searches wing; the command
   line, which may, passes its counter (`metaexercise.searches.workflow.run_status`) to `run_project`
@@ -31,17 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metaexercise.extraction.schema import ROB_DOMAINS
 from metaexercise.extraction.sheets import Extraction
 from metaexercise.review.analyses import AnalysisResult, comparisons_for, moderator_frame
+from metaexercise.review.declaration import Review
 from metaexercise.review.project import Project
 from metaexercise.vocabulary import DataSource
 
-CHARACTERISTICS_COLUMNS = (
-    "study_id", "study", "status", "n_randomised", "intervention_type", "psych_component", "controls",
-    "training_weeks", "outcome_rows", "rob_overall", "source",
-)
-ROB_COLUMNS = ("study_id", "study", *ROB_DOMAINS, "overall")
 FOREST_COLUMNS = (
     "analysis_id", "method", "test", "level", "k", "p", "estimate", "se", "zval", "pval", "ci_lb", "ci_ub",
     "pi_lb", "pi_ub", "ddf", "tau2", "tau2_ci_lb", "tau2_ci_ub", "I2", "QE", "QE_df", "QEp",
@@ -70,42 +65,59 @@ def study_labels(studies: pd.DataFrame) -> pd.Series:
 
 
 # ------------------------------------------------------------------------------------ sheets → tables
-def characteristics(extraction: Extraction) -> pd.DataFrame:
+def characteristics_columns(review: Review) -> tuple[str, ...]:
+    """Columns of characteristics.csv: the fixed ones, the declared categorical moderators before the
+    controls, the declared numeric moderators after them."""
+    cat = [m.name for m in review.moderators if m.categorical]
+    num = [m.name for m in review.moderators if not m.categorical]
+    return ("study_id", "study", "status", "n_randomised", *cat, "controls", *num, "outcome_rows", "rob_overall",
+            "source")
+
+
+def rob_columns(review: Review) -> tuple[str, ...]:
+    """Columns of risk_of_bias.csv: one per declared domain (as the sheets name them: its label)."""
+    return ("study_id", "study", *(label for _, label in review.risk_of_bias.domains), "overall")
+
+
+def characteristics(extraction: Extraction, review: Review) -> pd.DataFrame:
     """Study characteristics from the studies and arms sheets, one row per study in the sheet's order."""
     st = extraction.studies
     arms = extraction.arms
     n_by_study = arms.groupby("study_id")["n_randomised"].sum(min_count=1)
-    ctrl = (arms[arms["arm_role"] == "control"].groupby("study_id")["control_type"]
+    ctrl = (arms[arms["arm_role"] == review.role_control].groupby("study_id")["control_type"]
             .agg(lambda s: "; ".join(sorted({str(x) for x in s if pd.notna(x)}))))
     outcomes = extraction.outcomes.groupby("study_id").size()
-    return pd.DataFrame({
+    columns = characteristics_columns(review)
+    frame = {
         "study_id": st["study_id"],
         "study": study_labels(st),
         "status": st["inclusion_status"],
         "n_randomised": st["study_id"].map(n_by_study),
-        "intervention_type": st["intervention_type"],
-        "psych_component": st["psych_component"],
         "controls": st["study_id"].map(ctrl),
-        "training_weeks": st["training_weeks"],
         "outcome_rows": st["study_id"].map(outcomes).fillna(0).astype(int),
-        "rob_overall": st["rob_overall"],
+        "rob_overall": st["rob_overall"] if "rob_overall" in st else np.nan,
         "source": st["source"],
-    }, columns=list(CHARACTERISTICS_COLUMNS)).reset_index(drop=True)
+    }
+    for m in review.moderators:
+        frame[m.name] = st[m.name] if m.name in st else np.nan
+    return pd.DataFrame(frame, columns=list(columns)).reset_index(drop=True)
 
 
-def risk_of_bias(extraction: Extraction) -> pd.DataFrame:
+def risk_of_bias(extraction: Extraction, review: Review) -> pd.DataFrame:
     """The risk_of_bias sheet wide: one row per rated study (sorted by study_id), one column per domain
     ("no information" where a domain is not rated) and the studies sheet's overall rating."""
     long = extraction.risk_of_bias
+    columns = rob_columns(review)
     if long.empty:
-        return pd.DataFrame(columns=list(ROB_COLUMNS))
+        return pd.DataFrame(columns=list(columns))
+    domains = list(columns[2:-1])
     wide = long.pivot(index="study_id", columns="domain", values="judgement")
-    wide = wide.reindex(columns=list(ROB_DOMAINS)).fillna("no information")
+    wide = wide.reindex(columns=domains).fillna("no information")
     st = extraction.studies.set_index("study_id")
     wide["overall"] = st["rob_overall"].reindex(wide.index).fillna("no information").to_numpy()
     labels = study_labels(st.reset_index()).set_axis(st.index)
     wide.insert(0, "study", [labels.get(s, s) for s in wide.index])
-    return wide.rename_axis("study_id").reset_index().reindex(columns=list(ROB_COLUMNS))
+    return wide.rename_axis("study_id").reset_index().reindex(columns=list(columns))
 
 
 # --------------------------------------------------------------------------------- fits → plot numbers
@@ -158,7 +170,7 @@ def regression_line(fit, column: int, n: int = BUBBLE_GRID) -> pd.DataFrame:
                          "ci_lb": np.asarray(pred.ci_lb, dtype=float), "ci_ub": np.asarray(pred.ci_ub, dtype=float)})
 
 
-def bubbles(results: Sequence[AnalysisResult], extraction: Extraction,
+def bubbles(results: Sequence[AnalysisResult], extraction: Extraction, review: Review,
             cache: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Bubble-plot data of every fitted meta-regression against each numeric moderator (indicators are left
     to the coefficient table): the studies' points with their weights, and the fitted line (`regression_line`).
@@ -172,7 +184,7 @@ def bubbles(results: Sequence[AnalysisResult], extraction: Extraction,
         if reg is None or not r.ok:
             continue
         spec = r.spec
-        comps = comparisons_for(spec, extraction, cache)
+        comps = comparisons_for(spec, extraction, review, cache)
         mods = moderator_frame(spec, comps)
         keep = mods.notna().all(axis=1).to_numpy()
         comps, mods = comps[keep].reset_index(drop=True), mods[keep].reset_index(drop=True)
@@ -181,7 +193,7 @@ def bubbles(results: Sequence[AnalysisResult], extraction: Extraction,
                   method=reg.method, test="z", level=reg.level)
         if not np.allclose(fit.beta, reg.beta, rtol=1e-6, atol=1e-9):
             raise ValueError(f"{spec.id}: the bubble plots' fit differs from the meta-regression's coefficients")
-        labels = {m.name: m.label or m.name for m in spec.moderators}
+        labels = {t: lab for m in spec.moderators for t, lab in m.term_labels().items()}
         for j, name in enumerate(mods.columns, start=1):
             if set(np.unique(mods[name])) <= {0.0, 1.0}:
                 continue
@@ -198,29 +210,41 @@ def bubbles(results: Sequence[AnalysisResult], extraction: Extraction,
 
 # ------------------------------------------------------------------------ declared files → tables
 def vas_published(project: Project, main_ids: Sequence[str]) -> pd.DataFrame | None:
-    """The review's published pooled SMD of each main contrast (analyses/published.yaml, Results section)
-    re-expressed in VAS points with the NRS common SD (`metaexercise.review.vas.TYPICAL_SD`), beside the VAS
-    difference the review printed (appendix G), against the review's thresholds. None without the registry."""
-    path = project.analyses / "published.yaml"
+    """The review's published pooled SMD of each main contrast (the published registry, Results section)
+    re-expressed in points with the typical SD its outcome declares (review.yaml; an outcome without one gets
+    no points), beside the points the review printed, against the outcome's MID. None without the registry."""
+    review = project.review
+    if not review.components.published:
+        return None
+    path = project.root / review.components.published
     if not path.exists():
         return None
     from metaexercise.review.published import load_published
-    from metaexercise.review.vas import TYPICAL_SD, to_vas
+    from metaexercise.review.vas import to_vas
+    from metaexercise.review.vocabulary import ContrastId
 
-    reg = load_published(path)
-    sd, sd_source = TYPICAL_SD["NRS"]
+    reg = load_published(path, review)
     rows = []
     for cid in main_ids:
         e = reg.effect(cid, "results")
-        if e is None:
+        parts = ContrastId.parse(cid, review)
+        if e is None or parts is None:
             continue
+        outcome = review.outcome(parts.outcome)
         printed = reg.for_contrast(cid, "points")
-        vas = to_vas(cid.split("_")[0], e.estimate.value, e.ci_lb.value, e.ci_ub.value, sd, sd_source)
-        rows.append({"contrast": cid, "smd": e.estimate.value, "smd_ci_lb": e.ci_lb.value,
-                     "smd_ci_ub": e.ci_ub.value,
-                     "vas_printed": printed[0].value.text if printed and printed[0].value else "",
-                     "sd": sd, "sd_source": sd_source, "points": vas.points, "points_ci_lb": vas.ci_lb,
-                     "points_ci_ub": vas.ci_ub, "threshold": vas.threshold, "verdict": vas.verdict})
+        row = {"contrast": cid, "smd": e.estimate.value, "smd_ci_lb": e.ci_lb.value, "smd_ci_ub": e.ci_ub.value,
+               "vas_printed": printed[0].value.text if printed and printed[0].value else "",
+               "threshold": outcome.mid.value if outcome.mid is not None else np.nan}
+        t = outcome.typical_sd
+        if t is None:
+            row.update(sd=np.nan, sd_source=f"{outcome.id} declares no typical SD (review.yaml): not re-expressed",
+                       points=np.nan, points_ci_lb=np.nan, points_ci_ub=np.nan, verdict="")
+        else:
+            sd_source = t.source
+            vas = to_vas(outcome, e.estimate.value, e.ci_lb.value, e.ci_ub.value, t.value, sd_source)
+            row.update(sd=t.value, sd_source=sd_source, points=vas.points, points_ci_lb=vas.ci_lb,
+                       points_ci_ub=vas.ci_ub, verdict=vas.verdict)
+        rows.append(row)
     return pd.DataFrame(rows, columns=list(VAS_COLUMNS))
 
 
@@ -272,12 +296,13 @@ def build(project: Project, results: Sequence[AnalysisResult], extraction: Extra
           search_counter: SearchCounter | None = None) -> dict[str, pd.DataFrame | dict]:
     """Every exhibit of one run, keyed by file name (tables as DataFrames, the PRISMA counts as a dict).
     Tables from the sheets or the fits carry `data_label` in a first ``data`` column, as the analysis tables."""
+    review = project.review
     tables: dict[str, pd.DataFrame | dict] = {
-        "characteristics.csv": characteristics(extraction),
-        "risk_of_bias.csv": risk_of_bias(extraction),
+        "characteristics.csv": characteristics(extraction, review),
+        "risk_of_bias.csv": risk_of_bias(extraction, review),
         "forest.csv": forest(results),
     }
-    tables["bubble_studies.csv"], tables["bubble_lines.csv"] = bubbles(results, extraction, cache)
+    tables["bubble_studies.csv"], tables["bubble_lines.csv"] = bubbles(results, extraction, review, cache)
     for frame in tables.values():
         frame.insert(0, "data", data_label)
     if not DataSource.parse(source).synthetic:

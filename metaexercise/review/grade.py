@@ -12,11 +12,15 @@ Certainty starts high for randomized trials and drops one level per level of con
   >= 75% -> serious if one direction, very serious if not. "Directions differ" when the 95% prediction
   interval crosses zero (the true effects include both benefit and harm; Riley et al., BMJ 2011;342:d549).
 - Imprecision (GRADE 6, Guyatt et al. 2011;64:1283; GRADE Guidance 34, Zeng et al. 2022;150:216): rating
-  certainty of a non-null effect (the review's "probably meaningful" rule): serious if the 95% CI crosses
+  certainty of a non-null effect (the "probably meaningful" rule): serious if the 95% CI crosses
   zero, very serious if it spans both the clinical threshold for benefit and for harm (±MID in SMD units =
   MID points / SD used for back-transformation); if the CI crosses no threshold, serious when the total
   number of participants is below the optimal information size OIS = 4(z_0.975 + z_0.8)^2 / δ^2 with δ the
-  MID in SMD units (two-arm trial, α = 0.05, power 0.8).
+  MID in SMD units (two-arm trial, α = 0.05, power 0.8). An outcome that declares no MID is judged on zero
+  alone (serious if the CI crosses it), and the reason says so.
+
+The MID, the typical SD, the direction of benefit, the rule constants and the wording of the summary of
+findings come from the project's `review.yaml` (`metaexercise.review.declaration`).
 - Publication bias (Sterne et al., BMJ 2011;343:d4002): tests only when k >= 10; serious when Egger's
   regression test or the rank correlation test has p < 0.10 (Egger et al., BMJ 1997;315:629) with the
   funnel asymmetric towards benefit (small studies showing larger benefits).
@@ -36,11 +40,9 @@ import yaml
 from scipy import stats
 
 from metaexercise.errors import SpecError
-from metaexercise.extraction.comparisons import Window
-from metaexercise.extraction.schema import Outcome
+from metaexercise.review.declaration import GradeDecl, OutcomeDecl, Review
 from metaexercise.review.published import Place, Registry
-from metaexercise.review.vas import THRESHOLDS
-from metaexercise.review.vocabulary import Certainty, ComparatorClass, ContrastId, GradeDomain
+from metaexercise.review.vocabulary import Certainty, ContrastId, GradeDomain
 from metaexercise.vocabulary import RobJudgement, codes
 
 DOMAINS = codes(GradeDomain)
@@ -48,13 +50,6 @@ DOMAIN_TITLES = {d.value: d.label for d in GradeDomain}
 #: A domain's rating by the levels it downgrades (0, 1, 2).
 RATINGS = ("not serious", "serious", "very serious")
 LEVEL_WORDS = {1: "one level", 2: "two levels"}
-#: Summary-of-findings wording (GRADEpro layout) of the review's contrasts.
-OUTCOME_TITLES = {Outcome.PAIN: "Pain intensity", Outcome.DISABILITY: "Disability"}
-WINDOW_TITLES = {Window.SHORT: "short term (~12 weeks)", Window.LONG: "long term (~12 months)"}
-COMPARATOR_TITLES = {
-    ComparatorClass.ACTIVE: "individualized vs active (non-individualized) exercise",
-    ComparatorClass.PASSIVE: "individualized exercise vs passive treatment, usual care or true control",
-}
 
 
 class Suggestion(NamedTuple):
@@ -74,10 +69,12 @@ def optimal_information_size(delta: float, *, alpha: float = 0.05, power: float 
 
 @dataclass(frozen=True, slots=True)
 class GradeThresholds:
-    """Thresholds for one analysis: the MID in VAS points and the SD (VAS points per SMD unit) used to
-    re-express it, with its source; plus the rule constants documented in the module docstring."""
+    """Thresholds for one analysis: the outcome's MID in points of its common scale (None when it declares
+    none) and the SD (points per SMD unit) used to re-express it, with its source; plus the rule constants
+    documented in the module docstring, the outcome's direction of benefit, the experimental intervention's
+    name (for reasons) and the common scale's name (e.g. "0-10")."""
 
-    mid_points: float
+    mid_points: float | None
     sd_points: float
     sd_source: str
     rob_high_share: float = 0.25
@@ -88,27 +85,38 @@ class GradeThresholds:
     power: float = 0.8
     alpha: float = 0.05
     lower_is_better: bool = True
+    experimental: str = "the experimental intervention"
+    scale: str = ""
 
     def __post_init__(self) -> None:
-        if not (self.mid_points > 0 and self.sd_points > 0):
+        if self.mid_points is not None and not (self.mid_points > 0 and self.sd_points > 0):
             raise ValueError(f"mid_points and sd_points must be > 0, got {self.mid_points}, {self.sd_points}")
 
     @property
+    def has_mid(self) -> bool:
+        return self.mid_points is not None
+
+    @property
     def mid_smd(self) -> float:
-        """The clinical threshold in SMD units: MID points / SD."""
-        return self.mid_points / self.sd_points
+        """The clinical threshold in SMD units: MID points / SD (NaN without a MID)."""
+        return self.mid_points / self.sd_points if self.has_mid else float("nan")
 
     @property
     def ois(self) -> float:
         return optimal_information_size(self.mid_smd, alpha=self.alpha, power=self.power)
 
     @classmethod
-    def for_outcome(cls, outcome: str, sd_points: float, sd_source: str, **kw) -> GradeThresholds:
-        """The review's MID for `outcome` (1.5 pain, 1.0 disability VAS points; Methods) with an SD."""
-        if outcome not in THRESHOLDS:
-            known = sorted(map(str, THRESHOLDS))
-            raise ValueError(f"no clinical threshold for outcome {outcome!r}; known: {known}")
-        return cls(THRESHOLDS[outcome], sd_points, sd_source, **kw)
+    def for_outcome(cls, outcome: OutcomeDecl, sd_points: float, sd_source: str, *,
+                    grade: GradeDecl | None = None, experimental: str = "the experimental intervention",
+                    **kw) -> GradeThresholds:
+        """The thresholds of one analysis of `outcome`: its declared MID (None when it declares none), the
+        SD that re-expresses the SMD, the review's rule constants (`grade`) and direction of benefit."""
+        grade = GradeDecl() if grade is None else grade
+        constants = {k: getattr(grade, k) for k in GradeDecl.__dataclass_fields__}
+        scale = f"{outcome.common_min:g}-{outcome.common_max:g}" if outcome.normalised else ""
+        return cls(outcome.mid.value if outcome.mid is not None else None, sd_points, sd_source,
+                   lower_is_better=outcome.lower_is_better, experimental=experimental, scale=scale,
+                   **{**constants, **kw})
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +243,7 @@ def rate_inconsistency(fit, th: GradeThresholds) -> Suggestion:
     reason = (
         f"I² = {fit.I2:.0f}%, Q = {fit.QE:.2f} (df = {fit.k - 1}, p = {fit.QEp:.3g}); 95% prediction interval "
         f"[{fit.pi_lb:.2f}, {fit.pi_ub:.2f}] {'crosses' if split else 'does not cross'} zero; "
-        f"{benefit} of {fit.k} point estimates favour individualized exercise"
+        f"{benefit} of {fit.k} point estimates favour {th.experimental}"
     )
     if fit.I2 >= th.i2_considerable:
         return Suggestion(2 if split else 1, reason)
@@ -245,9 +253,15 @@ def rate_inconsistency(fit, th: GradeThresholds) -> Suggestion:
 
 
 def rate_imprecision(estimate: float, lb: float, ub: float, n: int, th: GradeThresholds) -> Suggestion:
-    """95% CI against zero and ±MID (in SMD units); otherwise total n against the OIS."""
-    d = th.mid_smd
+    """95% CI against zero and ±MID (in SMD units); otherwise total n against the OIS. Without a MID: the CI
+    against zero only."""
     ci = f"95% CI [{lb:.2f}, {ub:.2f}]"
+    if not th.has_mid:
+        why = "the outcome declares no MID (review.yaml), so imprecision is judged on zero alone (no ±MID, no OIS)"
+        if lb < 0 < ub:
+            return Suggestion(1, f"{ci} crosses zero; {why}")
+        return Suggestion(0, f"{ci} excludes zero; {why}")
+    d = th.mid_smd
     mid = f"±MID = ±{th.mid_points:g} points / SD {th.sd_points:.2f} = ±{d:.2f} SMD"
     if lb < -d and ub > d:
         return Suggestion(2, f"{ci} spans both appreciable benefit and harm ({mid})")
@@ -425,14 +439,16 @@ def _smd_phrase(est: float, lb: float, ub: float) -> str:
     return f"SMD {abs(est):.2f} SD {'lower' if est < 0 else 'higher'} ({word(lb)} to {word(ub)})"
 
 
-def _titles(analysis_id: str) -> tuple[str, str]:
-    """(Outcome, Comparison) cells of a summary-of-findings row."""
-    c = ContrastId.parse(analysis_id)
+def _titles(analysis_id: str, review: Review | None) -> tuple[str, str]:
+    """(Outcome, Comparison) cells of a summary-of-findings row, in the words review.yaml declares."""
+    c = ContrastId.parse(analysis_id, review) if review is not None else None
     if c is None:
         return analysis_id, ""
     suffix = f" ({c.suffix})" if c.suffix else ""
-    outcome = f"{OUTCOME_TITLES[c.outcome]}, {WINDOW_TITLES[c.window]}{suffix}"
-    return outcome, COMPARATOR_TITLES[c.comparator]
+    outcome = review.outcome(c.outcome).label
+    if c.window:
+        outcome += f", {review.window(c.window).label}"
+    return outcome + suffix, review.comparison_title(c.comparator) if c.comparator else ""
 
 
 def _review_rating(published: Registry | None, analysis_id: str) -> str:
@@ -450,7 +466,8 @@ def _review_rating(published: Registry | None, analysis_id: str) -> str:
     return "; ".join(f"{r.capitalize()} ({p})" for p, r in places)
 
 
-def summary_of_findings(assessments, published: Registry | None = None) -> pd.DataFrame:
+def summary_of_findings(assessments, published: Registry | None = None, review: Review | None = None
+                        ) -> pd.DataFrame:
     """Summary-of-findings rows in the GRADEpro layout, the review's own rating beside ours.
 
     Columns: Outcome, Comparison, № of participants (studies), Effect (SMD, 95% CI), Effect in VAS
@@ -458,7 +475,7 @@ def summary_of_findings(assessments, published: Registry | None = None) -> pd.Da
     certainty. Footnote letters run through the table (a, b, c, ...)."""
     rows, letter = [], 0
     for a in assessments:
-        outcome, comparison = _titles(a.analysis_id)
+        outcome, comparison = _titles(a.analysis_id, review)
         marks, notes = [], []
         for d in a.domains:
             if d.downgrade == 0:
@@ -470,17 +487,13 @@ def summary_of_findings(assessments, published: Registry | None = None) -> pd.Da
                 f"{mark}. Downgraded {LEVEL_WORDS[d.downgrade]} for {DOMAIN_TITLES[d.domain].lower()}: "
                 f"{d.explanation}."
             )
-        th = a.thresholds
         rows.append(
             {
                 "Outcome": outcome,
                 "Comparison": comparison,
                 "№ of participants (studies)": f"{a.participants} ({a.k} RCTs)",
                 "Effect (SMD, 95% CI)": _smd_phrase(a.estimate, a.ci_lb, a.ci_ub),
-                "Effect in VAS points (95% CI)": (
-                    f"{a.points:.2f} ({a.points_lb:.2f} to {a.points_ub:.2f}) points on 0-10; MID {th.mid_points:g}; "
-                    f"SD {th.sd_points:.2f} ({th.sd_source})"
-                ),
+                "Effect in VAS points (95% CI)": _points_text(a),
                 "Certainty (GRADE)": f"{a.symbols} {a.certainty}" + (f" {','.join(marks)}" if marks else ""),
                 "Explanations": "\n".join(notes),
                 "Review's certainty": _review_rating(published, a.analysis_id),
@@ -489,13 +502,24 @@ def summary_of_findings(assessments, published: Registry | None = None) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def evidence_profile(assessments) -> pd.DataFrame:
+def _points_text(a: GradeAssessment) -> str:
+    """The SMD re-expressed in points of the common scale, with the MID and SD used ("" when none)."""
+    th = a.thresholds
+    if not np.isfinite(a.points):
+        return ""
+    on = f" on {th.scale}" if th.scale else ""
+    mid = f"MID {th.mid_points:g}" if th.has_mid else "no MID declared"
+    return (f"{a.points:.2f} ({a.points_lb:.2f} to {a.points_ub:.2f}) points{on}; {mid}; "
+            f"SD {th.sd_points:.2f} ({th.sd_source})")
+
+
+def evidence_profile(assessments, review: Review | None = None) -> pd.DataFrame:
     """The GRADE evidence profile: one row per analysis with each domain's rating ("not serious" /
     "serious" / "very serious"), who decided it, and the resulting certainty (GRADEpro's layout, with
     "Other considerations" holding publication bias)."""
     rows = []
     for a in assessments:
-        outcome, comparison = _titles(a.analysis_id)
+        outcome, comparison = _titles(a.analysis_id, review)
         row = {
             "Analysis": a.analysis_id,
             "Outcome": outcome,

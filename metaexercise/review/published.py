@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from metaexercise.errors import SpecError
+from metaexercise.review.declaration import FILE_NAME, Review, load_review
 from metaexercise.review.vocabulary import CERTAINTY_LEVELS, ContrastId
 from metaexercise.vocabulary import codes
 
@@ -204,6 +205,8 @@ class Entry:
     reduction_to: str | None = None
     percent_qualifier: str | None = None
     note: str | None = None
+    #: The contrast's parts, parsed against the project's declared ids when the registry was loaded.
+    parts: ContrastId | None = None
 
     @property
     def certainty_levels(self) -> frozenset[str]:
@@ -212,8 +215,9 @@ class Entry:
 
     @property
     def contrast_parts(self) -> ContrastId | None:
-        """(outcome, comparator, window, suffix) when the contrast follows the shared id pattern."""
-        return ContrastId.parse(self.contrast)
+        """(outcome, comparator, window, suffix) when the contrast follows the project's id pattern (set by
+        `load_published` from review.yaml; None without a project file)."""
+        return self.parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,9 +377,21 @@ def _relation(raw: dict, *, where: str) -> Relation:
     )
 
 
-def load_published(path: str | Path) -> Registry:
-    """Load and validate `analyses/published.yaml` (safe YAML; unknown, missing or duplicate keys are errors)."""
+def _project_review(path: Path) -> Review | None:
+    """The review declared by the project whose folder holds `path` (review.yaml in a parent folder)."""
+    for folder in list(path.resolve().parents)[:3]:
+        if (folder / FILE_NAME).is_file():
+            return load_review(folder / FILE_NAME)
+    return None
+
+
+def load_published(path: str | Path, review: Review | None = None) -> Registry:
+    """Load and validate a published registry (e.g. `analyses/published.yaml`; safe YAML; unknown, missing or
+    duplicate keys are errors). Contrast ids are parsed against `review` (default: the review.yaml of the
+    project whose folder holds `path`, when there is one)."""
     path = Path(path)
+    if review is None:
+        review = _project_review(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -399,6 +415,11 @@ def load_published(path: str | Path) -> Registry:
         _relation(raw, where=_where(str(path), "relations", i, (raw or {}).get("id")))
         for i, raw in enumerate(doc.get("relations") or [])
     )
+    if review is not None:
+        from dataclasses import replace
+
+        entries = tuple(replace(e, parts=ContrastId.parse(e.contrast, review)) if e.contrast else e
+                        for e in entries)
     _check_ids(path, entries, relations)
     source = tuple((str(k), str(v)) for k, v in (doc.get("source") or {}).items())
     return Registry(entries=entries, relations=relations, source=source, path=str(path))

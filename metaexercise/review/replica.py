@@ -54,18 +54,9 @@ from metaexercise import atomic
 from metaexercise.engine.effects import escalc, hedges_correction
 from metaexercise.engine.model import rma
 from metaexercise.extraction import schema
-from metaexercise.extraction.comparisons import WINDOWS, Window
-from metaexercise.extraction.schema import (
-    ArmRole,
-    ControlType,
-    Design,
-    InclusionStatus,
-    Outcome,
-    ReportedAs,
-    ValueKind,
-)
-from metaexercise.review.vocabulary import ComparatorClass, ContrastId
-from metaexercise.vocabulary import SYNTHETIC_LABEL, RobDomain, RobJudgement
+from metaexercise.extraction.schema import Design, InclusionStatus, ReportedAs, ValueKind
+from metaexercise.review.declaration import Review
+from metaexercise.vocabulary import SYNTHETIC_LABEL, RobJudgement
 
 #: Seed of the committed replica. Change it and every replica number changes.
 SEED = 20220211
@@ -111,27 +102,61 @@ NOT_HONOURED: tuple[str, ...] = (
     "weeks needs about 15 studies at 6 weeks or less. The replica has 16 studies with a 6-week criterion.",
 )
 
+# The calibration's own words: the published review's outcome ids, comparator classes, windows and control
+# types, as keys of the numbers above and below. `generate` checks them against the project's review.yaml and
+# writes the sheets with the review's arm-role codes, window targets and form.
+_PAIN, _DISABILITY = "pain", "disability"
+_ACTIVE, _PASSIVE = "active", "passive"
+_SHORT, _LONG = "short", "long"
+_ACTIVE_EXERCISE, _USUAL_CARE, _PASSIVE_TREATMENT, _TRUE_CONTROL, _MEDICATION = (
+    "active exercise", "usual care or advice", "passive", "true control", "medication")
+#: The risk-of-bias domain the review blames for high overall risk ("deviations from intended interventions").
+_BLINDING = "blinding"
+
 _INTERVENTION_COUNTS = {
     "mixed": 24, "sensorimotor/motor control": 22, "aerobic": 4, "McKenzie": 3, "back school": 3,
     "Pilates": 1, "yoga": 1,
 }
 _PSYCH_COUNTS = {"none": 24, "CBT": 9, "behavioural": 2, "other": 23}
 _ROB_COUNTS = {RobJudgement.SOME_CONCERNS: 26, RobJudgement.HIGH: 32}
-_PASSIVE_CONTROLS = {ControlType.USUAL_CARE_OR_ADVICE: 25, ControlType.PASSIVE: 5,
-                     ControlType.TRUE_CONTROL: 3, ControlType.MEDICATION: 1}
+_PASSIVE_CONTROLS = {_USUAL_CARE: 25, _PASSIVE_TREATMENT: 5, _TRUE_CONTROL: 3, _MEDICATION: 1}
 _N_THREE_ARM, _N_TWO_ARM_EACH, _N_NO_DATA = 11, 21, 5
 _MATCHED_ACTIVE = 11
 
 #: Instruments the replica reports on (ids of metaexercise/extraction/data/instruments.yaml) and their 0–10 factor.
-_INSTRUMENT = {Outcome.PAIN: ("NRS", 1.0), Outcome.DISABILITY: ("ODI", 10.0)}
+_INSTRUMENT = {_PAIN: ("NRS", 1.0), _DISABILITY: ("ODI", 10.0)}
 #: Descriptive means (SD across studies) on 0–10 at baseline and the individualized arm's mean change
 #: (12 / 52 weeks minus baseline), from the review's "Results of individual studies".
-_BASELINE = {Outcome.PAIN: (4.90, 1.38), Outcome.DISABILITY: (3.53, 1.42)}
-_IND_CHANGE = {(Outcome.PAIN, Window.SHORT): 2.88 - 4.90, (Outcome.PAIN, Window.LONG): 3.15 - 4.90,
-               (Outcome.DISABILITY, Window.SHORT): 2.41 - 3.53,
-               (Outcome.DISABILITY, Window.LONG): 2.47 - 3.53}
-#: Each window's follow-up in weeks: its target (12, 52).
-_WEEKS = {w: WINDOWS[w].target for w in Window}
+_BASELINE = {_PAIN: (4.90, 1.38), _DISABILITY: (3.53, 1.42)}
+_IND_CHANGE = {(_PAIN, _SHORT): 2.88 - 4.90, (_PAIN, _LONG): 3.15 - 4.90,
+               (_DISABILITY, _SHORT): 2.41 - 3.53,
+               (_DISABILITY, _LONG): 2.47 - 3.53}
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """What the replica writes that the project declares: arm-role codes, each window's follow-up (its
+    target), the sheets' form and the risk-of-bias domains."""
+
+    experimental: str
+    control: str
+    weeks: dict
+    form: schema.Form
+    domains: tuple[str, ...]
+
+
+def _words(review: Review) -> _Words:
+    """The project's words for the replica; ValueError when review.yaml lacks what the calibration needs."""
+    missing = [o for o in _BASELINE if o not in review.outcome_ids]
+    missing += [w for w in (_SHORT, _LONG) if w not in review.window_ids]
+    missing += [c for c in (_ACTIVE, _PASSIVE) if c not in tuple(x.id for x in review.comparators)]
+    missing += [t for t in (_ACTIVE_EXERCISE, *_PASSIVE_CONTROLS) if t not in review.control_types]
+    if missing:
+        raise ValueError(f"{review.path}: the replica is calibrated to the back-pain review and needs "
+                         f"{', '.join(missing)} declared")
+    return _Words(review.role_experimental, review.role_control,
+                  {w: review.window(w).target for w in (_SHORT, _LONG)}, schema.form(review.sheet_vocabulary()),
+                  tuple(label for _, label in review.risk_of_bias.domains))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +201,12 @@ def _counts(rng, counts: dict[str, int]) -> np.ndarray:
     return rng.permutation(np.repeat(list(counts), list(counts.values())))
 
 
-def _design(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _design(rng, words: _Words) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Studies and their arms (no outcome data yet)."""
     n_studies = _N_THREE_ARM + 2 * _N_TWO_ARM_EACH + _N_NO_DATA
     ids = [f"Replica-{i:02d}" for i in range(1, n_studies + 1)]
     # layouts: which controls each study has; shuffled so ids say nothing about design
-    to_active, to_passive = ComparatorClass.ACTIVE.value, ComparatorClass.PASSIVE.value
+    to_active, to_passive = _ACTIVE, _PASSIVE
     layouts = (["three"] * _N_THREE_ARM + [to_active] * _N_TWO_ARM_EACH + [to_passive] * _N_TWO_ARM_EACH
                + [f"{to_active}-nodata"] * 3 + [f"{to_passive}-nodata"] * 2)
     layouts = list(rng.permutation(layouts))
@@ -214,22 +239,22 @@ def _design(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
         controls = {"three": [to_active, to_passive]}.get(lay, [lay.removesuffix("-nodata")])
         per_arm = int(n) // (1 + len(controls))
         arms.append({"study_id": sid, "arm_id": "ind", "arm_label": "individualized exercise (synthetic)",
-                     "arm_role": ArmRole.INDIVIDUALIZED.value,
+                     "arm_role": words.experimental,
                      "n_randomised": int(n) - per_arm * len(controls)})
         for kind in controls:
-            ctype = ControlType.ACTIVE_EXERCISE.value if kind == to_active else passive_types.pop()
+            ctype = _ACTIVE_EXERCISE if kind == to_active else passive_types.pop()
             arms.append({"study_id": sid, "arm_id": "act" if kind == to_active else "pas",
-                         "arm_label": f"{ctype} (synthetic)", "arm_role": ArmRole.CONTROL.value,
+                         "arm_label": f"{ctype} (synthetic)", "arm_role": words.control,
                          "control_type": ctype,
                          "n_randomised": per_arm})
     arms = pd.DataFrame(arms)
-    active = arms.index[arms["control_type"].eq(ControlType.ACTIVE_EXERCISE).to_numpy()]
+    active = arms.index[arms["control_type"].eq(_ACTIVE_EXERCISE).to_numpy()]
     arms["control_matched"] = pd.Series(pd.NA, index=arms.index, dtype="boolean")
-    arms.loc[arms["arm_role"].eq(ArmRole.CONTROL), "control_matched"] = False
+    arms.loc[arms["arm_role"].eq(words.control), "control_matched"] = False
     arms.loc[rng.choice(active, _MATCHED_ACTIVE, replace=False), "control_matched"] = True
     # dose: the individualized arm as its study; active controls from the review's control-exercise quartiles
     # (sessions per week 1.5 (1.0-2.4), minutes 50 (30-60)); passive controls have no exercise sessions
-    ind = arms["arm_role"].eq(ArmRole.INDIVIDUALIZED).to_numpy()
+    ind = arms["arm_role"].eq(words.experimental).to_numpy()
     dose = studies.set_index("study_id")[["sessions_per_week", "minutes_per_session"]]
     arms.loc[ind, "sessions_per_week"] = dose.loc[arms.loc[ind, "study_id"], "sessions_per_week"].to_numpy()
     arms.loc[ind, "minutes_per_session"] = dose.loc[arms.loc[ind, "study_id"], "minutes_per_session"].to_numpy()
@@ -238,13 +263,13 @@ def _design(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     return studies, arms
 
 
-def _availability(rng, arms: pd.DataFrame, studies: pd.DataFrame) -> dict[str, list[int]]:
+def _availability(rng, arms: pd.DataFrame, studies: pd.DataFrame, words: _Words) -> dict[str, list[int]]:
     """For each main contrast, the control-arm rows (indices into `arms`) that report it."""
     usable = set(studies.loc[studies["inclusion_status"].eq(InclusionStatus.INCLUDED), "study_id"])
-    ctrl = arms[arms["arm_role"].eq(ArmRole.CONTROL) & arms["study_id"].isin(usable)]
-    act = list(ctrl.index[ctrl["control_type"].eq(ControlType.ACTIVE_EXERCISE)])
-    pas = list(ctrl.index[~ctrl["control_type"].eq(ControlType.ACTIVE_EXERCISE)])
-    true_ctrl = [i for i in pas if arms.at[i, "control_type"] == ControlType.TRUE_CONTROL]
+    ctrl = arms[arms["arm_role"].eq(words.control) & arms["study_id"].isin(usable)]
+    act = list(ctrl.index[ctrl["control_type"].eq(_ACTIVE_EXERCISE)])
+    pas = list(ctrl.index[~ctrl["control_type"].eq(_ACTIVE_EXERCISE)])
+    true_ctrl = [i for i in pas if arms.at[i, "control_type"] == _TRUE_CONTROL]
     others = [i for i in pas if i not in true_ctrl]
     dis_short_p = true_ctrl + list(rng.choice(others, 22 - len(true_ctrl), replace=False))
     dis_long_p = list(rng.choice(dis_short_p, 15, replace=False))
@@ -291,14 +316,17 @@ def _calibrate(rng, n1, n2, sd, target: tuple[int, float, float]) -> np.ndarray:
     return fit(sol.x)[0]
 
 
-def generate(seed: int = SEED) -> Replica:
-    """Build the replica's extraction sheets (deterministic for a given seed)."""
+def generate(seed: int = SEED, *, review: Review) -> Replica:
+    """Build the replica's extraction sheets (deterministic for a given seed) in the words the project's
+    `review` declares (arm roles, window targets, form, risk-of-bias domains)."""
+    words = _words(review)
     rng = np.random.default_rng(seed)
-    studies, arms = _design(rng)
-    available = _availability(rng, arms, studies)
+    studies, arms = _design(rng, words)
+    available = _availability(rng, arms, studies, words)
+    weeks_of = words.weeks
     source = SOURCE.format(seed=seed)
     study_of = arms["study_id"]
-    ind_arms = arms.loc[arms["arm_role"].eq(ArmRole.INDIVIDUALIZED), "study_id"]
+    ind_arms = arms.loc[arms["arm_role"].eq(words.experimental), "study_id"]
     ind_index = {sid: i for i, sid in ind_arms.items()}
     usable = studies.loc[studies["inclusion_status"].eq(InclusionStatus.INCLUDED), "study_id"]
 
@@ -309,14 +337,14 @@ def generate(seed: int = SEED) -> Replica:
     base_sd = {o: dict(zip(studies["study_id"], rng.uniform(1.5, 2.3, len(studies)), strict=True))
                for o in _BASELINE}
     change_sd = {(o, w): dict(zip(studies["study_id"], rng.uniform(1.8, 2.6, len(studies)), strict=True))
-                 for o in _BASELINE for w in _WEEKS}
-    retention = {w: rng.uniform(0.8, 0.95, len(arms)) if w == Window.SHORT
-                 else rng.uniform(0.7, 0.9, len(arms)) for w in _WEEKS}
+                 for o in _BASELINE for w in weeks_of}
+    retention = {w: rng.uniform(0.8, 0.95, len(arms)) if w == _SHORT
+                 else rng.uniform(0.7, 0.9, len(arms)) for w in weeks_of}
     n_analysed = {w: np.maximum(np.round(arms["n_randomised"].to_numpy() * retention[w]).astype(int), 5)
-                  for w in _WEEKS}
+                  for w in weeks_of}
     ind_change = {(o, w): dict(zip(studies["study_id"],
                                    rng.normal(_IND_CHANGE[(o, w)], 0.5, len(studies)), strict=True))
-                  for o in _BASELINE for w in _WEEKS}
+                  for o in _BASELINE for w in weeks_of}
 
     # baseline rows: every arm of every usable study, both outcomes
     for i in arms.index[arms["study_id"].isin(usable).to_numpy()]:
@@ -328,7 +356,7 @@ def generate(seed: int = SEED) -> Replica:
     # change rows, calibrated contrast by contrast
     ind_rows: dict[tuple[str, str, str], dict] = {}
     for contrast, target in TARGETS.items():
-        outcome, _, window, _ = ContrastId.parse(contrast)
+        outcome, _, window = contrast.split("_")
         ctrl = np.array(sorted(available[contrast]))
         if len(ctrl) != target[0]:
             raise RuntimeError(f"replica design gives k = {len(ctrl)} for {contrast}, expected {target[0]}")
@@ -340,7 +368,7 @@ def generate(seed: int = SEED) -> Replica:
         for c, di, s, a, b in zip(ctrl, d, sd, n1, n2, strict=True):
             sid = study_of[c]
             m1 = ind_change[(outcome, window)][sid]
-            weeks = _WEEKS[window]
+            weeks = weeks_of[window]
             ind_rows[(sid, outcome, window)] = _outcome_row(sid, "ind", outcome, weeks, ValueKind.CHANGE,
                                                             int(a), m1, s, source)
             rows.append(_outcome_row(sid, arms.at[c, "arm_id"], outcome, weeks, ValueKind.CHANGE, int(b),
@@ -351,12 +379,13 @@ def generate(seed: int = SEED) -> Replica:
 
     studies["source"], studies["location"] = source, "generated"
     arms["source"], arms["location"] = source, "generated"
-    rob = _risk_of_bias(rng, studies, source)
+    rob = _risk_of_bias(rng, studies, source, words.domains)
+    form = words.form
     return Replica(
-        studies=_in_schema_order(studies, schema.STUDIES),
-        arms=_in_schema_order(arms, schema.ARMS),
-        outcomes=_in_schema_order(outcomes.reset_index(drop=True), schema.OUTCOMES_SHEET),
-        risk_of_bias=_in_schema_order(rob, schema.RISK_OF_BIAS),
+        studies=_in_schema_order(studies, form.studies),
+        arms=_in_schema_order(arms, form.arms),
+        outcomes=_in_schema_order(outcomes.reset_index(drop=True), form.outcomes),
+        risk_of_bias=_in_schema_order(rob, form.risk_of_bias),
         seed=seed,
     )
 
@@ -370,16 +399,15 @@ def _outcome_row(sid, arm, outcome, week, kind, n, mean_0_10, sd_0_10, source) -
             "preferred": True, "source": source, "location": "generated"}
 
 
-def _risk_of_bias(rng, studies: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Five domains per study, consistent with the overall rating (overall = worst domain)."""
+def _risk_of_bias(rng, studies: pd.DataFrame, source: str, domains: tuple[str, ...]) -> pd.DataFrame:
+    """The declared domains per study, consistent with the overall rating (overall = worst domain)."""
     rows = []
-    domains = schema.ROB_DOMAINS
     for sid, overall in zip(studies["study_id"], studies["rob_overall"], strict=True):
         judgements = rng.choice([RobJudgement.LOW, RobJudgement.SOME_CONCERNS], len(domains), p=[0.6, 0.4])
         judgements[rng.integers(len(domains))] = RobJudgement.SOME_CONCERNS
         if overall == RobJudgement.HIGH:
             # the review: high overall RoB mostly "due to deviations from intended interventions" (blinding)
-            judgements[domains.index(RobDomain.BLINDING)] = RobJudgement.HIGH
+            judgements[domains.index(_BLINDING) if _BLINDING in domains else -1] = RobJudgement.HIGH
         rows += [{"study_id": sid, "domain": d, "judgement": j, "source": source, "location": "generated"}
                  for d, j in zip(domains, judgements, strict=True)]
     return pd.DataFrame(rows)

@@ -7,8 +7,11 @@ Files written (all computed first, then each replaced atomically; `manifest.json
 * ``metareg.csv``   meta-regression coefficients and model tests (`METAREG_COLUMNS`)
 * ``grade.csv``     GRADE per fitted meta-analysis: each domain's suggestion and reason, the reviewer's
   judgement from analyses/grade.yaml where given, the rating and the certainty (`metaexercise.review.grade`)
-* ``sof.csv``       summary of findings (GRADEpro layout) for the 8 main contrasts; for the real extraction
-  the review's own certainty beside ours (never for the replica)
+* ``sof.csv``       summary of findings (GRADEpro layout) for the main analyses (`vocabulary.main_ids`); for
+  the real extraction the review's own certainty beside ours (never for the replica)
+* ``excluded.csv``  every study or arm an analysis left out, with the reason (`analyses.EXCLUDED_COLUMNS`)
+* ``review.json``   the project's declaration (review.yaml) as plain data, for the book: title, labels,
+  outcomes with labels and MIDs, comparators, windows, moderators, which components exist, main analyses
 * ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.review.audit`; real
   extraction only: the replica is never set beside the published numbers)
 * what the book's pages show besides (`metaexercise.review.exhibits`): ``characteristics.csv``,
@@ -45,16 +48,19 @@ from metaexercise.extraction.sheets import load_extraction
 from metaexercise.review import exhibits, replica
 from metaexercise.review.analyses import (
     ANALYSIS_COLUMNS,
+    EXCLUDED_COLUMNS,
     METAREG_COLUMNS,
     STUDY_COLUMNS,
     AnalysisResult,
     check_not_mixed,
+    excluded_rows,
     metareg_rows,
     run_analysis,
 )
+from metaexercise.review.declaration import Review
 from metaexercise.review.project import Project
 from metaexercise.review.specs import load_specs
-from metaexercise.review.vocabulary import MAIN_IDS, AnalysisKind
+from metaexercise.review.vocabulary import AnalysisKind, main_ids
 from metaexercise.vocabulary import DataSource, codes
 
 Source = DataSource
@@ -77,10 +83,26 @@ class RunOutput:
         return pd.read_csv(io.BytesIO(self.files[f"{name}.csv"]))
 
     def summary(self) -> str:
+        """One line for the run, then one per analysis: status, k and what was left out (excluded.csv)."""
         ok = sum(r.ok for r in self.results)
         label = f" ({self.source.data_label})" if self.source.synthetic else ""
-        return (f"{len(self.results)} analyses from {self.source}{label}: {ok} fitted, "
-                f"{len(self.results) - ok} with insufficient data; results in {self.folder}")
+        lines = [f"{len(self.results)} analyses from {self.source}{label}: {ok} fitted, "
+                 f"{len(self.results) - ok} with insufficient data; results in {self.folder}"]
+        for r in self.results:
+            lines.append(f"  {r.spec.id}: {r.status}, k = {r.row()['k']}; {left_out(r)}")
+        return "\n".join(lines)
+
+
+def left_out(result: AnalysisResult) -> str:
+    """"left out: 3 studies (2 no time point in the window, 1 not included)", or "nothing left out"."""
+    if not result.excluded:
+        return "nothing left out"
+    counts: dict[str, set] = {}
+    for sid, arm, cat, _why in result.excluded:
+        counts.setdefault(cat, set()).add((sid, arm))
+    studies = len({x[0] for x in result.excluded})
+    parts = ", ".join(f"{len(v)} {k}" for k, v in sorted(counts.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    return f"left out or combined: {studies} stud{'y' if studies == 1 else 'ies'} ({parts}; see excluded.csv)"
 
 
 def extraction_folder(project: Project, source: DataSource | str) -> Path:
@@ -98,9 +120,10 @@ def _sha256(path: Path) -> str:
 
 
 def _inputs(project: Project, folder: Path, *more: Path) -> dict[str, str]:
-    """sha256 of every file under analyses/, the extraction folder and `more` folders, keyed by path relative
-    to the project."""
-    files = sorted(p for base in (project.analyses, folder, *more) if base.is_dir() for p in base.rglob("*")
+    """sha256 of review.yaml and of every file under analyses/, the extraction folder and `more` folders,
+    keyed by path relative to the project."""
+    files = [project.declaration] if project.declaration.is_file() else []
+    files += sorted(p for base in (project.analyses, folder, *more) if base.is_dir() for p in base.rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts)
     return {p.relative_to(project.root).as_posix(): _sha256(p) for p in files}
 
@@ -114,24 +137,36 @@ def _json(content: dict) -> bytes:
 
 
 def _tables(results: list[AnalysisResult], data_label: str) -> dict[str, pd.DataFrame]:
+    tables = _result_tables(results)
+    tables["excluded"] = pd.DataFrame([x for r in results for x in excluded_rows(r)], columns=list(EXCLUDED_COLUMNS))
+    for frame in tables.values():
+        frame.insert(0, "data", data_label)
+    return tables
+
+
+def _result_tables(results: list[AnalysisResult]) -> dict[str, pd.DataFrame]:
     analyses = pd.DataFrame([r.row() for r in results], columns=list(ANALYSIS_COLUMNS))
     studies = [r.studies for r in results if len(r.studies)]
     studies = (pd.concat(studies, ignore_index=True) if studies else pd.DataFrame(columns=list(STUDY_COLUMNS)))
     regs = [row for r in results if r.spec.kind == AnalysisKind.META_REGRESSION for row in metareg_rows(r)]
     metareg = pd.DataFrame(regs, columns=list(METAREG_COLUMNS))
-    tables = {"analyses": analyses, "studies": studies, "metareg": metareg}
-    for frame in tables.values():
-        frame.insert(0, "data", data_label)
-    return tables
+    return {"analyses": analyses, "studies": studies, "metareg": metareg}
 
 
 GRADE_COLUMNS = ("analysis_id", "domain", "suggested_downgrade", "reason", "judged_downgrade", "rationale",
                  "rating", "certainty", "k", "participants")
 
 
-def _grade(project: Project, results: list[AnalysisResult], synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GRADE every fitted meta-analysis (the clinical thresholds need the patient-level SD of its VAS
-    re-expression; an analysis without one is listed as not graded) and the summary of findings."""
+def _lower_first(text: str) -> str:
+    """"Individualized exercise" -> "individualized exercise" (an acronym such as "CBT" stays)."""
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def _grade(project: Project, results: list[AnalysisResult], synthetic: bool,
+           main: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GRADE every fitted meta-analysis (an outcome with a MID needs the patient-level SD of its
+    re-expression for its clinical thresholds; an analysis without one is listed as not graded) and the
+    summary of findings of the main analyses."""
     from metaexercise.review.grade import (
         GradeThresholds,
         grade_analysis,
@@ -141,13 +176,16 @@ def _grade(project: Project, results: list[AnalysisResult], synthetic: bool) -> 
     )
     from metaexercise.review.published import load_published
 
-    path = project.analyses / "grade.yaml"
-    table = load_judgements(path) if path.exists() else {}
+    review = project.review
+    comp = review.components
+    path = project.root / comp.grade_judgements if comp.grade_judgements else None
+    table = load_judgements(path) if path is not None and path.exists() else {}
     assessments, rows = [], []
     for r in results:
         if r.fit is None or r.regression is not None:
             continue
-        if not np.isfinite(r.vas_sd):
+        outcome = review.outcome(r.spec.outcome)
+        if outcome.mid is not None and not np.isfinite(r.vas_sd):
             rows.append({"analysis_id": r.spec.id, "domain": "all", "reason": "not graded: no patient-level SD "
                          f"to express the clinical threshold in SMD units ({r.vas_sd_source})"})
             continue
@@ -157,27 +195,40 @@ def _grade(project: Project, results: list[AnalysisResult], synthetic: bool) -> 
             rows.append({"analysis_id": r.spec.id, "domain": "all", "reason": "not graded: overall risk of bias "
                          f"not rated for {', '.join(unrated)} (studies.rob_overall)"})
             continue
-        th = GradeThresholds.for_outcome(r.spec.outcome, r.vas_sd, r.vas_sd_source)
+        th = GradeThresholds.for_outcome(outcome, r.vas_sd, r.vas_sd_source, grade=review.grade,
+                                         experimental=_lower_first(review.labels.experimental))
         a = grade_analysis(r.spec.id, r.fit, used, r.regtest, r.ranktest, thresholds=th,
                            judgements=judgements_for(table, r.spec.id))
         assessments.append(a)
         frame = a.to_frame().assign(certainty=a.certainty, k=a.k, participants=a.participants)
         rows += frame.to_dict("records")
     grade = pd.DataFrame(rows, columns=list(GRADE_COLUMNS))
-    published_path = project.analyses / "published.yaml"
-    published = None if synthetic or not published_path.exists() else load_published(published_path)
-    main = [a for a in assessments if a.analysis_id in MAIN_IDS]
-    return grade, summary_of_findings(main, published)
+    published_path = project.root / comp.published if comp.published else None
+    published = (None if synthetic or published_path is None or not published_path.exists()
+                 else load_published(published_path, review))
+    chosen = [a for a in assessments if a.analysis_id in main]
+    return grade, summary_of_findings(chosen, published, review)
 
 
 def _audit(project: Project) -> pd.DataFrame | None:
-    path = project.analyses / "published.yaml"
-    if not path.exists():
+    published = project.review.components.published
+    path = project.root / published if published else None
+    if path is None or not path.exists():
         return None
     from metaexercise.review.audit import audit_registry, findings_frame
     from metaexercise.review.published import load_published
 
-    return findings_frame(audit_registry(load_published(path)))
+    return findings_frame(audit_registry(load_published(path, project.review)))
+
+
+def review_json(review: Review, main: tuple[str, ...]) -> dict:
+    """results/review.json: the declaration as plain data (`Review.to_dict`) and the main analyses' ids."""
+    return {**review.to_dict(), "main_analyses": list(main)}
+
+
+def _load_sheets(folder: Path, review: Review):
+    """The sheets at `folder`, read with the project's vocabulary (`Review.sheet_vocabulary`)."""
+    return load_extraction(folder, vocabulary=review.sheet_vocabulary())
 
 
 def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTION,
@@ -190,11 +241,16 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
     changed generator never leaves stale sheets behind; `replica/` is generated output, not an input.
     """
     source = DataSource.parse(source)
+    review = project.review
     folder = extraction_folder(project, source)
     if source.synthetic:
-        replica.write(replica.generate(), folder)
-    specs = load_specs(project.analyses)
-    extraction = load_extraction(folder)
+        if not review.components.replica:
+            raise ValueError(f"{project.declaration}: this project declares no replica (components.replica); "
+                             "run the extraction instead")
+        replica.write(replica.generate(review=review), folder)
+    specs = load_specs(project.analyses, review=review)
+    main = main_ids(specs)
+    extraction = _load_sheets(folder, review)
     synthetic = check_not_mixed(extraction.studies, str(folder))
     if synthetic != source.synthetic:
         raise ValueError(
@@ -203,21 +259,22 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
         )
     data_label = source.data_label
     cache: dict = {}
-    results = [run_analysis(spec, extraction, cache)
+    results = [run_analysis(spec, extraction, review, cache)
                for spec in tqdm(specs, desc=f"metaexercise run ({source})", unit="analysis", file=sys.stderr,
                                 disable=not progress)]
     tables = _tables(results, data_label)
-    tables["grade"], tables["sof"] = _grade(project, results, synthetic)
+    tables["grade"], tables["sof"] = _grade(project, results, synthetic, main)
     for name in ("grade", "sof"):
         tables[name].insert(0, "data", data_label)
     files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
     for name, content in exhibits.build(project, results, extraction, source=source, data_label=data_label,
-                                        main_ids=MAIN_IDS, cache=cache, search_counter=search_counter).items():
+                                        main_ids=main, cache=cache, search_counter=search_counter).items():
         files[name] = _csv(content) if isinstance(content, pd.DataFrame) else _json(content)
     if not source.synthetic:
         audit = _audit(project)
         if audit is not None:
             files["audit.csv"] = _csv(audit)
+    files["review.json"] = _json(review_json(review, main))
     manifest = {
         "toolkit": {"name": "metaexercise", "version": __version__},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,

@@ -1,65 +1,55 @@
-"""The review floor's words, each set of choices defined once: the contrasts the review reports (outcome ×
-comparator class × follow-up window) and their ids, the kinds of analysis and the status of a run analysis,
-and GRADE's domains and certainty levels.
+"""The review floor's words, each set of choices defined once: the contrast ids a review reports (outcome ×
+comparator class × follow-up window, read from the project's `review.yaml`), the main analyses, the kinds of
+analysis and the status of a run analysis, and GRADE's domains and certainty levels.
 
-Outcomes and control types are the extraction form's (`metaexercise.extraction.schema`), follow-up windows
-the comparison builder's (`metaexercise.extraction.comparisons`); the data sources and the synthetic label are
-the toolkit's (`metaexercise.vocabulary`).
-
-Comparator classes follow the review's Methods ("Statistics: Meta-analysis and -regression", Fleckenstein et
-al. 2022, medRxiv 2021.12.16.21267900 v2): individualized exercise vs active (non-individualized) exercise,
-or vs passive treatment, usual care or advice, true control or medication.
+Nothing here names a review's outcomes, comparators or windows: `ContrastId.parse` and `contrast_pattern`
+take them from the `Review` (`metaexercise.review.declaration`); the data sources and the synthetic label
+are the toolkit's (`metaexercise.vocabulary`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from metaexercise.extraction.comparisons import Window
-from metaexercise.extraction.schema import ControlType, Outcome
-from metaexercise.vocabulary import codes
+from metaexercise.review.declaration import ANY_COMPARATOR
+
+if TYPE_CHECKING:
+    from metaexercise.review.declaration import Review
+    from metaexercise.review.specs import AnalysisSpec
 
 # --------------------------------------------------------------------------------------------- contrasts
-#: The outcomes the review pools (the extraction form records more).
-REVIEW_OUTCOMES: tuple[Outcome, ...] = (Outcome.PAIN, Outcome.DISABILITY)
+#: The spec file whose analyses are the review's main ones when no spec names a `group`.
+MAIN_FILE = "main.yaml"
+#: The `group` that marks a main analysis.
+MAIN_GROUP = "main"
 
 
-class ComparatorClass(StrEnum):
-    """What the individualized arm is compared with. "any" pools both classes (the review's
-    meta-regressions, which use the class as a moderator)."""
-
-    ACTIVE = "active"
-    PASSIVE = "passive"
-    ANY = "any"
-
-    @property
-    def classes(self) -> tuple[ComparatorClass, ...]:
-        """The classes whose comparisons an analysis against this class stacks."""
-        return POOLED_CLASSES if self is ComparatorClass.ANY else (self,)
+def _alternatives(ids: Sequence[str]) -> str:
+    return "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
 
 
-#: The classes a comparison belongs to (every class but "any").
-POOLED_CLASSES: tuple[ComparatorClass, ...] = (ComparatorClass.ACTIVE, ComparatorClass.PASSIVE)
-
-#: Control types in each comparator class: "active" is active exercise; "passive" is every other control
-#: type, as the review's "passive treatments, true control, and usual care".
-COMPARATOR_TYPES: dict[ComparatorClass, tuple[str, ...]] = {
-    ComparatorClass.ACTIVE: codes([ControlType.ACTIVE_EXERCISE]),
-    ComparatorClass.PASSIVE: codes([ControlType.USUAL_CARE_OR_ADVICE, ControlType.PASSIVE,
-                                     ControlType.TRUE_CONTROL, ControlType.MEDICATION]),
-}
+def contrast_pattern(review: Review) -> re.Pattern:
+    """Pooled-effect ids of `review`: ``{outcome}_{comparator}_{window}[_{suffix}]``, each part one of the
+    declared ids (the comparator part only when the review declares comparator classes, the window part
+    only when it declares windows; "any" is not a contrast's comparator)."""
+    comparators = [c.id for c in review.comparators]
+    parts = f"^({_alternatives(review.outcome_ids)})"
+    parts += f"_({_alternatives(comparators)})" if comparators else "()"
+    parts += f"_({_alternatives(review.window_ids)})" if review.windows else "()"
+    return re.compile(parts + r"(?:_([a-z0-9]+))?$")
 
 
 class ContrastId(NamedTuple):
-    """A contrast id shared by analyses/*.yaml and analyses/published.yaml, parsed:
-    ``{outcome}_{comparator}_{window}[_{suffix}]`` (e.g. ``pain_active_short_psych``)."""
+    """A contrast id shared by analyses/*.yaml and analyses/published.yaml, parsed against the review's
+    declared ids: ``{outcome}_{comparator}_{window}[_{suffix}]`` (e.g. ``pain_active_short_psych``)."""
 
-    outcome: Outcome
-    comparator: ComparatorClass
-    window: Window
+    outcome: str
+    comparator: str | None = None
+    window: str | None = None
     suffix: str | None = None
 
     @property
@@ -70,24 +60,23 @@ class ContrastId(NamedTuple):
         return self.id
 
     @classmethod
-    def parse(cls, text: str | None) -> ContrastId | None:
-        """The parts of `text`, or None when it does not follow the pattern."""
-        m = CONTRAST_PATTERN.match(text or "")
+    def parse(cls, text: str | None, review: Review) -> ContrastId | None:
+        """The parts of `text`, or None when it does not follow `review`'s pattern."""
+        m = contrast_pattern(review).match(text or "")
         if not m:
             return None
-        return cls(Outcome(m[1]), ComparatorClass(m[2]), Window(m[3]), m[4])
+        return cls(m[1], m[2] or None, m[3] or None, m[4])
 
 
-#: Pooled-effect ids: {outcome}_{comparator}_{window}[_{suffix}], comparator "active" or "passive".
-CONTRAST_PATTERN = re.compile(
-    rf"^({'|'.join(REVIEW_OUTCOMES)})_({'|'.join(POOLED_CLASSES)})_({'|'.join(Window)})(?:_([a-z0-9]+))?$"
-)
-
-#: The review's eight main contrasts (pain, disability × active, passive × short, long) and their ids.
-MAIN_CONTRASTS: tuple[ContrastId, ...] = tuple(
-    ContrastId(o, c, w) for o in REVIEW_OUTCOMES for c in POOLED_CLASSES for w in Window
-)
-MAIN_IDS: tuple[str, ...] = tuple(c.id for c in MAIN_CONTRASTS)
+def main_ids(specs: Sequence[AnalysisSpec]) -> tuple[str, ...]:
+    """The review's main analyses (its summary of findings): the meta-analyses whose spec says
+    ``group: main`` when any spec names a group, else those of analyses/main.yaml, else every meta-analysis;
+    in the specs' order."""
+    meta = [s for s in specs if s.kind == AnalysisKind.META_ANALYSIS]
+    if any(s.group for s in specs):
+        return tuple(s.id for s in meta if s.group == MAIN_GROUP)
+    in_file = [s.id for s in meta if s.file == MAIN_FILE]
+    return tuple(in_file) if in_file else tuple(s.id for s in meta)
 
 
 # --------------------------------------------------------------------------------------------- analyses
@@ -194,7 +183,6 @@ CERTAINTY_LEVELS: tuple[str, ...] = tuple(c.text for c in Certainty)
 
 
 __all__ = [
-    "CERTAINTY_LEVELS", "COMPARATOR_TYPES", "CONTRAST_PATTERN", "MAIN_CONTRASTS", "MAIN_IDS", "POOLED_CLASSES",
-    "REVIEW_OUTCOMES", "AnalysisKind", "AnalysisStatus", "Certainty", "ComparatorClass", "ContrastId",
-    "GradeDomain", "StatusKind",
+    "ANY_COMPARATOR", "CERTAINTY_LEVELS", "MAIN_FILE", "MAIN_GROUP", "AnalysisKind", "AnalysisStatus", "Certainty",
+    "ContrastId", "GradeDomain", "StatusKind", "contrast_pattern", "main_ids",
 ]  # fmt: skip

@@ -1,10 +1,15 @@
-"""Small hand-built extraction folders for the analyses tests (schema layout, blank cells left blank)."""
+"""Small hand-built extraction folders for the analyses tests (schema layout, blank cells left blank), in the
+back-pain review's vocabulary (the repository root's review.yaml): read them with `VOCABULARY`."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from metaexercise.extraction import schema
+from metaexercise.extraction.schema import csv_name, form
+from metaexercise.review.declaration import load_review
+
+#: The vocabulary of the rows below (arm roles, control types, outcomes, moderators): the back-pain review's.
+VOCABULARY = load_review(Path(__file__).resolve().parents[2] / "review.yaml").sheet_vocabulary()
 
 SOURCE = "hand-built test case (tests/analyses)"
 
@@ -42,10 +47,11 @@ def two_arm(sid, m1, m2, sd, n, *, control="active exercise", matched=False, bas
 
 def write_sheets(folder: Path, studies, arms, outcomes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for sh, rows in ((schema.STUDIES, studies), (schema.ARMS, arms), (schema.OUTCOMES_SHEET, outcomes),
-                     (schema.RISK_OF_BIAS, [])):
+    sheets = form(VOCABULARY)
+    for sh, rows in ((sheets.studies, studies), (sheets.arms, arms), (sheets.outcomes, outcomes),
+                     (sheets.risk_of_bias, [])):
         frame = pd.DataFrame(rows, columns=list(sh.column_names))
-        frame.to_csv(folder / schema.csv_name(sh.name), index=False)
+        frame.to_csv(folder / csv_name(sh.name), index=False)
     return folder
 
 

@@ -14,13 +14,16 @@ from metaexercise.engine.effects import escalc
 from metaexercise.engine.model import rma
 from metaexercise.extraction import schema
 from metaexercise.review import replica
+from metaexercise.review.declaration import load_review
+
+REVIEW = load_review(Path(__file__).resolve().parents[2] / "review.yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def rep():
-    return replica.generate()
+    return replica.generate(review=REVIEW)
 
 
 def _contrast(rep, contrast):
@@ -66,10 +69,10 @@ def test_targets_agree_with_the_registry_when_it_lists_them():
 
 
 def test_deterministic_and_seed_dependent(rep):
-    again = replica.generate()
+    again = replica.generate(review=REVIEW)
     for name, frame in rep.sheets().items():
         assert frame.to_csv(index=False) == again.sheets()[name].to_csv(index=False), name
-    other = replica.generate(replica.SEED + 1)
+    other = replica.generate(replica.SEED + 1, review=REVIEW)
     assert not other.outcomes["mean"].equals(rep.outcomes["mean"])
 
 
@@ -83,7 +86,7 @@ def test_labelled_synthetic_and_named_replica(rep):
 
 def test_sheets_follow_the_schema_and_codes(rep):
     for name, frame in rep.sheets().items():
-        sheet = schema.sheet(name)
+        sheet = schema.form(REVIEW.sheet_vocabulary()).sheet(name)
         assert tuple(frame.columns) == sheet.column_names
         for col in sheet.columns:
             if col.type == "code":
@@ -126,6 +129,7 @@ def test_not_honoured_lists_the_contradictions():
 
 
 def test_command_writes_sheets_and_readme(tmp_path, capsys):
+    (tmp_path / "review.yaml").write_bytes((Path(__file__).resolve().parents[2] / "review.yaml").read_bytes())
     assert main(["replica", "--project", str(tmp_path)]) == 0
     folder = tmp_path / "replica" / "extraction"
     assert sorted(p.name for p in folder.iterdir()) == [

@@ -12,7 +12,12 @@ from metaexercise.commands.cli import main
 from metaexercise.review import exhibits, replica
 from metaexercise.review import run as runner
 from metaexercise.review.analyses import ANALYSIS_COLUMNS
+from metaexercise.review.declaration import load_review
 from metaexercise.review.project import Project
+from metaexercise.review.specs import load_specs
+from metaexercise.review.vocabulary import main_ids
+
+REVIEW = load_review(Path(__file__).resolve().parents[2] / "review.yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +26,7 @@ def _project(tmp_path: Path, name: str) -> Project:
     root = tmp_path / name
     (root / "analyses").mkdir(parents=True)
     shutil.copy(ROOT / "analyses" / "main.yaml", root / "analyses" / "main.yaml")
+    shutil.copy(ROOT / "review.yaml", root / "review.yaml")
     return Project(root)
 
 
@@ -28,7 +34,7 @@ def _project(tmp_path: Path, name: str) -> Project:
 def small_replica(tmp_path_factory):
     """A project whose replica folder holds the first 12 replica studies (fast; still labelled)."""
     project = _project(tmp_path_factory.mktemp("rep"), "p")
-    rep = replica.generate()
+    rep = replica.generate(review=REVIEW)
     keep = set(rep.studies["study_id"].iloc[:12])
     small = replica.Replica(*(frame[frame["study_id"].isin(keep)] for frame in rep.sheets().values()),
                             seed=rep.seed)
@@ -46,9 +52,9 @@ def test_real_extraction_run_writes_every_file_and_status_rows(tmp_path, capsys)
     assert main(["run", "--project", str(project.root), "--quiet"]) == 0
     assert "8 analyses from extraction: 1 fitted, 7 with insufficient data" in capsys.readouterr().out
     names = sorted(p.name for p in project.results.iterdir())
-    assert names == ["analyses.csv", "bubble_lines.csv", "bubble_studies.csv", "characteristics.csv", "forest.csv",
-                     "grade.csv", "manifest.json", "metareg.csv", "replica", "risk_of_bias.csv", "sof.csv",
-                     "studies.csv"]  # no staging folder left behind; results/replica untouched
+    assert names == ["analyses.csv", "bubble_lines.csv", "bubble_studies.csv", "characteristics.csv", "excluded.csv",
+                     "forest.csv", "grade.csv", "manifest.json", "metareg.csv", "replica", "review.json",
+                     "risk_of_bias.csv", "sof.csv", "studies.csv"]  # no staging folder left behind; results/replica untouched
     # no analyses/published.yaml, searches/ or reference fixtures in this project: none of their exhibits
     assert (project.results / "replica" / "keep.txt").exists()
     analyses = pd.read_csv(project.results / "analyses.csv")
@@ -111,6 +117,7 @@ def test_full_replica_through_the_sheets_layer_hits_its_target(tmp_path):
     rma the contrast has the published k exactly and its SMD / I² within the CSV rounding (1e-4 / 0.05)."""
     project = Project(tmp_path / "full")
     (project.analyses).mkdir(parents=True)
+    shutil.copy(ROOT / "review.yaml", project.root / "review.yaml")
     (project.analyses / "one.yaml").write_text(
         "analyses:\n  - {id: disability_passive_short, label: t, kind: meta-analysis, outcome: disability,\n"
         "     comparator: passive, window: short}\n", encoding="utf-8")
@@ -154,10 +161,11 @@ def test_the_committed_project_runs_on_its_real_extraction(tmp_path):
     """Smoke test on the repository's own analyses/ and extraction/ (copied; inputs are never modified)."""
     project = Project(tmp_path / "repo")
     shutil.copytree(ROOT / "analyses", project.analyses)
+    shutil.copy(ROOT / "review.yaml", project.root / "review.yaml")
     shutil.copytree(ROOT / "extraction", project.extraction)
     out = runner.execute(project, progress=False)
     analyses = out.frame("analyses").set_index("analysis_id")
-    for main_id in runner.MAIN_IDS:
+    for main_id in main_ids(load_specs(project.analyses, review=REVIEW)):
         status = analyses.loc[main_id, "status"]
         assert status == "ok" or status.startswith("insufficient data (k="), (main_id, status)
     assert not analyses["synthetic"].any() and (analyses["data"] == "extraction").all()
@@ -180,11 +188,11 @@ def test_the_exhibits_agree_with_the_analysis_tables(tmp_path):
     assert forest["zval"].to_numpy() == pytest.approx((forest["estimate"] / forest["se"]).to_numpy(), rel=1e-9)
     assert (forest["tau2_ci_lb"] <= forest["tau2"]).all() and (forest["tau2"] <= forest["tau2_ci_ub"]).all()
 
-    sheets = replica.generate()
+    sheets = replica.generate(review=REVIEW)
     chars = out.frame("characteristics")
-    assert list(chars.columns) == ["data", *exhibits.CHARACTERISTICS_COLUMNS] and len(chars) == len(sheets.studies)
+    assert list(chars.columns) == ["data", *exhibits.characteristics_columns(REVIEW)] and len(chars) == len(sheets.studies)
     rob = out.frame("risk_of_bias")
-    assert list(rob.columns) == ["data", *exhibits.ROB_COLUMNS] and len(rob) == sheets.risk_of_bias["study_id"].nunique()
+    assert list(rob.columns) == ["data", *exhibits.rob_columns(REVIEW)] and len(rob) == sheets.risk_of_bias["study_id"].nunique()
     first = rob.iloc[0]
     long = sheets.risk_of_bias[sheets.risk_of_bias["study_id"] == first["study_id"]].set_index("domain")
     assert all(first[d] == long.loc[d, "judgement"] for d in long.index)

@@ -3,23 +3,28 @@ strings and positional tuples print exactly what the results files have always h
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from metaexercise.extraction import schema
-from metaexercise.extraction.comparisons import WINDOWS, Window
-from metaexercise.review import replica, specs
-from metaexercise.review.published import Entry
+from metaexercise.review import replica
+from metaexercise.review.analyses import rules_for
+from metaexercise.review.declaration import load_review
+from metaexercise.review.published import load_published
+from metaexercise.review.specs import load_specs
 from metaexercise.review.vocabulary import (
     CERTAINTY_LEVELS,
-    COMPARATOR_TYPES,
-    MAIN_IDS,
     AnalysisStatus,
     Certainty,
-    ComparatorClass,
     ContrastId,
     GradeDomain,
+    main_ids,
 )
 from metaexercise.vocabulary import SYNTHETIC_LABEL, DataSource
+
+ROOT = Path(__file__).resolve().parents[2]
+REVIEW = load_review(ROOT / "review.yaml")
+MAIN_IDS = main_ids(load_specs(ROOT / "analyses", review=REVIEW))
 
 
 @pytest.mark.parametrize("text", [
@@ -46,22 +51,23 @@ def test_data_sources_accept_the_books_name_and_label_their_rows():
 
 
 def test_contrast_ids_parse_into_named_parts():
-    c = ContrastId.parse("pain_active_short_psych")
+    c = ContrastId.parse("pain_active_short_psych", REVIEW)
     assert (c.outcome, c.comparator, c.window, c.suffix) == ("pain", "active", "short", "psych")
-    assert c.id == str(c) == "pain_active_short_psych" and ContrastId.parse("metareg_pain") is None
-    assert Entry(id="x", kind="effect", place="results", section="", quote="",
-                 contrast="disability_passive_long").contrast_parts == ("disability", "passive", "long", None)
-    assert len(MAIN_IDS) == 8 and all(ContrastId.parse(i).suffix is None for i in MAIN_IDS)
+    assert c.id == str(c) == "pain_active_short_psych" and ContrastId.parse("metareg_pain", REVIEW) is None
+    registry = load_published(ROOT / "analyses" / "published.yaml")  # finds the project's review.yaml
+    (entry,) = [e for e in registry.for_contrast("disability_passive_long", "effect") if e.place == "results"]
+    assert entry.contrast_parts == ("disability", "passive", "long", None)
+    assert len(MAIN_IDS) == 8 and all(ContrastId.parse(i, REVIEW).suffix is None for i in MAIN_IDS)
     assert set(replica.TARGETS) == set(MAIN_IDS)
 
 
 def test_each_set_is_defined_once_and_the_code_lists_follow_it():
-    assert specs.OUTCOMES == ("pain", "disability") and set(specs.OUTCOMES) <= set(schema.OUTCOMES)
-    assert specs.COMPARATORS == tuple(ComparatorClass) and specs.WINDOWS == tuple(Window)
-    assert ComparatorClass.ANY.classes == (ComparatorClass.ACTIVE, ComparatorClass.PASSIVE)
+    assert REVIEW.outcome_ids == ("pain", "disability")
+    assert REVIEW.comparator_ids == ("active", "passive", "any") and REVIEW.window_ids == ("short", "long")
     # every control type belongs to exactly one comparator class
-    assert sorted(t for types in COMPARATOR_TYPES.values() for t in types) == sorted(schema.CONTROL_TYPES)
-    assert {w: WINDOWS[w].target for w in Window} == {"short": 12, "long": 52}
+    classes = [t for c in REVIEW.comparators for t in c.control_types]
+    assert sorted(classes) == sorted(REVIEW.control_types) == sorted(REVIEW.comparator_types("any"))
+    assert {w: rule.target for w, rule in rules_for(REVIEW, "pain").windows.items()} == {"short": 12, "long": 52}
     assert CERTAINTY_LEVELS == ("very low", "low", "moderate", "high")
     assert [(c.label, c.symbols) for c in Certainty] == [
         ("Very low", "⨁◯◯◯"), ("Low", "⨁⨁◯◯"), ("Moderate", "⨁⨁⨁◯"), ("High", "⨁⨁⨁⨁")]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from metaexercise.extraction import schema
+from metaexercise.extraction.schema import form
+from metaexercise.review.declaration import load_review
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -61,9 +62,11 @@ def ensure_chromium() -> None:
 
 
 def add_xss_study(extraction: Path) -> None:
-    """Append a study whose first author is an HTML payload to the copy's studies sheet."""
+    """Append a study whose first author is an HTML payload to the copy's studies sheet (the columns of the
+    copied project's form, from its review.yaml)."""
     path = extraction / "studies.csv"
-    columns = [c.name for c in schema.STUDIES.columns]
+    vocabulary = load_review(extraction.parent / "review.yaml").sheet_vocabulary()
+    columns = list(form(vocabulary).sheet("studies").column_names)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else pd.DataFrame(columns=columns)
     row = {c: "" for c in frame.columns}
     row.update({"study_id": XSS_ID, "first_author": XSS_NAME, "year": "2020", "inclusion_status": "included",

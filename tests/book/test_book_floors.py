@@ -1,7 +1,8 @@
 """The publish floor only reads `results/` and the project's declared files: no module of
 `metaexercise/publish/` imports the engine, the extraction sheets, the analyses, the runner or the searches,
 calls a fitting function or names the tests folder; and the pages render from a project that holds nothing
-but results/, analyses/*.yaml, book/ and CITATION.cff (no extraction/, replica/, searches/ or tests/)."""
+but results/, analyses/*.yaml, review.yaml, book/ and CITATION.cff (no extraction/, replica/, searches/ or
+tests/)."""
 
 from __future__ import annotations
 
@@ -121,6 +122,7 @@ def results_only(tmp_path_factory) -> Project:
     work = Project(tmp_path_factory.mktemp("run") / "project")
     for name in ("analyses", "extraction", "searches"):
         shutil.copytree(REPO / name, work.root / name)
+    shutil.copy2(REPO / "review.yaml", work.root / "review.yaml")
     _small_reference(work.reference)
     runner.run_project(work, source="real", progress=False, search_counter=_search_counts)
     runner.run_project(work, source="replica", progress=False)
@@ -131,6 +133,7 @@ def results_only(tmp_path_factory) -> Project:
         shutil.copy2(work.analyses / name, shown.analyses / name)
     shutil.copytree(REPO / "book", shown.book, ignore=shutil.ignore_patterns("_build", "generated", "__pycache__"))
     shutil.copy2(REPO / "CITATION.cff", shown.root / "CITATION.cff")
+    shutil.copy2(REPO / "review.yaml", shown.root / "review.yaml")  # the declaration (or results/review.json)
     return shown
 
 

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def project(tmp_path, monkeypatch):
     (tmp_path / "analyses").mkdir()
     shutil.copy(REPO / "analyses" / "published.yaml", tmp_path / "analyses" / "published.yaml")
+    shutil.copy(REPO / "review.yaml", tmp_path / "review.yaml")  # declares the registry (components.published)
     (tmp_path / "results").mkdir()
     monkeypatch.setenv(bp.PROJECT_ENV, str(tmp_path))
     cols = ["analysis_id", "status", "k", "estimate", "ci_lb", "ci_ub", "I2", "vas_points", "egger_z", "egger_p",

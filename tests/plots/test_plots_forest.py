@@ -52,7 +52,8 @@ def test_heterogeneity_and_overall_lines_match_metafor_bcg(bcg_fit, bcg_pooled):
 
 
 def test_forest_has_one_square_and_one_ci_per_study_and_a_pooled_diamond(bcg_fit, bcg_pooled, bcg_studies):
-    fig = forest_plot(bcg_pooled, bcg_studies, comparator="no vaccine", xlim=2.0)
+    fig = forest_plot(bcg_pooled, bcg_studies, comparator="no vaccine", experimental="BCG vaccine",
+                      favours=("Favours vaccine", "Favours no vaccine"), xlim=2.0)
     squares = _by_gid(fig, "study-squares")
     assert len(squares) == 1 and len(squares[0].get_offsets()) == 13
     assert len([a for a in fig.findobj() if str(a.get_gid()).startswith("study-ci-")]) == 13
@@ -63,7 +64,7 @@ def test_forest_has_one_square_and_one_ci_per_study_and_a_pooled_diamond(bcg_fit
     (segment,) = bar.get_segments()
     assert segment[:, 0] == pytest.approx([bcg_fit.pi_lb, bcg_fit.pi_ub])
     texts = _texts(fig)
-    assert "Favours\nindividualised exercise" in texts and "Favours\nno vaccine" in texts
+    assert "Favours\nvaccine" in texts and "Favours\nno vaccine" in texts and "BCG vaccine" in texts
     assert "Total (95% CI)" in texts and "95% prediction interval" in texts
     # Weight column: 13 one-decimal percentages that add up to 100 (to rounding), plus the total row.
     weights = [float(t[:-1]) for t in texts if t.endswith("%") and t[:-1].replace(".", "").isdigit()]
@@ -98,3 +99,14 @@ def test_forest_rejects_a_label_table_of_the_wrong_length(bcg_fit, bcg_pooled):
     with pytest.raises(ValueError, match="k = 13 but 2 study rows"):
         PooledEffect.from_results(pooled_row("bcg", bcg_fit), pd.DataFrame({"yi": [0, 1], "vi": [1, 1],
                                                                                "weight": [50, 50]}))
+
+
+def test_forest_labels_come_from_the_caller_and_name_no_review(bcg_pooled, bcg_studies):
+    """Defaults are neutral; a project passes its own labels (review.yaml `labels`) and measure."""
+    texts = _texts(forest_plot(bcg_pooled, bcg_studies))
+    assert "Favours\nexperimental" in texts and "Favours\ncontrol" in texts and "Experimental" in texts
+    assert not [t for t in texts if "ndividuali" in t or "exercise" in t]
+    texts = _texts(forest_plot(bcg_pooled, bcg_studies, favours=("Favours control", "Favours experimental"),
+                               measure="Mean Difference"))
+    left = [t for t in texts if t.startswith("Favours")]
+    assert left == ["Favours\ncontrol", "Favours\nexperimental"] and "Mean Difference" in texts

@@ -17,16 +17,21 @@ from metaexercise.review.audit import (
     read_reported,
     run_audit,
 )
+from metaexercise.review.declaration import load_review
 from metaexercise.review.project import Project
 from metaexercise.review.published import Entry, Printed, Registry, Relation
+from metaexercise.review.vocabulary import ContrastId
+
+REVIEW = load_review(Path(__file__).resolve().parents[2] / "review.yaml")
 
 
 def effect(label, est, lb, ub, **kw):
     numbers = {k: Printed.parse(v, exact=k == "k") for k, v in kw.items() if k in ("k", "i2", "q", "p")}
     text = {k: v for k, v in kw.items() if k not in numbers}
+    contrast = text.pop("contrast", label)
     return Entry(id=label, kind="effect", place=text.pop("place", "reported"), section="s", quote=label,
-                 contrast=text.pop("contrast", label), estimate=Printed.parse(est), ci_lb=Printed.parse(lb),
-                 ci_ub=Printed.parse(ub), **numbers, **text)
+                 contrast=contrast, estimate=Printed.parse(est), ci_lb=Printed.parse(lb),
+                 ci_ub=Printed.parse(ub), parts=ContrastId.parse(contrast, REVIEW), **numbers, **text)
 
 
 def checks(*entries, relations=()):
@@ -212,6 +217,7 @@ def test_run_audit_writes_results_audit_csv(tmp_path):
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "analyses").mkdir()
     (tmp_path / "analyses" / "published.yaml").write_bytes((root / "analyses" / "published.yaml").read_bytes())
+    (tmp_path / "review.yaml").write_bytes((root / "review.yaml").read_bytes())
     frame = run_audit(Project(tmp_path))
     written = (tmp_path / "results" / "audit.csv").read_text(encoding="utf-8")
     assert written.splitlines()[0] == "label,check,severity,detail"
@@ -224,6 +230,7 @@ def test_two_audit_runs_write_byte_identical_files(tmp_path):
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "analyses").mkdir()
     (tmp_path / "analyses" / "published.yaml").write_bytes((root / "analyses" / "published.yaml").read_bytes())
+    (tmp_path / "review.yaml").write_bytes((root / "review.yaml").read_bytes())
     run_audit(Project(tmp_path))
     first = (tmp_path / "results" / "audit.csv").read_bytes()
     run_audit(Project(tmp_path))

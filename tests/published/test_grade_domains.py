@@ -11,6 +11,7 @@ import pytest
 
 from metaexercise.engine.model import rma
 from metaexercise.errors import SpecError
+from metaexercise.review.declaration import load_review
 from metaexercise.review.grade import (
     GradeThresholds,
     Judgement,
@@ -173,7 +174,7 @@ def test_summary_of_findings_layout_and_review_rating():
     published = load_published(ROOT / "analyses" / "published.yaml")
     rows = [grade_analysis(aid, fit, STUDIES, thresholds=TH) for aid in ("pain_active_short",
                                                                           "disability_passive_short")]
-    sof = summary_of_findings(rows, published)
+    sof = summary_of_findings(rows, published, load_review(ROOT / "review.yaml"))
     assert list(sof.columns) == [
         "Outcome", "Comparison", "№ of participants (studies)", "Effect (SMD, 95% CI)",
         "Effect in VAS points (95% CI)", "Certainty (GRADE)", "Explanations", "Review's certainty",

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sheets_vocabularies import load_extraction, validate
 
 from metaexercise.errors import ExtractionError
-from metaexercise.extraction.sheets import PROBLEM_COLUMNS, load_extraction, validate
+from metaexercise.extraction.sheets import PROBLEM_COLUMNS
 
 MALFORMED = Path(__file__).parent / "malformed"
 VALID = Path(__file__).parent / "valid"
@@ -74,7 +75,7 @@ CASES: dict[str, list[tuple]] = {
     "outcomes__duplicate_key.csv": [(E, "outcomes", 3, None, "duplicate key")],
     "outcomes__contrast_without_comparator.csv": [(E, "outcomes", 8, "comparator_arm_id", "needs comparator_arm_id")],
     "outcomes__contrast_arm_is_control.csv": [
-        (E, "outcomes", 8, "arm_id", "must be the individualized arm"),
+        (E, "outcomes", 8, "arm_id", "must be the experimental arm (arm_role 'individualized')"),
         (E, "outcomes", 8, "comparator_arm_id", "must be a control arm"),
     ],
     "outcomes__baseline_not_at_zero.csv": [(E, "outcomes", 2, "timepoint_weeks", "a baseline row has time point 0")],

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from metaexercise.extraction.sheets import load_extraction, validate
+from sheets_vocabularies import load_extraction, validate
 
 ROOT = Path(__file__).parent.parent.parent
 

@@ -1,5 +1,6 @@
-"""Instrument registry and 0-10 normalisation (the review: "All scales were normalised to a 0-10 VAS";
-0 = no burden, 10 = worst; spreads scaled, never shifted). Expected values are hand arithmetic."""
+"""Instrument registry and normalisation to an outcome's declared common scale (the back-pain review: "All
+scales were normalised to a 0-10 VAS"; 0 = no burden, 10 = worst; spreads scaled, never shifted). Expected
+values are hand arithmetic."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from metaexercise.extraction.instruments import builtin_registry, load_registry
 from metaexercise.extraction.normalise import (
     burden_difference,
     difference_to_0_10,
+    difference_to_common,
     score_to_0_10,
+    score_to_common,
     spread_to_0_10,
+    spread_to_common,
 )
+from metaexercise.extraction.vocabulary import SheetVocabulary
 
 REG = builtin_registry()
 
@@ -95,7 +100,9 @@ def test_project_instruments_extend_and_replace(tmp_path: Path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("- id: X\n  name: x\n  outcome: mood\n  higher_is_worse: true\n", "outcome 'mood' is not one of"),
+        ("- id: X\n  name: x\n  outcome: mood\n  higher_is_worse: true\n",
+         "instrument #1: outcome 'mood' is not one of the declared outcomes pain, disability"),
+        ("- id: X\n  name: x\n  outcome: 3\n  higher_is_worse: true\n", "outcome must be the text"),
         ("- id: X\n  name: x\n  outcome: pain\n", "missing field\\(s\\) higher_is_worse"),
         ("- id: X\n  name: x\n  outcome: pain\n  higher_is_worse: true\n  minimum: 10\n  maximum: 0\n",
          "minimum 10 is not below maximum 0"),
@@ -108,7 +115,31 @@ def test_bad_instrument_files_are_named(tmp_path: Path, text: str, message: str)
     extra = tmp_path / "instruments.yaml"
     extra.write_text(text, encoding="utf-8")
     with pytest.raises(ExtractionError, match=message):
-        load_registry(extra)
+        load_registry(extra, SheetVocabulary.from_values(outcomes=("pain", "disability")))
+
+
+def test_project_instruments_name_any_outcome_without_declared_outcomes(tmp_path: Path):
+    extra = tmp_path / "instruments.yaml"
+    extra.write_text("- id: LOS\n  name: length of stay (days)\n  outcome: length_of_stay\n  minimum: 0\n"
+                     "  higher_is_worse: true\n", encoding="utf-8")
+    assert load_registry(extra).get("LOS").outcome == "length_of_stay"
+    assert load_registry(extra, SheetVocabulary.from_values(outcomes=("length_of_stay",))).get("LOS").rank == 99
+
+
+def test_common_scale_is_the_declared_one():
+    """A common scale other than 0-10: 0-100, and one where higher is better (a quality-of-life index)."""
+    odi, psfs = REG.get("ODI"), REG.get("PSFS")
+    assert score_to_common(30.0, odi, (0, 100)) == pytest.approx(30.0)
+    assert score_to_common(7.0, psfs, (0, 100)) == pytest.approx(30.0)  # reversed: 100 * (10 - 7) / 10
+    assert score_to_common(7.0, psfs, (0, 1), higher_is_better=True) == pytest.approx(0.7)
+    assert score_to_common(30.0, odi, (1, 5), higher_is_better=True) == pytest.approx(1 + 4 * 0.7)
+    assert difference_to_common(2.0, psfs, (0, 1), higher_is_better=True) == pytest.approx(0.2)
+    assert difference_to_common(2.0, psfs, (0, 100)) == pytest.approx(-20.0)
+    assert spread_to_common(3.0, psfs, (0, 100)) == pytest.approx(30.0)
+    assert score_to_0_10(30.0, odi) == score_to_common(30.0, odi, (0, 10))
+    vocabulary = SheetVocabulary.from_values(outcomes=(("disability", 0, 100), "length_of_stay"))
+    assert vocabulary.common_scale("disability") == (0, 100)
+    assert vocabulary.common_scale("length_of_stay") is None  # no common scale: nothing is normalised
 
 
 RANGED = sorted(i for i, inst in REG.instruments.items() if inst.has_range)
