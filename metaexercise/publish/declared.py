@@ -50,6 +50,7 @@ class AnalysisInfo:
     window: str | None = None
     group: str | None = None
     scenario: bool = False  #: filters or outliers excluded: shown with the sensitivity analyses
+    published_as: tuple[str, ...] = ()  #: registry ids this analysis reproduces under another name
 
     @property
     def regression(self) -> bool:
@@ -173,5 +174,6 @@ def load_analyses(project: Project) -> list[AnalysisInfo]:
             out.append(AnalysisInfo(
                 id=str(a["id"]), label=str(a.get("label") or a["id"]), kind=str(a.get("kind") or "meta-analysis"),
                 outcome=str(a.get("outcome") or ""), file=path.name, source=str(a.get("source") or ""),
-                comparator=a.get("comparator"), window=a.get("window"), group=a.get("group"), scenario=scenario))
+                comparator=a.get("comparator"), window=a.get("window"), group=a.get("group"), scenario=scenario,
+                published_as=tuple(str(x) for x in a.get("published_as") or ())))
     return out

@@ -202,21 +202,33 @@ def links_table(frame: pd.DataFrame, stem: str, caption: str, link_column: str =
 
 
 #: Columns of results/characteristics.csv and their headings on the pages.
-_CHARACTERISTICS = {"study": "study", "status": "status", "n_randomised": "n randomised",
-                    "intervention_type": "individualised exercise", "psych_component": "psychological component",
-                    "controls": "controls", "training_weeks": "training weeks", "outcome_rows": "outcome rows",
-                    "rob_overall": "overall RoB", "source": "source"}
+_CHARACTERISTICS = {"study": "study", "status": "status", "n_randomised": "n randomised", "controls": "controls",
+                    "outcome_rows": "outcome rows", "rob_overall": "overall RoB", "source": "source"}
+
+
+def _characteristics_headings() -> dict[str, str]:
+    """Column -> heading of the characteristics table: the fixed columns, with the moderators the project
+    marks `table: true` (review.yaml) after the controls, under their declared labels."""
+    review = project().results / "review.json"
+    moderators = {}
+    if review.is_file():
+        import json
+
+        moderators = {m["name"]: m.get("label") or m["name"]
+                      for m in json.loads(review.read_text(encoding="utf-8")).get("moderators") or ()
+                      if m.get("table")}
+    fixed = list(_CHARACTERISTICS.items())
+    at = [c for c, _ in fixed].index("controls") + 1
+    return dict(fixed[:at] + list(moderators.items()) + fixed[at:])
 
 
 def characteristics(source: str = REAL) -> pd.DataFrame:
     """Study characteristics (results/characteristics.csv: one row per study of the sheets)."""
     st = read_table("characteristics.csv", source, text=True)
-    shown = {c: h for c, h in _CHARACTERISTICS.items() if c in st}  # a project shows the columns it has
+    shown = {c: h for c, h in _characteristics_headings().items() if c in st}  # the columns the project has
     out = st[list(shown)].replace("", np.nan).rename(columns=shown)
     if "n randomised" in out:
         out["n randomised"] = pd.to_numeric(out["n randomised"]).astype("Int64")
-    if "training weeks" in out:
-        out["training weeks"] = pd.to_numeric(out["training weeks"]).astype(float)
     if "outcome rows" in out:
         out["outcome rows"] = out["outcome rows"].astype(int)
     return out
@@ -329,8 +341,8 @@ def guideline_table() -> pd.DataFrame:
 
 
 def threshold_table() -> pd.DataFrame:
-    return pd.DataFrame([{"source": t["source"], "pain": t["pain"], "disability": t["disability"],
-                          "note": t["note"]} for t in _guidelines()["thresholds"]])
+    """The thresholds of clinical relevance the guidelines file lists, with the columns it gives."""
+    return pd.DataFrame(list(_guidelines()["thresholds"]))
 
 
 def vas_table() -> pd.DataFrame:
@@ -494,9 +506,11 @@ _OURS: dict[str, dict[str, str]] = {
 }
 
 
-#: Registry contrast ids that name an analysis by another id: the abstract's "in combination with
-#: psychological interventions" result is Table 2's scenario ii (short term, vs active exercise, pain).
-_ANALYSIS_FOR_CONTRAST = {"pain_active_short_psych": "sens_psych_pain"}
+def _analysis_for_contrast() -> dict[str, str]:
+    """Registry ids that name an analysis by another id (a spec's `published_as`)."""
+    from metaexercise.publish.declared import load_analyses
+
+    return {cid: a.id for a in load_analyses(project()) for cid in a.published_as}
 
 
 def reproduced_vs_published() -> pd.DataFrame:
@@ -506,6 +520,7 @@ def reproduced_vs_published() -> pd.DataFrame:
     reg = registry()
     analyses, _ = read_results(REAL)
     by_id = analyses.set_index("analysis_id")
+    renamed = _analysis_for_contrast()
     rows = []
     for e in reg.entries:
         key = e.kind if e.kind != "test" else f"test:{e.test}"
@@ -515,7 +530,7 @@ def reproduced_vs_published() -> pd.DataFrame:
         printed = {f: getattr(e, f) for f in fields if getattr(e, f) is not None}
         if not printed:
             continue
-        analysis = _ANALYSIS_FOR_CONTRAST.get(e.contrast, e.contrast)
+        analysis = renamed.get(e.contrast, e.contrast)
         row = {"entry": e.id, "where in the paper": e.section, "analysis": analysis,
                "published": _printed_summary(printed)}
         if analysis not in by_id.index:

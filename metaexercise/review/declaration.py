@@ -31,7 +31,7 @@ Layout (keys marked * are required; everything else has the default shown in `Re
     windows:                         # follow-up windows; none when the review has one time point
       - {id*: short, label*: "…", target*: 12, lower*: 1, upper*: 32, lower_open: false, ties: later}
     moderators:                      # study-level characteristics (columns of the studies sheet)
-      - {name*: training_weeks, label: "…", type*: numeric, minimum: 0, maximum: null}
+      - {name*: training_weeks, label: "…", type*: numeric, minimum: 0, maximum: null, table: true}
       - {name*: psych_component, label: "…", type*: categorical, levels*: [none, CBT, …]}
     risk_of_bias: {tool: "…", domains: [{id, label}], judgements: [low, some concerns, high]}
     grade: {rob_high_share, i2_moderate, i2_considerable, bias_min_k, bias_p, alpha, power}
@@ -125,6 +125,7 @@ class ModeratorDecl:
     levels: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    table: bool = False  #: shown in the book's table of study characteristics
 
     @property
     def categorical(self) -> bool:
@@ -274,7 +275,8 @@ class Review:
             "windows": [{"id": w.id, "label": w.label, "target": w.target, "lower": w.lower, "upper": w.upper,
                          "lower_open": w.lower_open, "ties": w.ties} for w in self.windows],
             "moderators": [{"name": m.name, "label": m.label, "type": m.type, "levels": list(m.levels),
-                            "minimum": m.minimum, "maximum": m.maximum} for m in self.moderators],
+                            "minimum": m.minimum, "maximum": m.maximum, "table": m.table}
+                           for m in self.moderators],
             "risk_of_bias": {"tool": self.risk_of_bias.tool,
                              "domains": [{"id": i, "label": lab} for i, lab in self.risk_of_bias.domains],
                              "judgements": list(self.risk_of_bias.judgements)},
@@ -470,8 +472,8 @@ def load_review(path: str | Path) -> Review:
 
     moderators = []
     for item in r.items(top, "moderators"):
-        m = r.mapping(item, top, "moderators", {"name", "label", "type", "levels", "minimum", "maximum"},
-                      ("name", "type"))
+        m = r.mapping(item, top, "moderators",
+                      {"name", "label", "type", "levels", "minimum", "maximum", "table"}, ("name", "type"))
         kind = r.choice(m, "type", MODERATOR_TYPES, "numeric")
         levels = r.texts(m, "levels")
         if kind == "categorical" and len(levels) < 2:
@@ -480,7 +482,7 @@ def load_review(path: str | Path) -> Review:
             r.fail(m, "levels", "only categorical moderators have levels")
         name = r.ident(m, "name")
         moderators.append(ModeratorDecl(name, r.text(m, "label") or name, kind, levels,
-                                        r.number(m, "minimum"), r.number(m, "maximum")))
+                                        r.number(m, "minimum"), r.number(m, "maximum"), r.flag(m, "table", False)))
     _unique(r, top, "moderators", [m.name for m in moderators])
 
     rob = r.mapping(top.get("risk_of_bias"), top, "risk_of_bias", {"tool", "domains", "judgements"})

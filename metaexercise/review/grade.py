@@ -18,13 +18,13 @@ Certainty starts high for randomized trials and drops one level per level of con
   number of participants is below the optimal information size OIS = 4(z_0.975 + z_0.8)^2 / δ^2 with δ the
   MID in SMD units (two-arm trial, α = 0.05, power 0.8). An outcome that declares no MID is judged on zero
   alone (serious if the CI crosses it), and the reason says so.
-
-The MID, the typical SD, the direction of benefit, the rule constants and the wording of the summary of
-findings come from the project's `review.yaml` (`metaexercise.review.declaration`).
 - Publication bias (Sterne et al., BMJ 2011;343:d4002): tests only when k >= 10; serious when Egger's
   regression test or the rank correlation test has p < 0.10 (Egger et al., BMJ 1997;315:629) with the
   funnel asymmetric towards benefit (small studies showing larger benefits).
 - Indirectness: reviewer input; the suggestion is "not serious" until a reviewer judges otherwise.
+
+The MID, the typical SD, the direction of benefit, the rule constants and the wording of the summary of
+findings come from the project's `review.yaml` (`metaexercise.review.declaration`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ CONTROL_TYPE, ROB_OVERALL, COMPARATOR = "control_type", "rob_overall", "comparat
 
 _ANALYSIS_KEYS = {
     "id", "label", "kind", "outcome", "comparator", "window", "timepoint", "group", "filters",
-    "exclude_outliers", "model", "moderators", "source", "note",
+    "exclude_outliers", "model", "moderators", "source", "note", "published_as",
 }
 _MODEL_KEYS = {"method", "test", "level"}
 _MODERATOR_KEYS = {"name", "column", "equals", "in", "label"}
@@ -130,6 +130,8 @@ class AnalysisSpec:
     source: str = ""
     note: str = ""
     file: str = ""
+    #: ids of the published registry's pooled results this analysis reproduces under another name
+    published_as: tuple[str, ...] = ()
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -338,11 +340,15 @@ def parse_spec(raw: Any, file: str, position: int, *, review: Review) -> Analysi
     for key in ("source", "note"):
         if key in raw and not isinstance(raw[key], str):
             raise _fail(where(key), f"key '{key}' must be a string")
+    published_as = raw.get("published_as") or []
+    if not isinstance(published_as, list) or not all(isinstance(x, str) and x for x in published_as):
+        raise _fail(where("published_as"), "key 'published_as' must be a list of registry ids")
     return AnalysisSpec(
         id=raw["id"], label=raw["label"], kind=kind, outcome=outcome, comparator=comparator, window=window,
         timepoint=timepoint, group=group, filters=_parse_filters(where("filters"), raw.get("filters"), review),
         exclude_outliers=exclude_outliers, model=_parse_model(where("model"), raw.get("model")),
         moderators=moderators, source=raw.get("source", ""), note=raw.get("note", ""), file=file,
+        published_as=tuple(published_as),
     )
 
 

@@ -12,7 +12,7 @@ scale. We use, in order of preference,
    outcome.
 
 An effect is "probably meaningful" when its CI lies entirely on the side of benefit (the outcome's declared
-direction), "clinically important" when moreover |points| reaches the MID; a CI entirely on the other side
+direction), "clinically important" when moreover abs(points) reaches the MID; a CI entirely on the other side
 "favours control". An outcome without a declared MID gets no "clinically important" verdict.
 """
 
