@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 def project(tmp_path, monkeypatch):
     (tmp_path / "analyses").mkdir()
     shutil.copy(REPO / "analyses" / "published.yaml", tmp_path / "analyses" / "published.yaml")
+    # the spec of scenario ii says which published result it reproduces (`published_as`)
+    shutil.copy(REPO / "analyses" / "sensitivity.yaml", tmp_path / "analyses" / "sensitivity.yaml")
     shutil.copy(REPO / "review.yaml", tmp_path / "review.yaml")  # declares the registry (components.published)
     (tmp_path / "results").mkdir()
     monkeypatch.setenv(bp.PROJECT_ENV, str(tmp_path))
