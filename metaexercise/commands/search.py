@@ -48,6 +48,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    """Run one step; a bad input (a malformed export or file of searches/) ends with exit code 2 and a
+    message naming the file and line on stderr."""
     from metaexercise.searches import workflow
 
     folder = SearchFolder(project_from_args(args).searches)
@@ -82,6 +84,10 @@ def run(args) -> int:
             return _diff(args)
     except MetaexerciseError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable or unwritable files: name the file, never a traceback
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -17,12 +17,12 @@ row holds a tab. `generic` is the records table's own layout, so a records CSV r
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
 from metaexercise.errors import SearchImportError
 from metaexercise.searches.records import FIELDS, record_row
+from metaexercise.searches.tables import MAX_LINE_CHARS, csv_rows
 
 #: layout -> records-table field -> accepted headers (lower-case).
 LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -77,31 +77,35 @@ def read_csv_export(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line where the row starts, records-table row) for each non-empty row, streaming.
 
-    Raises SearchImportError naming file and line for a header no layout matches, a row with more or fewer
-    cells than the header, a broken quote, or a file with a header but no rows."""
+    Read strictly by `metaexercise.searches.tables.csv_rows` (cells formula-escaped by this toolkit are
+    read back as written). Raises SearchImportError naming file and line for a header no layout matches, a
+    row with more or fewer cells than the header, a quote that is not closed (which would merge records),
+    a cell longer than `MAX_FIELD_CHARS`, a NUL byte, or a file with a header but no rows."""
     with open(path, encoding=encoding, newline="") as fh:
-        first = fh.readline()
-        fh.seek(0)
-        delimiter = "\t" if "\t" in first else ","
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader)
-            columns = choose_layout(header, path, layout)
-            count = 0
-            start = reader.line_num + 1
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    start = reader.line_num + 1
-                    continue
-                if len(row) != len(header):
-                    raise SearchImportError(
-                        f"{path.name} line {start}: {len(row)} cells where the header has {len(header)}; "
-                        "check quoting in that row"
-                    )
-                count += 1
-                yield start, record_row({field: row[i] for field, i in columns.items()})
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise SearchImportError(f"{path.name} line {reader.line_num}: malformed CSV ({exc})") from None
+        first = fh.readline(MAX_LINE_CHARS)
+    delimiter = "\t" if "\t" in first else ","
+    rows = csv_rows(path, encoding=encoding, delimiter=delimiter, error=SearchImportError)
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise SearchImportError(f"{path.name} line 1: the file is empty; nothing was imported") from None
+    columns = choose_layout(header, path, layout)
+    count = 0
+    for start, row in _checked_rows(rows, header, path):
+        count += 1
+        yield start, record_row({field: row[i] for field, i in columns.items()})
     if count == 0:
-        raise SearchImportError(f"{path.name}: the CSV has a header but no records")
+        raise SearchImportError(f"{path.name} line 2: the CSV has a header but no records")
+
+
+def _checked_rows(rows: Iterator[tuple[int, list[str]]], header: list[str], path: Path
+                  ) -> Iterator[tuple[int, list[str]]]:
+    for start, row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise SearchImportError(
+                f"{path.name} line {start}: {len(row)} cells where the header has {len(header)}; "
+                "check quoting in that row"
+            )
+        yield start, row

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from metaexercise.errors import SearchDataError
+from metaexercise.searches.tables import read_csv_table
 
 RESULT_COLUMNS = ("analysis_id", "k", "estimate", "ci_lb", "ci_ub")
 STUDY_COLUMNS = ("analysis_id", "study", "year", "yi", "vi")
@@ -24,29 +25,41 @@ DIFF_COLUMNS = (
 )
 
 
+def _read(path: Path, required: tuple[str, ...], what: str) -> tuple[pd.DataFrame, list[int]]:
+    """A CSV table as strings, with the line of each row; SearchDataError names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SearchDataError(f"{path}: no such {what}")
+    header, rows = read_csv_table(path, required=required)
+    frame = pd.DataFrame([cells for _, cells in rows], columns=header, dtype=object)
+    return frame, [line for line, _ in rows]
+
+
+def _numbers(frame: pd.DataFrame, lines: list[int], column: str, name: str, *, blank_ok: bool) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & ((frame[column].str.strip() != "") | (not blank_ok))
+    if bad.any():
+        k = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SearchDataError(f"{name} row {lines[k]}, column {column}: {frame[column].iloc[k]!r} is not a number")
+    return values.astype(float)
+
+
 def read_results(path: Path) -> pd.DataFrame:
     """A results table with numeric k, estimate, ci_lb, ci_ub and a certainty column ("" if absent);
-    SearchDataError names the file, row and column of a missing column or a non-number."""
+    SearchDataError names the file, line and column of a missing column or a non-number."""
     path = Path(path)
     if not path.is_file():
         raise SearchDataError(f"{path}: no such results table; run `metaexercise run` first")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise SearchDataError(f"{path.name} row 1: missing column(s) {', '.join(missing)}")
+    frame, lines = _read(path, RESULT_COLUMNS, "results table")
     out = pd.DataFrame({"analysis_id": frame["analysis_id"].astype(object)})
     for column in RESULT_COLUMNS[1:]:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & (frame[column].str.strip() != "")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-            raise SearchDataError(f"{path.name} row {row}, column {column}: {frame[column].iloc[row - 2]!r} "
-                                  "is not a number")
-        out[column] = values
+        out[column] = _numbers(frame, lines, column, path.name, blank_ok=True)
     out["certainty"] = frame["certainty"].astype(object) if "certainty" in frame else ""
-    if out["analysis_id"].duplicated().any():
-        dup = out["analysis_id"][out["analysis_id"].duplicated()].iloc[0]
-        raise SearchDataError(f"{path.name}: analysis_id {dup!r} appears more than once")
+    duplicated = out["analysis_id"].duplicated()
+    if duplicated.any():
+        k = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise SearchDataError(f"{path.name} row {lines[k]}: analysis_id {out['analysis_id'].iloc[k]!r} appears "
+                              "more than once")
     return out
 
 
@@ -122,19 +135,11 @@ def cumulative_by_year(studies: pd.DataFrame, *, method: str = "REML", level: fl
 
 
 def read_studies(path: Path) -> pd.DataFrame:
-    """A per-study effect table (analysis_id, study, year, yi, vi); SearchDataError names file, row and
+    """A per-study effect table (analysis_id, study, year, yi, vi); SearchDataError names file, line and
     column of a problem."""
     path = Path(path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in STUDY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise SearchDataError(f"{path.name} row 1: missing column(s) {', '.join(missing)}")
+    frame, lines = _read(path, STUDY_COLUMNS, "per-study table")
     out = frame[list(STUDY_COLUMNS)].astype(object)
     for column in ("year", "yi", "vi"):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0]) + 2
-            raise SearchDataError(f"{path.name} row {row}, column {column}: {frame[column].iloc[row - 2]!r} "
-                                  "is not a number")
-        out[column] = values
+        out[column] = _numbers(frame, lines, column, path.name, blank_ok=False)
     return out

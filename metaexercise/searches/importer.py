@@ -3,7 +3,9 @@
 Each file is parsed record by record and written to a temporary CSV beside its target, so memory stays
 bounded by one record and an error at the last line leaves nothing behind. Only when every file has been
 read are the records files renamed into place and the ledger (`imports.csv`) rewritten. Imported files are
-only ever opened for reading.
+only ever opened for reading. No field may exceed `tables.MAX_FIELD_CHARS` (100,000 characters), and text
+a spreadsheet would run as a formula (a title such as `=HYPERLINK(...)`) is escaped in the records files
+(`metaexercise.spreadsheet_safety`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from metaexercise.searches.nbib import read_nbib
 from metaexercise.searches.records import COLUMNS, FIELDS
 from metaexercise.searches.ris import read_ris
 from metaexercise.searches.store import LEDGER_COLUMNS, SearchFolder, read_ledger, write_table
+from metaexercise.searches.tables import MAX_FIELD_CHARS
 from metaexercise.searches.textfile import detect_encoding
+from metaexercise.spreadsheet_safety import escape_row
 
 FORMATS = ("ris", "nbib", "csv")
 
@@ -63,7 +67,7 @@ def sniff_format(path: Path, encoding: str) -> str:
     if path.suffix.lower() in _BY_SUFFIX:
         return _BY_SUFFIX[path.suffix.lower()]
     with open(path, encoding=encoding, newline=None) as fh:
-        for line in fh:
+        while line := fh.readline(MAX_FIELD_CHARS):  # bounded: a runaway line is reported by the reader
             if line.strip():
                 if re.match(r"^[A-Z][A-Z0-9]  -", line):
                     return "ris"
@@ -143,8 +147,8 @@ def _write_records(tmp: Path, rows: Iterator[tuple[int, dict[str, str]]], *, imp
         writer.writerow(COLUMNS)
         for line, row in rows:
             count += 1
-            writer.writerow([f"{import_id}-{count}", *(row[f] for f in FIELDS), database, search_date, source,
-                             line])
+            writer.writerow(escape_row([f"{import_id}-{count}", *(row[f] for f in FIELDS), database,
+                                        search_date, source, line]))
     return count
 
 

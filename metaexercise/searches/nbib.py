@@ -15,6 +15,7 @@ from pathlib import Path
 
 from metaexercise.errors import SearchImportError
 from metaexercise.searches.records import record_row
+from metaexercise.searches.tables import MAX_FIELD_CHARS, MAX_RECORD_CHARS
 from metaexercise.searches.textfile import numbered_lines
 
 _FIELD = re.compile(r"^([A-Z][A-Z0-9]{1,3}) {0,2}- (.*)$")
@@ -25,25 +26,40 @@ def read_nbib(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, dic
     """Yield (line of the record's PMID, records-table row) for each record, streaming.
 
     Raises SearchImportError naming file and line for a record that does not start with "PMID- ", a line
-    that is neither a field nor a continuation, a continuation with no field before it, or no record."""
+    that is neither a field nor a continuation, a continuation with no field before it, a field longer
+    than `MAX_FIELD_CHARS` (100,000 characters) or a record longer than `MAX_RECORD_CHARS`, or no record."""
     name = path.name
     fields: dict[str, list[str]] = {}
     start: int | None = None
     last: str | None = None
     count = 0
+    number = 0
+    record_size = 0
     for number, line in numbered_lines(path, encoding):
         if not line.strip():
             if start is not None:
                 count += 1
                 yield start, _row(fields)
-            fields, start, last = {}, None, None
+            fields, start, last, record_size = {}, None, None, 0
             continue
+        record_size += len(line)
+        if record_size > MAX_RECORD_CHARS:
+            raise SearchImportError(
+                f"{name} line {number}: the record that starts on line {start} passes {MAX_RECORD_CHARS:,} "
+                "characters, the most a record may hold; records are separated by one blank line"
+            )
         if line.startswith(_CONTINUATION):
             if last is None:
                 raise SearchImportError(
                     f"{name} line {number}: a continuation line (six leading spaces) with no field before it"
                 )
             fields[last][-1] += " " + line.strip()
+            if len(fields[last][-1]) > MAX_FIELD_CHARS:
+                raise SearchImportError(
+                    f"{name} line {number}: the {last} field of the record that starts on line {start} passes "
+                    f"{MAX_FIELD_CHARS:,} characters, the most a field may hold; the export is damaged or holds "
+                    "a runaway field — fix or remove that record"
+                )
             continue
         match = _FIELD.match(line)
         if match is None:
@@ -52,6 +68,11 @@ def read_nbib(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, dic
                 "'TAG - value' with the tag padded to four characters, e.g. 'TI  - Title'"
             )
         tag, value = match.group(1), match.group(2).strip()
+        if len(value) > MAX_FIELD_CHARS:
+            raise SearchImportError(
+                f"{name} line {number}: the {tag} field is longer than {MAX_FIELD_CHARS:,} characters, the most "
+                "a field may hold; the export is damaged or holds a runaway field — fix or remove that record"
+            )
         if start is None:
             if tag != "PMID":
                 raise SearchImportError(
@@ -65,7 +86,8 @@ def read_nbib(path: Path, *, encoding: str = "utf-8") -> Iterator[tuple[int, dic
         count += 1
         yield start, _row(fields)
     if count == 0:
-        raise SearchImportError(f"{name}: no MEDLINE record found (no line starts with 'PMID- ')")
+        raise SearchImportError(f"{name} line {max(number, 1)}: no MEDLINE record found by the end of the file "
+                                "(no line starts with 'PMID- ')")
 
 
 def _doi(values: list[str]) -> str:

@@ -1,8 +1,9 @@
 """The records table: one row per bibliographic record imported from a database export.
 
 Every reader (`ris`, `nbib`, `csvexport`) yields plain dicts with the columns below; `record_row` fills and
-cleans one, so all readers agree on types: every cell is a string ("" when missing), `year` is four digits or
-"", `authors` joins names with "; " in the order the database gave them.
+cleans one, so all readers agree on types: every cell is a string ("" when missing, control characters
+turned into spaces), `year` is four digits or "", `authors` joins names with "; " in the order the
+database gave them.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ COLUMNS: tuple[str, ...] = ("record_id", *FIELDS, "database", "search_date", "so
 _YEAR = re.compile(r"(1[89]\d\d|20\d\d)")
 
 
+#: Control characters (C0 and DEL) that are not whitespace: they carry no text, break XLSX files (which may
+#: not hold them) and hide content, so `clean_text` turns them into spaces.
+_CONTROL = {c: " " for c in [*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F]}
+
+
 def clean_text(value: object) -> str:
-    """Collapse runs of whitespace (line breaks of wrapped fields included) into single spaces."""
+    """Collapse runs of whitespace (line breaks of wrapped fields included) into single spaces; control
+    characters count as whitespace."""
     if value is None:
         return ""
     # str.split() splits on exactly the characters that regex \s matches (str.isspace), three times faster.
-    return " ".join(str(value).split())
+    return " ".join(str(value).translate(_CONTROL).split())
 
 
 def join_authors(authors: Iterable[str] | str | None) -> str:

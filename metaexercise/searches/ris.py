@@ -4,7 +4,8 @@ rispy (`rispy.RisParser`) maps tags to fields, but it reads a whole file and sil
 that lacks its `ER  -` end tag. The pre-pass here walks the file line by line, so memory stays bounded by one
 record, and it checks what rispy does not: every record starts with `TY  -` and ends with `ER  -`, tag lines
 have the RIS form "XX  - value" (two characters, two spaces, a hyphen, a space), and every tag is one rispy
-knows (`rispy.TAG_KEY_MAPPING`). Each error names the file and line. Each record is then handed to rispy.
+knows (`rispy.TAG_KEY_MAPPING`), and that no field (a tag line with its continuation lines) passes
+`MAX_FIELD_CHARS` (100,000 characters) and no record `MAX_RECORD_CHARS`. Each error names the file and line. Each record is then handed to rispy.
 
 RIS format: Research Information Systems, "RIS Format Specifications" (2012), as documented by rispy.
 """
@@ -20,6 +21,7 @@ import rispy
 from metaexercise.errors import SearchImportError
 from metaexercise.searches.normalise import normalise_doi
 from metaexercise.searches.records import record_row
+from metaexercise.searches.tables import MAX_FIELD_CHARS, MAX_RECORD_CHARS
 from metaexercise.searches.textfile import numbered_lines
 
 _TAG_LINE = re.compile(r"^([A-Z][A-Z0-9])  -(?: (.*))?$")
@@ -43,6 +45,8 @@ def read_ris(
     start: int | None = None
     lines: list[str] = []
     count = 0
+    number = 0
+    field, field_size, record_size = "", 0, 0
     for number, line in numbered_lines(path, encoding):
         match = _TAG_LINE.match(line)
         tag = match.group(1) if match else None
@@ -54,7 +58,7 @@ def read_ris(
             )
         if start is None:
             if tag == "TY":
-                start, lines = number, [line]
+                start, lines, field, field_size, record_size = number, [line], "TY", 0, len(line)
             elif line.strip() and not _NUMBER.match(line):
                 raise SearchImportError(
                     f"{name} line {number}: text outside a record ({line[:40]!r}); every RIS record starts "
@@ -72,19 +76,34 @@ def read_ris(
                 "known tags are those of the RIS specification (see rispy.TAG_KEY_MAPPING). "
                 "Re-export the file, or import with --allow-unknown-tags to keep it aside"
             )
+        field, field_size = (tag, 0) if tag is not None else (field, field_size)
+        field_size += len(line if tag is None else (match.group(2) or ""))
+        record_size += len(line)
+        if field_size > MAX_FIELD_CHARS:
+            raise SearchImportError(
+                f"{name} line {number}: the {field} field of the record that starts on line {start} passes "
+                f"{MAX_FIELD_CHARS:,} characters, the most a field may hold; the export is damaged or holds a "
+                "runaway field — fix or remove that record"
+            )
+        if record_size > MAX_RECORD_CHARS:
+            raise SearchImportError(
+                f"{name} line {number}: the record that starts on line {start} passes {MAX_RECORD_CHARS:,} "
+                "characters, the most a record may hold; the export is damaged (a missing 'ER  -'?)"
+            )
         lines.append(line)
         if tag == "ER":
             records = parser.parse_lines(iter(lines))
             count += 1
             yield start, _fields(records[0])
-            start, lines = None, []
+            start, lines, field, field_size, record_size = None, [], "", 0, 0
     if start is not None:
         raise SearchImportError(
             f"{name} line {start}: the record that starts on line {start} has no end tag 'ER  -' "
             f"(the file ends at line {start + len(lines) - 1}); the export is probably truncated"
         )
     if count == 0:
-        raise SearchImportError(f"{name}: no RIS record found (no line starts with 'TY  - ')")
+        raise SearchImportError(f"{name} line {max(number, 1)}: no RIS record found by the end of the file (no "
+                                "line starts with 'TY  - ')")
 
 
 def _first(record: dict, *keys: str) -> object:

@@ -2,7 +2,8 @@
 
 The log is a CSV (`searches/screening.csv`) or an XLSX workbook (`searches/screening.xlsx`, sheet
 "screening", with drop-down lists for the controlled columns); row numbers are the spreadsheet's own
-(header = row 1). Columns:
+(header = row 1; in the CSV, the line where the row starts). Text that a spreadsheet would run as a formula
+is written with a leading `'` (see `metaexercise.spreadsheet_safety`). Columns:
 
 - record_id, title, authors, year, journal, doi, pmid, database: written by `search screen`, do not edit;
 - reviewer1, reviewer2: the two reviewers' initials (the review: JF and PF, with DN as third reviewer);
@@ -27,10 +28,13 @@ import numpy as np
 import pandas as pd
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from metaexercise.atomic import atomic_path
 from metaexercise.errors import SearchDataError
+from metaexercise.searches.tables import read_csv_table
+from metaexercise.spreadsheet_safety import escape_frame, unescape_cell, write_xlsx_cell
 
 RECORD_COLUMNS = ("record_id", "title", "authors", "year", "journal", "doi", "pmid", "database")
 DECISION_COLUMNS = (
@@ -125,17 +129,32 @@ def read_log(path: Path) -> pd.DataFrame:
     """Read and validate a screening log (CSV or XLSX); SearchDataError lists every problem with file,
     sheet, row and column."""
     if path.suffix.lower() == ".xlsx":
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        try:
+            workbook = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # a damaged workbook raises zip, XML or key errors, depending on the damage
+            raise SearchDataError(f"{path.name}: not a readable XLSX workbook ({type(exc).__name__}: {exc}); "
+                                  "open and save it again in a spreadsheet program, or restore it") from None
         if SHEET not in workbook.sheetnames:
             raise SearchDataError(f"{path.name}: no sheet {SHEET!r} (found {', '.join(workbook.sheetnames)})")
         rows = list(workbook[SHEET].iter_rows(values_only=True))
         workbook.close()
         header = [str(h).strip() if h is not None else "" for h in (rows[0] if rows else [])]
-        body = [["" if v is None else str(v) for v in r] for r in rows[1:]]
-        frame = pd.DataFrame(body, columns=header, dtype=object)
+        while header and header[-1] == "":
+            header.pop()
         where = f"{path.name} sheet {SHEET}"
+        body = []
+        for number, row in enumerate(rows[1:], start=2):
+            cells = ["" if v is None else unescape_cell(str(v)) for v in row]
+            extra = [k for k in range(len(header), len(cells)) if cells[k].strip()]
+            if extra:
+                raise SearchDataError(f"{where} row {number}, column {get_column_letter(extra[0] + 1)}: a value "
+                                      "in a column without a header; move it into notes")
+            body.append((cells + [""] * len(header))[: len(header)])
+        frame = pd.DataFrame(body, columns=header, dtype=object)
     else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False).astype(object)
+        header, lines = read_csv_table(path)
+        frame = pd.DataFrame([cells for _, cells in lines], columns=header, dtype=object,
+                             index=[line - 2 for line, _ in lines])  # index + 2 = the row's line
         where = path.name
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
@@ -179,11 +198,13 @@ def _problems(frame: pd.DataFrame, where: str) -> list[str]:
 
 def write_log(path: Path, log: pd.DataFrame) -> None:
     """Write the log atomically as CSV or, for .xlsx, as a workbook with drop-down lists for the
-    controlled columns."""
+    controlled columns. Text a spreadsheet would run as a formula (a title such as `=HYPERLINK(...)`) is
+    escaped with a leading `'` and, in the workbook, stored as a string cell
+    (`metaexercise.spreadsheet_safety`); `read_log` undoes the escape."""
     log = log[list(COLUMNS)]
     if path.suffix.lower() != ".xlsx":
         with atomic_path(path) as tmp:
-            log.to_csv(tmp, index=False, lineterminator="\n")
+            escape_frame(log).to_csv(tmp, index=False, lineterminator="\n")
         return
     workbook = Workbook()
     sheet = workbook.active
@@ -191,8 +212,9 @@ def write_log(path: Path, log: pd.DataFrame) -> None:
     sheet.append(list(COLUMNS))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    for row in log.itertuples(index=False):
-        sheet.append(list(row))
+    for r, row in enumerate(log.itertuples(index=False), start=2):
+        for c, value in enumerate(row, start=1):
+            write_xlsx_cell(sheet, r, c, value)
     sheet.freeze_panes = "B2"
     last = max(len(log) + 1, 1000)
     for column, allowed in _ALLOWED.items():

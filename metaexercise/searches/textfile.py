@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metaexercise.errors import SearchImportError
+from metaexercise.searches.tables import MAX_FIELD_CHARS
 
 _CHUNK = 1 << 20
 
@@ -62,30 +63,49 @@ def detect_encoding(path: Path) -> Encoding:
         except UnicodeDecodeError:
             return Encoding("latin-1", f"{path.name} line {line}: truncated UTF-8 at the end; read as Latin-1")
     if not content:
-        raise SearchImportError(f"{path.name}: the file is empty; nothing was imported")
+        raise SearchImportError(f"{path.name} line 1: the file is empty; nothing was imported")
     return Encoding("utf-8-sig" if bom else "utf-8")
 
 
 def _check_utf16(path: Path) -> Encoding:
     """UTF-16 with a byte-order mark (EndNote and Excel "Unicode text" on Windows): decoded as a whole
-    stream; an odd byte or a lone surrogate is an error."""
+    stream; an odd byte or a lone surrogate is an error naming its line."""
     decoder = codecs.getincrementaldecoder("utf-16")()
     content = False
+    line = 1
     with open(path, "rb") as fh:
+        order = "utf-16-le" if fh.read(2) == codecs.BOM_UTF16_LE else "utf-16-be"
+        fh.seek(0)
         try:
             while chunk := fh.read(_CHUNK):
-                content = content or bool(decoder.decode(chunk).strip())
+                pending = decoder.getstate()[0]
+                try:
+                    text = decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    good = (pending + chunk)[: exc.start - exc.start % 2]
+                    line += codecs.decode(good, order, "replace").count("\n")
+                    raise
+                content = content or bool(text.strip())
+                line += text.count("\n")
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            raise SearchImportError(f"{path.name}: starts as UTF-16 but is not valid UTF-16 ({exc.reason}); "
-                                    "re-export it as UTF-8") from None
+            raise SearchImportError(f"{path.name} line {line}: starts as UTF-16 but is not valid UTF-16 "
+                                    f"({exc.reason}); re-export it as UTF-8") from None
     if not content:
-        raise SearchImportError(f"{path.name}: the file is empty; nothing was imported")
+        raise SearchImportError(f"{path.name} line 1: the file is empty; nothing was imported")
     return Encoding("utf-16", f"{path.name}: read as UTF-16 (byte-order mark at the start)")
 
 
-def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    """(line number, line without its line end), streaming; Windows and old Mac line ends are accepted."""
+def numbered_lines(path: Path, encoding: str, limit: int = MAX_FIELD_CHARS + 100) -> Iterator[tuple[int, str]]:
+    """(line number, line without its line end), streaming; Windows and old Mac line ends are accepted.
+    A line longer than `limit` characters (a field may hold at most MAX_FIELD_CHARS) is an error naming it,
+    raised before the line is read whole, so a runaway line cannot stall an import or exhaust memory."""
     with open(path, encoding=encoding, newline=None) as fh:
-        for number, line in enumerate(fh, start=1):
+        number = 0
+        while line := fh.readline(limit + 1):
+            number += 1
+            if len(line) > limit and not (len(line) == limit + 1 and line.endswith("\n")):
+                raise SearchImportError(
+                    f"{path.name} line {number}: longer than {limit:,} characters (a field may hold at most "
+                    f"{MAX_FIELD_CHARS:,}); the export is damaged or holds a runaway field")
             yield number, line.rstrip("\n")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from metaexercise.errors import SearchDataError
 from metaexercise.searches.dedupe import Deduplication, deduplicate
 from metaexercise.searches.handoff import new_studies
 from metaexercise.searches.importer import ImportedFile, import_exports
@@ -22,7 +21,9 @@ from metaexercise.searches.store import (
     SearchFolder,
     read_ledger,
     read_record_keys,
+    read_records,
     read_table,
+    records_files,
     write_table,
 )
 
@@ -31,12 +32,8 @@ NEW_STUDIES = "new_studies.csv"
 
 
 def _checked(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        return read_table(path, columns)
-    except Exception as exc:  # pandas raises several kinds for a malformed CSV; name the file either way
-        if isinstance(exc, SearchDataError):
-            raise
-        raise SearchDataError(f"{path.name}: {exc}") from None
+    """A hand-edited table of the folder (read strictly: problems name file and line)."""
+    return read_table(path, columns)
 
 
 def run_dedupe(folder: SearchFolder) -> Deduplication:
@@ -58,6 +55,7 @@ def run_import(folder: SearchFolder, files: list[Path], **options) -> tuple[list
     de-duplication are checked first, so a malformed one stops the import before anything is written."""
     _checked(folder.previous_edition, PREVIOUS_COLUMNS)
     _checked(folder.overrides, OVERRIDE_COLUMNS)
+    records_files(folder)  # a missing or unlisted records file stops the import before anything is written
     log_path = folder.existing_screening_log()
     if log_path:
         read_log(log_path)
@@ -95,8 +93,7 @@ def run_included(folder: SearchFolder, extraction_studies: Path | None = None) -
     log = read_log(log_path) if log_path else new_log_rows(pd.DataFrame(columns=list(COLUMNS)))
     taken: list[str] = []
     if extraction_studies is not None and extraction_studies.exists():
-        taken = pd.read_csv(extraction_studies, dtype=str, keep_default_na=False, usecols=["study_id"])[
-            "study_id"].tolist()
+        taken = read_table(extraction_studies, ("study_id",))["study_id"].tolist()
     studies = new_studies(log, _all_records(folder), taken)
     target = folder.root / NEW_STUDIES
     write_table(target, studies)
@@ -104,9 +101,7 @@ def run_included(folder: SearchFolder, extraction_studies: Path | None = None) -
 
 
 def _all_records(folder: SearchFolder) -> pd.DataFrame:
-    ledger = read_ledger(folder)
-    frames = [read_table(folder.records_dir / f"{i}.csv", COLUMNS) for i in ledger["import_id"]]
-    return pd.concat(frames, ignore_index=True) if frames else read_table(folder.records_dir / "none.csv", COLUMNS)
+    return read_records(folder)
 
 
 def _read_deduplicated(folder: SearchFolder) -> pd.DataFrame:

@@ -159,8 +159,8 @@ BAD_INPUT = [
      "malformed.ris line 5: malformed RIS tag line 'PY - 2023'"),
     ("outside.ris", "Exported from EndNote\n" + RIS_TWO,
      "outside.ris line 1: text outside a record ('Exported from EndNote')"),
-    ("empty.ris", "", "empty.ris: the file is empty; nothing was imported"),
-    ("blank.ris", "\r\n  \n", "blank.ris: the file is empty; nothing was imported"),
+    ("empty.ris", "", "empty.ris line 1: the file is empty; nothing was imported"),
+    ("blank.ris", "\r\n  \n", "blank.ris line 1: the file is empty; nothing was imported"),
     ("orphan.nbib", "      continued\n", "orphan.nbib line 1: a continuation line (six leading spaces) with no "
      "field before it"),
     ("nopmid.nbib", "TI  - A title\n", "nopmid.nbib line 1: a MEDLINE record must start with 'PMID- ', found 'TI'"),
