@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("metaexercise.commands.run", "run every analysis in analyses/*.yaml and write results/"),
     "audit": ("metaexercise.commands.audit", "check published numbers for internal consistency"),
     "book": ("metaexercise.commands.book", "run the analyses and build the HTML book (book/_build/html)"),
+    "report": ("metaexercise.commands.report", "write the manuscript's Word document (tables, forest plots) from results/"),
     "search": ("metaexercise.commands.search", "update the literature search: import, dedupe, screen, status"),
     "simulate": ("metaexercise.commands.simulate", "simulation study of tau^2 estimators and interval methods"),
     "replica": ("metaexercise.commands.replica", "generate the labelled synthetic replica of the review"),

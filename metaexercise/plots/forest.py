@@ -29,6 +29,7 @@ from metaexercise.plots.style import (
     new_figure,
     plain_text,
     styled,
+    wrap_to_width,
 )
 
 #: Text columns, as (key, heading, inches left of the graph, alignment).
@@ -45,6 +46,11 @@ _LABEL_CHARS = 30
 _WEIGHT_X = 2.4
 _EFFECT_X = 0.15
 _GRAPH_WIDTH = 3.0
+#: Widest an arm's heading may be (inches; the arms' centres are 1.5 in apart): longer ones wrap.
+_ARM_HEADING_WIDTH = 1.35
+_HEADING_SIZE = 9.0
+#: Rows (data units) one more heading line takes.
+_LINE_ROWS = 0.75
 
 
 def _fmt(value, spec: str) -> str:
@@ -136,8 +142,12 @@ def forest_plot(
 
     rows = np.arange(k, 0, -1, dtype=float)  # first study on top
     y_total, y_pi = -0.6, -1.6
+    # the arms' headings wrap to their columns' width (never run into each other); the header grows with them
+    arm_heads = [wrap_to_width(plain_text(h), _ARM_HEADING_WIDTH, _HEADING_SIZE, "bold")
+                 for h in (experimental, comparator)]
+    extra = _LINE_ROWS * (max(h.count("\n") for h in arm_heads))
     if ax is None:
-        height = 2.6 + 0.22 * (k + 6)
+        height = 2.6 + 0.22 * (k + 6 + extra)
         fig = new_figure(_STUDY_X + _GRAPH_WIDTH + 0.4, height)
         left = (_STUDY_X + 0.1) / fig.get_figwidth()
         bottom = 1.35 / height
@@ -150,27 +160,29 @@ def forest_plot(
         return -inches_left / ax_width_in
 
     text_tf = transforms.blended_transform_factory(ax.transAxes, ax.transData)
-    ax.set_ylim(-2.3, k + 2.6)
+    ax.set_ylim(-2.3, k + 2.6 + extra)
     ax.set_xlim(-xlim, xlim)
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
     ax.set_xticks(np.linspace(-xlim, xlim, 5))
-    ax.axvline(0, color=INK, lw=0.8, zorder=1)
+    # the line of no effect runs from the axis up to the rule under the headings, not through them
+    ax.plot([0, 0], [-2.3, k + 0.55], color=INK, lw=0.8, zorder=1, gid="zero-line")
 
-    def put(x, y, s, ha="left", **kw):
-        ax.text(x, y, s, transform=text_tf, ha=ha, va="center", clip_on=False, **kw)
+    def put(x, y, s, ha="left", va="center", **kw):
+        ax.text(x, y, s, transform=text_tf, ha=ha, va=va, clip_on=False, **kw)
 
-    # headings
-    y_h1, y_h2 = k + 1.9, k + 1.0
+    # headings: the upper row's last lines share one baseline, so wrapped arm headings grow upwards
+    y_h1, y_h2 = k + 1.62, k + 1.0
     put(col(_STUDY_X), y_h2, "Study or Subgroup", fontweight="bold")
-    put(col(4.95), y_h1, plain_text(experimental), ha="center", fontweight="bold")
-    put(col(3.45), y_h1, plain_text(comparator), ha="center", fontweight="bold")
+    for x, head in zip((4.95, 3.45), arm_heads, strict=True):
+        put(col(x), y_h1, head, ha="center", fontweight="bold", va="baseline", multialignment="center",
+            gid="arm-heading")
     for _key, head, x, ha in _ARM_COLUMNS:
         put(col(x), y_h2, head, ha=ha, fontweight="bold")
     put(col(_WEIGHT_X), y_h2, "Weight", ha="right", fontweight="bold")
-    put(col(_EFFECT_X), y_h1, plain_text(measure), ha="right", fontweight="bold")
+    put(col(_EFFECT_X), y_h1, plain_text(measure), ha="right", fontweight="bold", va="baseline")
     put(col(_EFFECT_X), y_h2, "IV, Random (REML), 95% CI", ha="right", fontweight="bold")
-    put(0.5, y_h1, plain_text(measure), ha="center", fontweight="bold")
+    put(0.5, y_h1, plain_text(measure), ha="center", fontweight="bold", va="baseline")
     put(0.5, y_h2, "IV, Random (REML), 95% CI", ha="center", fontweight="bold")
     ax.axhline(k + 0.55, xmin=col(_STUDY_X), xmax=1.0, color=INK, lw=0.6, clip_on=False)
 

@@ -3,12 +3,14 @@
 
 The contours are centred on the null (SMD = 0), not on the pooled estimate: a study in a shaded band has a
 two-sided p-value in that band. The y-axis is the standard error, reversed (0 on top). Egger's regression test
-(metafor `regtest`) and the Begg-Mazumdar rank test (`ranktest`) are printed in the panel when given.
+(metafor `regtest`) and the Begg-Mazumdar rank test (`ranktest`) are printed under the panel when given, below
+the legend of the shades: outside the axes, so neither can cover a study.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import transforms
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy import stats
@@ -18,6 +20,10 @@ from metaexercise.plots.style import INK, add_synthetic_banner, figure_and_axes,
 #: metafor's shades for levels (90, 95, 99); outside the outermost contour the panel is light grey.
 _SHADES = ("white", "#8c8c8c", "#bfbfbf")
 _OUTSIDE = "#e6e6e6"
+#: Points below the axes' bottom edge where the legend starts: clear of the tick labels and the x-axis label.
+_BELOW_AXIS = 36.0
+_LEGEND_SIZE = 7.0
+_LEGEND_COLUMNS = 3
 
 
 def _test_lines(regtest, ranktest) -> list[str]:
@@ -51,9 +57,12 @@ def funnel_plot(
     yi = np.asarray(fit.yi, dtype=float)
     sei = np.sqrt(np.asarray(fit.vi, dtype=float))
     own = ax is None
-    fig, ax = figure_and_axes(ax, 5.6, 4.6)
+    lines = _test_lines(regtest, ranktest)
+    height = 5.6 + 0.25 * len(lines)  # the panel keeps 3.7 in; legend and tests go under it
+    fig, ax = figure_and_axes(ax, 5.6, height)
     if own:
-        fig.subplots_adjust(top=0.84 if synthetic else 0.92, bottom=0.12, left=0.13, right=0.97)
+        fig.subplots_adjust(top=1 - (0.5 if synthetic else 0.3) / height,
+                            bottom=(1.55 + 0.25 * len(lines)) / height, left=0.13, right=0.97)
     se_max = float(sei.max()) * 1.08
     se_grid = np.array([0.0, se_max])
     levels = tuple(sorted(levels))
@@ -77,11 +86,19 @@ def funnel_plot(
     handles = [Patch(facecolor=s, edgecolor="#777777", label=b) for s, b in zip((*_SHADES, _OUTSIDE), bands,
                                                                                   strict=False)]
     handles.append(Line2D([], [], marker="o", ls="none", color=INK, label="Studies"))
-    ax.legend(handles=handles, loc="lower right", frameon=True, fontsize=7)
-    lines = _test_lines(regtest, ranktest)
+    # under the x-axis label, outside the panel: a legend or a note inside it would cover studies
+    below = transforms.offset_copy(ax.transAxes, fig=fig, y=-_BELOW_AXIS, units="points")
+    rows = -(-len(handles) // _LEGEND_COLUMNS)
+    # matplotlib fills a legend column by column; this order reads row by row, shades from light to dark
+    order = [r * _LEGEND_COLUMNS + c for c in range(_LEGEND_COLUMNS) for r in range(rows)
+             if r * _LEGEND_COLUMNS + c < len(handles)]
+    ax.legend(handles=[handles[i] for i in order], loc="upper left", bbox_to_anchor=(0.0, 0.0), bbox_transform=below, frameon=True,
+              fontsize=_LEGEND_SIZE, ncol=_LEGEND_COLUMNS, borderaxespad=0.0, columnspacing=1.2)
     if lines:
-        ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, ha="left", va="bottom", fontsize=7.5,
-                gid="funnel-tests", bbox={"facecolor": "white", "edgecolor": "#777777", "pad": 3})
+        legend_height = _LEGEND_SIZE * (rows * 1.0 + (rows - 1) * 0.5 + 2 * 0.4) + 4  # rcParams legend.* spacing
+        ax.annotate("\n".join(lines), xy=(0.0, 0.0), xycoords="axes fraction",
+                    xytext=(3, -_BELOW_AXIS - legend_height - 8), textcoords="offset points", ha="left", va="top",
+                    fontsize=7.5, gid="funnel-tests")
     if title:
         ax.set_title(title, loc="left", fontweight="bold", pad=6)
     if synthetic:

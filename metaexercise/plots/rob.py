@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Circle, Patch, Rectangle
 
-from metaexercise.plots.style import JUDGEMENT_STYLE, add_synthetic_banner, new_figure, plain_text, styled
+from metaexercise.plots.style import (
+    JUDGEMENT_STYLE,
+    add_synthetic_banner,
+    new_figure,
+    plain_text,
+    styled,
+    text_width,
+)
 
 #: The review's five domains, in its order, with the labels drawn on the figures.
 REVIEW_DOMAINS: dict[str, str] = {
@@ -24,6 +31,8 @@ REVIEW_DOMAINS: dict[str, str] = {
     "selective reporting": "Selective reporting (reporting bias)",
 }
 OVERALL = "Overall"
+#: Size (points) of the domain labels over the traffic light's columns.
+_HEAD_SIZE = 8.0
 
 
 def rob_wide(long: pd.DataFrame, overall: pd.Series | None = None, *, labels: pd.Series | None = None,
@@ -54,26 +63,32 @@ def rob_traffic_light(wide: pd.DataFrame, *, synthetic: bool = False, ax=None):
     """Traffic-light plot: rows = studies (index), columns = domains then "Overall" (grey background)."""
     _check(wide)
     k, m = wide.shape
+    cols = list(wide.columns)
+    short = [f"D{j}" if c != OVERALL else OVERALL for j, c in enumerate(cols, start=1)]
+    # Columns are `pitch` rows apart: wide enough that neighbouring labels ("D5", "Overall") never touch
+    # (a row is 0.26 in; the discs stay round, the axes keep equal aspect).
+    widest = max(text_width(a, _HEAD_SIZE) / 2 + text_width(b, _HEAD_SIZE) / 2
+                 for a, b in zip(short, short[1:], strict=False)) if m > 1 else 0.0
+    pitch = max(1.0, (widest + 0.1) / 0.26)
+    xs = 1 + pitch * np.arange(m)
     if ax is None:
-        fig = new_figure(7.0, 1.9 + 0.26 * k)
+        fig = new_figure(max(7.0, 2.6 + 0.26 * pitch * m), 1.9 + 0.26 * k)
         ax = fig.add_axes((0.34, 1.35 / fig.get_figheight(), 0.62,
                            1 - (2.0 if synthetic else 1.7) / fig.get_figheight()))
     fig = ax.figure
-    ax.set_xlim(0.4, m + 0.6)
+    ax.set_xlim(1 - pitch / 2, xs[-1] + pitch / 2)
     ax.set_ylim(k + 0.5, 0.5)
     ax.set_aspect("equal", adjustable="box")
-    cols = list(wide.columns)
     if OVERALL in cols:
-        j = cols.index(OVERALL) + 1
-        ax.add_patch(Rectangle((j - 0.5, 0.5), 1, k, facecolor="#dddddd", edgecolor="none", zorder=0))
+        x = xs[cols.index(OVERALL)]
+        ax.add_patch(Rectangle((x - pitch / 2, 0.5), pitch, k, facecolor="#dddddd", edgecolor="none", zorder=0))
     for i, (_study, row) in enumerate(wide.iterrows(), start=1):
-        for j, judgement in enumerate(row.to_numpy(), start=1):
+        for x, judgement in zip(xs, row.to_numpy(), strict=True):
             _label, colour, glyph = JUDGEMENT_STYLE[judgement]
-            ax.add_patch(Circle((j, i), 0.38, facecolor=colour, edgecolor="black", lw=0.5, zorder=2,
+            ax.add_patch(Circle((x, i), 0.38, facecolor=colour, edgecolor="black", lw=0.5, zorder=2,
                                 gid="rob-disc"))
-            ax.text(j, i, glyph, ha="center", va="center", fontsize=9, fontweight="bold", zorder=3)
-    short = [f"D{j}" if c != OVERALL else OVERALL for j, c in enumerate(cols, start=1)]
-    ax.set_xticks(range(1, m + 1), short)
+            ax.text(x, i, glyph, ha="center", va="center", fontsize=9, fontweight="bold", zorder=3)
+    ax.set_xticks(xs, short, fontsize=_HEAD_SIZE)
     ax.xaxis.tick_top()
     ax.set_xlabel("Risk of bias domains")
     ax.xaxis.set_label_position("top")
@@ -82,19 +97,25 @@ def rob_traffic_light(wide: pd.DataFrame, *, synthetic: bool = False, ax=None):
     for side in ("left", "right", "top", "bottom"):
         ax.spines[side].set_visible(False)
     ax.tick_params(length=0)
-    caption = "   ".join(f"D{j}: {REVIEW_DOMAINS.get(c, c)}" for j, c in enumerate(cols, start=1) if c != OVERALL)
+    domains = [f"D{j}: {plain_text(REVIEW_DOMAINS.get(c, c))}" for j, c in enumerate(cols, start=1) if c != OVERALL]
     fig.legend(handles=_legend_handles(), loc="lower center", ncol=4, title="Judgement", frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    fig.text(0.5, 0.6 / fig.get_figheight(), _wrap(caption, 110), ha="center", va="bottom", fontsize=7)
+    fig.text(0.5, 0.6 / fig.get_figheight(), _pack(domains, fig.get_figwidth() - 0.4, 7), ha="center",
+             va="bottom", fontsize=7)
     if synthetic:
         add_synthetic_banner(fig)
     return fig
 
 
-def _wrap(text: str, width: int) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
+def _pack(items: list[str], width: float, size: float) -> str:
+    """`items` on as few lines as fit `width` inches, three spaces apart, none broken across lines."""
+    lines: list[str] = []
+    for item in items:
+        if lines and text_width(f"{lines[-1]}   {item}", size) <= width:
+            lines[-1] = f"{lines[-1]}   {item}"
+        else:
+            lines.append(item)
+    return "\n".join(lines)
 
 
 @styled

@@ -157,3 +157,30 @@ def styled(func):
 def plain_text(label: object) -> str:
     """A label drawn literally: matplotlib would read `$...$` as mathtext."""
     return str(label).replace("$", r"\$")
+
+
+def text_width(text: str, size: float, weight: str = "normal") -> float:
+    """Width in inches of one line of `text` in the shared font at `size` points (no renderer needed)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font = FontProperties(family=RC["font.family"], size=size, weight=weight)
+    width, _height, _descent = TextToPath().get_text_width_height_descent(text, font, ismath=False)
+    return width / 72.0
+
+
+def wrap_to_width(text: str, width: float, size: float, weight: str = "normal") -> str:
+    """`text` broken at spaces into lines no wider than `width` inches (a single word may be wider)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and text_width(f"{lines[-1]} {word}", size, weight) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) == 2:  # balance two lines: "passive /" over "usual care", not "passive / usual" over "care"
+        words = text.split()
+        cuts = [(" ".join(words[:i]), " ".join(words[i:])) for i in range(1, len(words))]
+        fitting = [c for c in cuts if max(text_width(part, size, weight) for part in c) <= width]
+        if fitting:
+            lines = list(min(fitting, key=lambda c: max(text_width(part, size, weight) for part in c)))
+    return "\n".join(lines)

@@ -67,6 +67,8 @@ def _effect_words(d: BookDeclaration) -> str:
 def analysis_page(d: BookDeclaration, analyses: list[AnalysisInfo], name: str, title: str) -> Page:
     parts = [f"# {_md(title)}\n"]
     replica = d.has("replica")
+    # with a published registry the real-extraction section opens with the review's result beside ours
+    real = "The review's result and the real extraction" if d.has("published") else "Real extraction"
     for a in analyses:
         if len(analyses) > 1:
             parts.append(f"## {_md(a.label)}\n")
@@ -80,7 +82,7 @@ def analysis_page(d: BookDeclaration, analyses: list[AnalysisInfo], name: str, t
             f"{ {'change': 'change scores', 'final': 'final values'}.get(d.basis, d.basis + ' values')}{on_scale}, "
             f"REML τ². {sign} {d.measure} favours {_md(_favours_what(d))}.\n")
         if replica:
-            parts.append(("#" * (2 if len(analyses) == 1 else 3)) + " Real extraction\n")
+            parts.append(("#" * (2 if len(analyses) == 1 else 3)) + f" {real}\n")
         parts.append(_cell(_IMPORT, f'for shown in bp.contrast_report("{a.id}", "real"):', "    display(shown)"))
         if replica:
             parts.append("\n" + ("#" * (2 if len(analyses) == 1 else 3)) + " Synthetic replica\n")
@@ -142,8 +144,9 @@ Each analysis pools {_effect_words(d)}."""
 variance (`vtype="LS"`):
 
 $$ g = J(m)\,\frac{\bar x_1 - \bar x_2}{s_p}, \qquad
-   s_p = \sqrt{\frac{(n_1-1)s_1^2 + (n_2-1)s_2^2}{n_1+n_2-2}}, \qquad
-   v = \frac{1}{n_1} + \frac{1}{n_2} + \frac{g^2}{2(n_1+n_2)}, $$
+   s_p = \sqrt{\frac{(n_1-1)s_1^2 + (n_2-1)s_2^2}{n_1+n_2-2}}, $$
+
+$$ v = \frac{1}{n_1} + \frac{1}{n_2} + \frac{g^2}{2(n_1+n_2)}, $$
 
 with $J(m) = \Gamma(m/2) / \big(\sqrt{m/2}\,\Gamma((m-1)/2)\big)$ and $m = n_1 + n_2 - 2$."""
     text += r"""
@@ -196,9 +199,10 @@ def sensitivity_page(d: BookDeclaration, ids: list[str]) -> Page:
 
 def metaregression_page(d: BookDeclaration, ids: list[str]) -> Page:
     return Page("metaregression", "Meta-regression",
-                "# Meta-regression\n\nCoefficients of every meta-regression in `analyses/` "
-                "(`results/metareg.csv`) and a bubble plot per numeric moderator.\n\n"
-                + _cell(_IMPORT, 'display(bp.table(bp.metareg_table("real"), "metareg_real", "Meta-regression coefficients"))',
+                "# Meta-regression\n\nEvery meta-regression in `analyses/` (`results/metareg.csv`) as metafor "
+                "prints it: a coefficient table per model with its tests (QM, QE) and heterogeneity (τ², I², "
+                "R²) under it, and a bubble plot per numeric moderator.\n\n"
+                + _cell(_IMPORT, 'for shown in bp.metareg_report("real"):', "    display(shown)",
                         f"for analysis_id in {ids!r}:", '    for shown in bp.metareg_bubbles(analysis_id, "real"):',
                         "        display(shown)"))
 
@@ -213,17 +217,19 @@ def validation_page(d: BookDeclaration) -> Page:
 
 def grade_page(d: BookDeclaration) -> Page:
     return Page("grade", "GRADE summary of findings",
-                "# GRADE summary of findings\n\nRule-based GRADE ratings (`results/grade.csv`, `results/sof.csv`) "
-                "with the reviewers' judgements where they override a suggestion.\n\n"
+                "# GRADE summary of findings\n\nRule-based GRADE ratings (`results/grade.csv`) with the "
+                "reviewers' judgements where they override a suggestion: one summary-of-findings table per "
+                "comparison, lettered footnotes under it, and each rated analysis's domains to unfold.\n\n"
                 + _cell(_IMPORT, 'for shown in bp.grade_report("real"):', "    display(shown)"))
 
 
 def reproduced_page(d: BookDeclaration) -> Page:
     return Page("reproduced", "Reproduced vs published",
                 "# Reproduced vs published\n\nEvery registered published number beside ours, computed from the "
-                "extraction. *within rounding* says whether our value lies in the interval the printed digits "
-                "allow.\n\n" + _cell(_IMPORT, 'bp.table(bp.reproduced_vs_published(), "reproduced_vs_published", '
-                                            '"Published numbers and ours")'))
+                "extraction, the verdict first: *reproduced* (within the rounding of the printed digits), "
+                "*differs*, or *cannot be compared* with the reason (too few rows, a different number of "
+                "comparisons k, ...).\n\n" + _cell(_IMPORT, "for shown in bp.reproduced_report():",
+                                                    "    display(shown)"))
 
 
 # ------------------------------------------------------------------------------------------ the book
@@ -297,7 +303,7 @@ def plan_book(project: Project) -> BookPlan:
         checks.append("validation")
     if d.has("replica") and "replica" in own:
         checks.append("replica")
-    reference = [name for name in ("api", "changelog") if name in own]
+    reference = [name for name in ("api", "api_review", "api_figures", "changelog") if name in own]
 
     parts = [("The review", review_part), ("Analyses", [p.name for p in chapters]),
              ("Robustness and certainty", robust), ("Checks", checks), ("Reference", reference)]
@@ -345,3 +351,160 @@ def copy_assets(src: Path) -> None:
             if f.is_file() and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, target)
+
+
+# ------------------------------------------------------------------------------------------ how to cite
+def _initials(given: str) -> str:
+    """"Johannes" -> "J.", "Mary-Ann" -> "M.-A.", "J. Peter" -> "J. P."."""
+    parts = []
+    for word in str(given).split():
+        parts.append("-".join(f"{piece[0]}." for piece in word.split("-") if piece))
+    return " ".join(parts)
+
+
+def _apa_person(person: dict) -> str:
+    if person.get("family-names"):
+        family = " ".join(str(person[k]) for k in ("name-particle", "family-names") if person.get(k))
+        suffix = f", {person['name-suffix']}" if person.get("name-suffix") else ""
+        given = _initials(person.get("given-names", ""))
+        return f"{family}, {given}{suffix}" if given else f"{family}{suffix}"
+    return str(person.get("name", "")).strip()
+
+
+def _apa_authors(authors: list) -> str:
+    names = [n for n in (_apa_person(a) for a in authors or [] if isinstance(a, dict)) if n]
+    if len(names) > 20:  # APA 7: the first 19, an ellipsis, the last
+        names = names[:19] + ["…", names[-1]]
+        return ", ".join(names[:-1]) + " " + names[-1]
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + ", & " + names[-1]
+
+
+def _year(entry: dict) -> str:
+    for key in ("year", "date-released", "date-published"):
+        value = entry.get(key)
+        if value:
+            return str(getattr(value, "year", value))[:4]
+    return "n.d."
+
+
+def _link(entry: dict) -> str:
+    if entry.get("doi"):
+        return f"<https://doi.org/{entry['doi']}>"
+    url = entry.get("url") or entry.get("repository-code")
+    return f"<{url}>" if url else ""
+
+
+def _apa(entry: dict, *, software: bool = False) -> str:
+    """One reference in APA style (7th edition), as Markdown."""
+    authors = _md(_apa_authors(entry.get("authors", [])))
+    head = f"{authors}{'' if authors.endswith('.') else '.'} ({_year(entry)})." if authors else f"({_year(entry)})."
+    title = _md(entry.get("title", "")).rstrip(".")
+    kind = "software" if software else str(entry.get("type", "generic"))
+    if kind == "article":
+        parts = [f"{head} {title}."]
+        venue = f"*{_md(entry['journal'])}*" if entry.get("journal") else ""
+        if entry.get("volume"):
+            venue += f", *{_md(entry['volume'])}*" + (f"({_md(entry['issue'])})" if entry.get("issue") else "")
+        if entry.get("start"):
+            venue += f", {_md(entry['start'])}" + (f"–{_md(entry['end'])}" if entry.get("end") else "")
+        if venue:
+            parts.append(venue + ".")
+    else:
+        version = f" (Version {_md(entry['version'])})" if entry.get("version") else ""
+        label = " [Computer software]" if kind == "software" else ""
+        parts = [f"{head} *{title}*{version}{label}."]
+    if entry.get("notes"):
+        parts.append(_md(entry["notes"]).rstrip(".") + ".")
+    link = _link(entry)
+    if link:
+        parts.append(link)
+    return " ".join(parts)
+
+
+def _bib_escape(text) -> str:
+    text = " ".join(str(text).split())
+    return re.sub(r"([&%$#_{}])", r"\\\1", text.replace("\\", r"\textbackslash{}")).replace(
+        "~", r"\textasciitilde{}").replace("^", r"\textasciicircum{}")
+
+
+def _bib_person(person: dict) -> str:
+    if person.get("family-names"):
+        family = " ".join(str(person[k]) for k in ("name-particle", "family-names") if person.get(k))
+        given = person.get("given-names", "")
+        name = f"{family}, {given}" if given else family
+        return _bib_escape(name)
+    return "{" + _bib_escape(person.get("name", "")) + "}"  # an organisation: kept whole
+
+
+def _bib_key(entry: dict, taken: set[str]) -> str:
+    import unicodedata
+
+    first = next((a for a in entry.get("authors", []) if isinstance(a, dict)), {})
+    word = str(first.get("family-names") or (str(first.get("name", "")).split() or ["anonymous"])[0])
+    ascii_word = unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode()
+    base = re.sub(r"[^a-z0-9]+", "", ascii_word.lower()) or "ref"
+    base += _year(entry) if _year(entry) != "n.d." else ""
+    key, n = base, 0
+    while key in taken:
+        n += 1
+        key = base + "abcdefghijklmnopqrstuvwxyz"[(n - 1) % 26]
+    taken.add(key)
+    return key
+
+
+def _bibtex(entry: dict, taken: set[str], *, software: bool = False) -> str:
+    kind = "software" if software else str(entry.get("type", "misc"))
+    bibtype = {"software": "software", "article": "article", "book": "book", "report": "techreport",
+               "conference-paper": "inproceedings", "thesis": "phdthesis"}.get(kind, "misc")
+    fields: list[tuple[str, str]] = [("author", " and ".join(_bib_person(a) for a in entry.get("authors", [])
+                                                            if isinstance(a, dict)))]
+    fields.append(("title", "{" + _bib_escape(entry.get("title", "")) + "}"))
+    for cff, bib in (("journal", "journal"), ("volume", "volume"), ("issue", "number"), ("version", "version"),
+                     ("doi", "doi"), ("license", "license"), ("notes", "note")):
+        if entry.get(cff):
+            fields.append((bib, _bib_escape(entry[cff])))
+    if entry.get("start"):
+        fields.append(("pages", _bib_escape(entry["start"]) + (f"--{_bib_escape(entry['end'])}"
+                                                                  if entry.get("end") else "")))
+    fields.append(("year", _year(entry)))
+    released = entry.get("date-released")
+    if getattr(released, "month", None):
+        fields.append(("month", str(released.month)))
+    url = entry.get("url") or entry.get("repository-code")
+    if url:
+        fields.append(("url", str(url)))
+    body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields if value)
+    return f"@{bibtype}{{{_bib_key(entry, taken)},\n{body}\n}}"
+
+
+def citation_texts(cff: dict) -> tuple[list[str], list[str]]:
+    """The citation a CITATION.cff asks for (its `preferred-citation`, else the software itself), then its
+    `references`: each as APA-style Markdown and as BibTeX."""
+    software = {k: v for k, v in cff.items() if k not in ("references", "preferred-citation")}
+    preferred = cff.get("preferred-citation")
+    first = (preferred, False) if isinstance(preferred, dict) else (software, True)
+    entries = [first] + [(r, False) for r in cff.get("references", []) or [] if isinstance(r, dict)]
+    taken: set[str] = set()
+    return ([_apa(e, software=s) for e, s in entries], [_bibtex(e, taken, software=s) for e, s in entries])
+
+
+def citation_markdown(path: Path) -> str:
+    """The "How to cite" section's body from the project's CITATION.cff: formatted references and BibTeX."""
+    if not path.is_file():
+        return "This project has no `CITATION.cff` yet.\n"
+    try:
+        cff = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        return f"`CITATION.cff` could not be read: {_md(exc)}\n"
+    if not isinstance(cff, dict) or not cff.get("title"):
+        return "`CITATION.cff` names no title, so there is no citation to show.\n"
+    apa, bib = citation_texts(cff)
+    parts = [_md(cff["message"]) + "\n" if cff.get("message") else ""]
+    parts.append("```{admonition} Cite as\n:class: tip\n" + apa[0] + "\n```\n")
+    if len(apa) > 1:
+        parts.append("Together with the work it builds on:\n\n" + "\n".join(f"- {a}" for a in apa[1:]) + "\n")
+    parts.append("BibTeX:\n\n```bibtex\n" + "\n\n".join(bib) + "\n```\n")
+    parts.append("Generated from `CITATION.cff` (Citation File Format); references in APA style.\n")
+    return "\n".join(p for p in parts if p)

@@ -86,20 +86,307 @@ def figure(fig, stem: str, caption: str, *, alt: str | None = None) -> _HTML:
     )
 
 
-def table(frame: pd.DataFrame, stem: str, caption: str, *, index: bool = False, float_format: str = "{:.3f}",
-          max_rows: int | None = None) -> _HTML:
-    """Write `frame` to generated/tables/<stem>.csv and return it as an escaped HTML table with a CSV link."""
+#: Headings of the columns `metaexercise run` writes to results/, as the pages show them (the CSV download
+#: keeps the files' own names). "label" reads "study" beside a study_id and "analysis" beside an analysis_id.
+_HEADINGS: dict[str, str] = {
+    "analysis_id": "analysis id", "study_id": "study id", "yi": "SMD", "vi": "variance", "sei": "SE", "se": "SE",
+    "n1i": "n (exp.)", "n2i": "n (control)", "m1i": "mean (exp.)", "sd1i": "SD (exp.)", "m2i": "mean (control)",
+    "sd2i": "SD (control)", "n_total": "n", "timepoint_weeks": "weeks", "timepoint": "time point",
+    "control_type": "control", "weight": "weight (%)", "rstudent": "studentized residual", "cooks_d": "Cook's D",
+    "hat": "hat value", "excluded_as_outlier": "left out as outlier", "rob_overall": "overall risk of bias",
+    "data_kind": "data", "zval": "z", "pval": "p", "tau2": "τ²", "I2": "I² (%)", "R2": "R² (%)", "QE": "Q",
+    "QEp": "p (Q)", "QE_df": "df (Q)", "QM": "QM", "QMp": "p (QM)", "QM_df": "df (QM)", "egger_z": "Egger's z",
+    "egger_p": "Egger's p", "rank_tau": "Kendall's τ", "rank_p": "rank test p", "vas_points": "VAS points",
+    "vas_sd": "VAS SD", "vas_sd_source": "VAS SD from", "pi_lb": "95% PI lower", "pi_ub": "95% PI upper",
+    "within_rounding": "within rounding", "max_abs_diff": "largest absolute difference",
+    "max_rel_diff": "largest relative difference", "worst_case": "worst case", "failure_rate": "failure rate",
+    "n_used": "replicates used", "reps": "replicates", "bias_mcse": "MCSE (bias)", "rmse": "RMSE",
+    "rmse_mcse": "MCSE (RMSE)", "coverage_mcse": "MCSE (coverage)", "width_mcse": "MCSE (width)",
+    "suggested_downgrade": "suggested downgrade", "judged_downgrade": "judged downgrade",
+    "n_randomised": "n randomised", "outcome_rows": "outcome rows",
+}
+#: Interval pairs shown as one "[lower, upper]" column.
+_INTERVALS = (("ci_lb", "ci_ub", "ci", "95% CI"), ("pi_lb", "pi_ub", "pi", "95% prediction interval"),
+              ("vas_ci_lb", "vas_ci_ub", "vas_ci", "VAS points 95% CI"),
+              ("tau2_ci_lb", "tau2_ci_ub", "tau2_ci", "τ² 95% CI"))
+#: Columns a table shows first, in this order, when it has them (the rows' names, then the result) ...
+_FIRST = ("label", "study", "quantity", "entry", "contrast", "guideline", "estimator", "target", "interval", "term",
+          "moderator", "k", "participants", "yi", "estimate", "ci", "pi", "weight", "n1i", "n2i", "outlier",
+          "influential", "status")
+#: ... of which these name the row: a table too wide for the page repeats them beside the folded columns.
+_ROW_NAMES = frozenset(_FIRST[:_FIRST.index("k")])
+#: ... and last (diagnostics and bookkeeping): the first to fold away when a table is wider than the page.
+_LAST = ("rstudent", "cooks_d", "hat", "vi", "se", "zval", "QE_df", "QM_df", "filters", "notes", "id", "study_id",
+         "analysis_id", "data", "synthetic")
+#: Decimals of columns that are not shown with three.
+_DECIMALS = {"weight": 1, "I2": 1, "R2": 1, "vas_points": 2, "vas_ci": 2}
+_P_VALUES = frozenset({"pval", "QEp", "QMp", "egger_p", "rank_p", "p"})
+#: Counts: whole values show as integers even in a column that also holds fractions (weeks: 12, 2.5).
+_COUNTS = frozenset({"k", "n1i", "n2i", "n_total", "participants", "timepoint_weeks", "reps", "n_used", "QE_df",
+                     "QM_df", "outcome_rows", "n_randomised", "comparisons", "fits", "failed_fits",
+                     "suggested_downgrade", "judged_downgrade"})
+#: Widths (CSS px) the tables are fitted to: the book's text column at a 1400 px window is 772 px wide; the
+#: cells' text is 0.85rem (10.2 pt) DejaVu Sans, chromium's system-ui font on Linux and wider than most.
+#: A table that must fold keeps up to `_NAMES_PX` for the rows' names, so they do not wrap word by word.
+_PAGE_PX, _CELL_PAD_PX, _NAMES_PX, _FONT_PT = 760.0, 16.0, 160.0, 10.2
+_EMPTY_TEST = re.compile(r"^[\s()\[\],;:%/|]+$")
+#: The space inside a printed interval ("[-0.58, -0.22]"): an interval never breaks across lines.
+_NUMBER_SPACE = re.compile(r"(?<=\d,) (?=[-+\u2212]?\d[\d.]*\])")
+_NEGATIVE_ZERO = re.compile(r"(?<![\w.])[-\u2212](0(?:\.0+)?)(?![\d.])")
+
+
+def _is_blank(v) -> bool:
+    return v is None or (not isinstance(v, str) and pd.api.types.is_scalar(v) and pd.isna(v))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and not pd.isna(v)
+
+
+def _decimals(values: list[float], name: str, float_format: str) -> str:
+    """The format of a column's numbers: its own decimals (`_DECIMALS`), else the fewest that show every value
+    exactly, up to three ("-0.28" stays "-0.28", 1.5 stays "1.5"), else `float_format`."""
+    if name in _DECIMALS:
+        return f"{{:.{_DECIMALS[name]}f}}"
+    if float_format != "{:.3f}" or not values:
+        return float_format
+    for d in range(1, 4):
+        if all(abs(v - round(v, d)) < 1e-9 for v in values):
+            return f"{{:.{d}f}}"
+    return float_format
+
+
+def _number_formatter(values: pd.Series, name: str, float_format: str, *, spec: str | None = None,
+                      integers: bool = True):
+    """A function formatting one value of a column: whole numbers as integers where the column holds only
+    whole numbers or counts (k, n, weeks) or is a mix of text and numbers, p-values below 0.001 as
+    "< 0.001", the rest with the column's decimals; booleans as yes/no; no negative zero."""
+    numbers = [float(v) for v in values if _is_number(v)]
+    per_cell = integers and (name in _COUNTS or not pd.api.types.is_numeric_dtype(values))
+    whole = (integers and name not in _P_VALUES and bool(numbers)
+             and all(np.isfinite(v) and v.is_integer() for v in numbers))
+    if spec is None:
+        spec = _decimals([v for v in numbers if not (per_cell and v.is_integer())], name, float_format)
+
+    def fmt(v) -> str:
+        if _is_blank(v):
+            return ""
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if not _is_number(v):
+            return _text_cell(v)
+        x = float(v)
+        if name in _P_VALUES and 0 <= x < 0.001:
+            return "< 0.001"
+        if whole or (per_cell and np.isfinite(x) and x.is_integer()):
+            return str(int(round(x)))
+        return _NEGATIVE_ZERO.sub(r"\1", spec.format(x))
+
+    return fmt
+
+
+def _text_cell(v) -> str:
+    """A text cell as shown: an empty test result such as "()" or "[, ]" says so; no negative zero; a printed
+    interval ("[-0.58, -0.22]") kept on one line."""
+    text = str(v)
+    if _EMPTY_TEST.match(text):
+        return "not computed"
+    return _NUMBER_SPACE.sub("\u00a0", _NEGATIVE_ZERO.sub(r"\1", text))
+
+
+def _column_texts(frame: pd.DataFrame, name, float_format: str, **kw) -> list[str]:
+    """The cells of one column of `frame` as text."""
+    values = frame[name]
+    if pd.api.types.is_bool_dtype(values):
+        return ["" if _is_blank(v) else "yes" if v else "no" for v in values]
+    if pd.api.types.is_numeric_dtype(values) or any(_is_number(v) or isinstance(v, (bool, np.bool_))
+                                                    for v in values):
+        fmt = _number_formatter(values, str(name), float_format, **kw)
+        return [fmt(v) for v in values]
+    return ["" if _is_blank(v) else _text_cell(v) for v in values]
+
+
+def _display_columns(frame: pd.DataFrame, float_format: str) -> list[tuple[str, str, list[str], bool]]:
+    """(name, heading, cells, numeric) per shown column of `frame`: the interval pairs joined into one
+    "[lower, upper]" column, the key columns first and the diagnostics last."""
+    columns: dict[str, tuple[str, list[str], bool]] = {}
+    paired = {c for lo, hi, _n, _h in _INTERVALS if lo in frame and hi in frame for c in (lo, hi)}
+    for name in frame.columns:
+        if name in paired:
+            for lo, hi, joined, heading in _INTERVALS:
+                if name == lo:  # both bounds with the same decimals
+                    bounds = [float(v) for c in (lo, hi) for v in frame[c] if _is_number(v)]
+                    spec = _decimals(bounds, joined, float_format)
+                    lows, highs = (_column_texts(frame, c, float_format, spec=spec, integers=False) for c in (lo, hi))
+                    cells = [f"[{a},\u00a0{b}]" if a or b else "" for a, b in zip(lows, highs, strict=True)]
+                    columns[joined] = (heading, cells, True)
+            continue
+        heading = _HEADINGS.get(str(name), str(name))
+        if name == "label":
+            heading = "study" if "study_id" in frame else "analysis" if "analysis_id" in frame else "label"
+        numeric = pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])
+        columns[str(name)] = (heading, _column_texts(frame, name, float_format), numeric)
+    first = [c for c in _FIRST if c in columns]
+    last = [c for c in _LAST if c in columns and c not in first]
+    middle = [c for c in columns if c not in first and c not in last]
+    order = first + middle + last
+    if order and order[0] not in _ROW_NAMES:  # the frame's own first column names its rows
+        lead = str(frame.columns[0]) if str(frame.columns[0]) in columns else order[0]
+        order = [lead] + [c for c in order if c != lead]
+    return [(c, *columns[c]) for c in order]
+
+
+_BREAK_AFTER = re.compile(r"(?<=[_/])(?=\w)|(?<=\.)(?=[A-Za-z])")
+
+
+#: A row's name this short ("Replica-01 2011", "Ford 2016") stays on one line.
+_SHORT_NAME = 24
+
+
+def _segments(text: str, numeric: bool, name: bool = False) -> list[str]:
+    """The pieces a browser cannot break `text` inside (numbers and short row names not at all; other text at
+    spaces, after a hyphen between letters and where `_breakable` adds a <wbr>)."""
+    if numeric or (name and len(text) <= _SHORT_NAME):
+        return [text]
+    out = []
+    for word in re.split(r"[ \t\r\n]+", text.strip()):  # a no-break space joins
+        parts = re.split(r"(?<=[A-Za-z]-)(?=[A-Za-z])", word) if len(word) > 1 else [word]
+        for part in parts:
+            out.extend(_BREAK_AFTER.split(part) if len(part) > 12 else [part])
+    return out
+
+
+def _breakable(text: str) -> str:
+    """`text` escaped, with <wbr> after '_', '/' and a '.' before a letter in long words (identifiers, URLs;
+    never inside a number)."""
+    words = re.split(r"(\s+)", text)
+    return "".join(html.escape(w) if len(w) <= 12 or w.isspace()
+                   else "<wbr>".join(html.escape(p) for p in _BREAK_AFTER.split(w)) for w in words)
+
+
+_PX: dict[tuple[str, bool], float] = {}
+
+
+def _px(text: str, bold: bool = False) -> float:
+    """Width of `text` in CSS px in the tables' font (the figures' font metrics: DejaVu Sans)."""
+    from metaexercise.plots.style import text_width
+
+    if (text, bold) not in _PX:
+        _PX[text, bold] = text_width(text, _FONT_PT, "bold" if bold else "normal") * 96.0
+    return _PX[text, bold]
+
+
+def _column_px(heading: str, cells: list[str], numeric: bool, comfort: float = 0.0, name: bool = False) -> float:
+    """What one column asks of the page: its narrowest possible width (the widest piece that cannot break),
+    widened to `comfort` where its text is longer, plus the cells' padding."""
+    cells = [_link_text(c) if _safe_url(c) else c for c in cells]  # a link shows its site, not the whole URL
+    narrowest = max([_px(s, True) for s in heading.split()]
+                    + [_px(s) for c in cells for s in _segments(c, numeric, name)] + [0.0])
+    longest = max([_px(heading, True)] + [_px(c) for c in cells if c])
+    return max(narrowest, min(longest, comfort)) + _CELL_PAD_PX
+
+
+def _html_table(columns, rows: range, links: set[str], names: int = 1) -> str:
+    """The HTML of `columns` (the first `names` of them name the rows: a short name does not wrap)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for _n, h, _c, _num in columns)
+    body = []
+    for i in rows:
+        cells = []
+        for j, (name, _h, texts, numeric) in enumerate(columns):
+            text = texts[i]
+            url = _safe_url(text) if name in links else None
+            if url:
+                cells.append(f'<td><a href="{html.escape(url)}" title="{html.escape(url)}" rel="noopener">'
+                             f"{_breakable(_link_text(url))}</a></td>")
+            elif j < names and not numeric and len(text) <= _SHORT_NAME and re.search(r"[\s-]", text):
+                cells.append(f'<td><span class="me-nowrap">{html.escape(text)}</span></td>')
+            else:
+                cells.append(f"<td>{html.escape(text) if numeric else _breakable(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table class="me-table table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table>")
+
+
+def _link_text(url: str, most: int = 36) -> str:
+    """What a link shows: the site and the start of the path ("pubmed.ncbi.nlm.nih.gov/12381971")."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    text = (parts.netloc.removeprefix("www.") + parts.path).rstrip("/") or url
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
+
+
+def _fit(columns) -> tuple[list, list, list[list]]:
+    """(the columns that fit the page, in order; the leading columns that name the rows; the other columns
+    in page-wide groups, each to be shown after the row names)."""
+    lead = [i for i, (n, *_r) in enumerate(columns) if n in _ROW_NAMES or i == 0]
+    lead = [i for j, i in enumerate(lead) if i == j]  # only the leading run
+    widths = [_column_px(h, cells, num, name=i in lead) for i, (_n, h, cells, num) in enumerate(columns)]
+    if sum(widths) <= _PAGE_PX:  # every column fits at its narrowest: the browser shares out the rest
+        return columns, [columns[i] for i in lead], []
+    widths = [_column_px(h, cells, num, _NAMES_PX if i in lead else 0.0, name=i in lead)
+              for i, (_n, h, cells, num) in enumerate(columns)]
+    shown, used = [], 0.0
+    for i, w in enumerate(widths):
+        if i in lead or (len(shown) == i and used + w <= _PAGE_PX):
+            shown.append(i)
+            used += w
+    lead_px = sum(widths[i] for i in lead)
+    groups: list[list[int]] = []
+    for i in range(len(shown), len(columns)):
+        if groups and lead_px + sum(widths[j] for j in groups[-1]) + widths[i] <= _PAGE_PX:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return ([columns[i] for i in shown], [columns[i] for i in lead], [[columns[i] for i in g] for g in groups])
+
+
+def _render_table(frame: pd.DataFrame, stem: str, caption: str, *, index: bool, float_format: str,
+                  max_rows: int | None, links: set[str]) -> _HTML:
     _check_stem(stem)
     write_text(_generated("tables") / f"{stem}.csv", frame.to_csv(index=index, lineterminator="\n"))
-    shown = frame if max_rows is None else frame.head(max_rows)
-    body = shown.to_html(index=index, escape=True, border=0, classes="me-table table",
-                         float_format=float_format.format, na_rep="")
+    shown = frame.reset_index() if index else frame
+    shown = shown if max_rows is None else shown.head(max_rows)
+    columns = _display_columns(shown.reset_index(drop=True), float_format)
+    notes = []
+    if len(shown) >= 3:  # a column with one value in every row is said once, under the table
+        empty = [c for c in columns[1:] if not any(c[2])]
+        same = [c for c in columns[1:] if c not in empty and len(set(c[2])) == 1]
+        if empty:
+            notes.append("No value in any row: " + ", ".join(h for _n, h, _c, _num in empty) + ".")
+        if same:
+            notes.append("The same in every row: " + "; ".join(f"{h}: {c[0]}" for _n, h, c, _num in same) + ".")
+        columns = [c for c in columns if c not in empty and c not in same]
+    main, lead, folded = _fit(columns)
+    rows = range(len(shown))
+    body = _html_table(main, rows, links, len(lead))
+    if notes:
+        body += f'<p class="me-table-note">{html.escape(" ".join(notes))}</p>'
+    if folded:
+        names = [h for group in folded for _n, h, _c, _num in group]
+        body += (f'<details class="me-more-columns"><summary>{len(names)} more column'
+                 f'{"" if len(names) == 1 else "s"}: {html.escape(", ".join(names))}</summary>'
+                 + "".join(_html_table(lead + group, rows, links, len(lead)) for group in folded) + "</details>")
     more = "" if max_rows is None or len(frame) <= max_rows else f" (first {max_rows} of {len(frame)} rows)"
     return _HTML(
         f'<div class="me-table-wrap" id="tab-{stem}"><p class="me-caption"><strong>{escape(caption)}</strong>'
         f"{escape(more)} "
         f'<a href="_static/tables/{stem}.csv" download>Download CSV</a></p>{body}</div>'
     )
+
+
+def table(frame: pd.DataFrame, stem: str, caption: str, *, index: bool = False, float_format: str = "{:.3f}",
+          max_rows: int | None = None) -> _HTML:
+    """Write `frame` to generated/tables/<stem>.csv (as it is) and return it as an escaped HTML table with a
+    CSV link, made for reading: headings instead of results/ column names (`_HEADINGS`), lower and upper
+    bounds joined into one "95% CI" column, the rows' names and the result first, whole numbers as integers,
+    no negative zero, "not computed" for an empty test. A column holding one value in every row is said once
+    under the table; columns that would make the table wider than the page fold into a "more columns" block
+    that repeats the rows' names."""
+    return _render_table(frame, stem, caption, index=index, float_format=float_format, max_rows=max_rows,
+                         links=set())
+
 
 
 def declaration():
@@ -182,23 +469,8 @@ def _safe_url(url) -> str | None:
 
 def links_table(frame: pd.DataFrame, stem: str, caption: str, link_column: str = "source") -> _HTML:
     """Like `table`, but `link_column` holds URLs shown as links (http(s) only; everything escaped)."""
-    _check_stem(stem)
-    write_text(_generated("tables") / f"{stem}.csv", frame.to_csv(index=False, lineterminator="\n"))
-    head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
-    rows = []
-    for _, r in frame.iterrows():
-        cells = []
-        for c in frame.columns:
-            v = r[c]
-            url = _safe_url(v) if c == link_column else None
-            cells.append(f'<td><a href="{escape(url)}" rel="noopener">{escape(url)}</a></td>' if url
-                         else f"<td>{escape(v)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return _HTML(
-        f'<div class="me-table-wrap" id="tab-{stem}"><p class="me-caption"><strong>{escape(caption)}</strong> '
-        f'<a href="_static/tables/{stem}.csv" download>Download CSV</a></p>'
-        f'<table class="me-table table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
-    )
+    return _render_table(frame, stem, caption, index=False, float_format="{:.3f}", max_rows=None,
+                         links={link_column})
 
 
 #: Columns of results/characteristics.csv and their headings on the pages.
@@ -416,40 +688,133 @@ def stored_pooled(analysis_id: str, studies: pd.DataFrame, source: str = REAL):
 
 
 def _fmt(x, spec=".2f") -> str:
-    return "" if x is None or pd.isna(x) else format(float(x), spec)
+    """`x` formatted with `spec`; "" for a missing value, and never a negative zero ("-0.00" reads "0.00")."""
+    if x is None or pd.isna(x):
+        return ""
+    return _NEGATIVE_ZERO.sub(r"\1", format(float(x), spec))
 
 
-def contrast_summary(row: pd.Series, published=None) -> pd.DataFrame:
-    """Key numbers of one analysis (and the published ones beside them, when given)."""
+def contrast_summary(row: pd.Series, published=None, certainty: str | None = None) -> pd.DataFrame:
+    """Key numbers of one analysis; with `published` (a mapping such as `published_contrast` gives) the
+    review's printed numbers in a column before ours; with `certainty` our GRADE rating (or why none)."""
+    fitted = row["status"] == StatusKind.OK
+    k = int(row["k"]) if pd.notna(row.get("k")) else 0
+    dash = "—"
     items = [
-        ("k (comparisons)", f"{int(row['k'])}"),
-        ("participants", _fmt(row["participants"], ".0f")),
-        ("SMD [95% CI]", f"{_fmt(row['estimate'])} [{_fmt(row['ci_lb'])}, {_fmt(row['ci_ub'])}]"),
-        ("95% prediction interval", f"[{_fmt(row['pi_lb'])}, {_fmt(row['pi_ub'])}]"),
-        ("tau² (REML)", _fmt(row["tau2"], ".4f")),
-        ("I²", f"{_fmt(row['I2'], '.1f')}%"),
-        ("Q (p)", f"{_fmt(row['QE'])} ({_fmt(row['QEp'], '.3g')})"),
-        ("Egger's test z (p)", f"{_fmt(row['egger_z'], '.3f')} ({_fmt(row['egger_p'], '.3g')})"),
-        ("rank test Kendall's tau (p)", f"{_fmt(row['rank_tau'], '.3f')} ({_fmt(row['rank_p'], '.3g')})"),
-        ("potential outliers", str(row["outliers"]) if pd.notna(row["outliers"]) and row["outliers"] else "none"),
+        ("k (comparisons)", f"{k}"),
+        ("participants", _fmt(row["participants"], ".0f") if fitted else dash),
+        ("SMD [95% CI]", f"{_fmt(row['estimate'])} [{_fmt(row['ci_lb'])}, {_fmt(row['ci_ub'])}]" if fitted
+         else f"not pooled ({row['status']})"),
     ]
+    if fitted:
+        items += [
+            ("95% prediction interval", f"[{_fmt(row['pi_lb'])}, {_fmt(row['pi_ub'])}]"),
+            ("tau² (REML)", _fmt(row["tau2"], ".4f")),
+        ]
+    items += [
+        ("I²", f"{_fmt(row['I2'], '.1f')}%" if fitted else dash),
+        *([("Q (p)", f"{_fmt(row['QE'])} ({_fmt(row['QEp'], '.3g')})")] if fitted else []),
+        ("Egger's test z (p)", f"{_fmt(row['egger_z'], '.3f')} ({_fmt(row['egger_p'], '.3g')})"
+         if fitted and pd.notna(row.get("egger_z")) else dash if not fitted else "not computed (k < 3)"),
+        ("rank test Kendall's tau (p)", f"{_fmt(row['rank_tau'], '.3f')} ({_fmt(row['rank_p'], '.3g')})"
+         if fitted and pd.notna(row.get("rank_tau")) else dash if not fitted else "not computed (k < 3)"),
+    ]
+    if fitted:
+        items.append(("potential outliers", str(row["outliers"]) if pd.notna(row["outliers"]) and row["outliers"]
+                      else "none"))
     outcome = str(row["outcome"]) if pd.notna(row.get("outcome")) else None
     scale = declaration().common_scales.get(outcome) if outcome else None
-    if scale is not None:  # SMDs re-expressed in points only where the outcome declares a common scale
-        items.insert(-1, (f"points on the {scale[0]:g}\u2013{scale[1]:g} scale [95% CI]",
-                          f"{_fmt(row['vas_points'])} [{_fmt(row['vas_ci_lb'])}, {_fmt(row['vas_ci_ub'])}]"
-                          if pd.notna(row.get("vas_points")) else "not available (no patient-level SD)"))
+    points = f"points on the {scale[0]:g}\u2013{scale[1]:g} scale [95% CI]" if scale is not None else None
+    if points is not None:  # SMDs re-expressed in points only where the outcome declares a common scale
+        shown = (f"{_fmt(row['vas_points'])} [{_fmt(row['vas_ci_lb'])}, {_fmt(row['vas_ci_ub'])}]"
+                 if pd.notna(row.get("vas_points")) else dash if not fitted
+                 else "not available (no patient-level SD)")
+        items.insert(len(items) - (1 if fitted else 0), (points, shown))
+    if certainty is not None:
+        items.append(("certainty (GRADE)", certainty))
     frame = pd.DataFrame(items, columns=["quantity", "ours"])
     if published is not None:
         pub = {"k (comparisons)": published.get("k"), "SMD [95% CI]": published.get("printed"),
-               "I²": f"{published['I2']:.0f}%" if pd.notna(published.get("I2")) else ""}
-        frame["published"] = [pub.get(q, "") for q in frame["quantity"]]
+               "I²": f"{published['I2']:.0f}%" if pd.notna(published.get("I2")) else "",
+               "Egger's test z (p)": published.get("egger") or "",
+               "rank test Kendall's tau (p)": published.get("rank") or "",
+               "certainty (GRADE)": _certainty_cell(published["certainty"]) if published.get("certainty")
+               else "not reported"}
+        if points is not None:
+            pub[points] = published.get("points") or ""
+        values = ["" if v is None or (not isinstance(v, str) and pd.isna(v)) else
+                  f"{int(v)}" if isinstance(v, float) and float(v).is_integer() else str(v)
+                  for v in (pub.get(q, "") for q in frame["quantity"])]
+        frame.insert(1, "published", values)
     return frame
 
 
+def published_contrast(analysis_id: str) -> dict | None:
+    """The review's printed numbers for one main analysis (its Results entry: k, SMD [95% CI], I², certainty,
+    where; the points and funnel-plot tests it prints), or None when the registry has none for it."""
+    pub = published_pooled().set_index("id")
+    if analysis_id not in pub.index:
+        return None
+    out = pub.loc[analysis_id].to_dict()
+    reg = registry()
+    for e in reg.for_contrast(analysis_id):
+        if e.kind == "points" and e.value is not None and "points" not in out:
+            out["points"] = e.value.text
+        if e.kind == "test" and e.statistic is not None:
+            out.setdefault(str(e.test), f"{e.statistic.text} ({e.p.text})" if e.p is not None else e.statistic.text)
+    return out
+
+
+def _certainty_text(analysis_id: str, source: str) -> str:
+    """Our GRADE rating of one main analysis ("⨁⨁◯◯ Low"), or why there is none."""
+    status = grade_status(source).set_index("analysis_id")
+    if analysis_id not in status.index:
+        return "not rated (not a main analysis)"
+    s = status.loc[analysis_id]
+    if s["state"] == "rated":
+        return _certainty_cell(s["certainty"])
+    return "not rated: nothing pooled" if s["state"] == "not fitted" else f"not rated: {s['why']}"
+
+
+def rows_report(analysis_id: str, source: str = REAL) -> _HTML | None:
+    """What the rows of `source` hold for one analysis (results/studies.csv and results/excluded.csv): the
+    studies pooled, the studies left out by reason, and each study's reason in a block the reader unfolds."""
+    path = results_dir(source) / "excluded.csv"
+    _, studies = read_results(source)
+    pooled = studies[studies["analysis_id"] == analysis_id]
+    if not path.is_file():
+        return None
+    ex = pd.read_csv(path, dtype=str, keep_default_na=False)
+    ex = ex[ex["analysis_id"] == analysis_id]
+    chars = results_dir(source) / "characteristics.csv"
+    names = (pd.read_csv(chars, dtype=str, keep_default_na=False).set_index("study_id")["study"].to_dict()
+             if chars.is_file() else {})
+    combined = ex[ex["category"] == "multi-arm combined"]
+    left = ex[(ex["category"] != "multi-arm combined") & ~ex["study_id"].isin(pooled["study_id"])]
+    first = left.drop_duplicates("study_id")
+    by_cat = first.groupby("category", sort=False)["study_id"].count().sort_values(ascending=False, kind="stable")
+    labels = pooled["label"].astype(str) if "label" in pooled else pooled["study_id"].astype(str)
+    head = (f"The rows of the {escape(DataSource.parse(source).description)} hold <strong>{len(pooled)}</strong> "
+            f"comparison{'' if len(pooled) == 1 else 's'} for this analysis"
+            + (f" ({escape(', '.join(labels))})" if len(pooled) else "")
+            + f"; <strong>{len(first)}</strong> stud{'y is' if len(first) == 1 else 'ies are'} left out"
+            + (": " + escape(", ".join(f"{cat} ({n})" for cat, n in by_cat.items())) if len(by_cat) else "") + ".")
+    rows = [[escape(names.get(r["study_id"], r["study_id"])), escape(r["category"]), escape(r["reason"])]
+            for _, r in pd.concat([left, combined]).iterrows()]
+    detail = ""
+    if rows:
+        detail = (f'<details style="margin-top:0.3rem"><summary>Why each study is left out or combined '
+                  f"({len(rows)} rows of results/excluded.csv)</summary>"
+                  + _grid(["Study", "What", "Why"], rows, nowrap=(0,)) + "</details>")
+    return _HTML(f'<div class="me-rows-report" style="margin:0.5rem 0 1rem"><p style="margin:0">{head}</p>'
+                 f"{detail}</div>")
+
+
 def contrast_report(analysis_id: str, source: str = REAL) -> list:
-    """Everything a main-contrast page shows for one source: the numbers, forest, funnel and influence plots
-    and the per-study table; or a note saying why the rows cannot support an analysis."""
+    """Everything a main-contrast page shows for one source. For the real extraction of a project with a
+    published registry: the review's printed result and ours side by side, always, with what the real rows
+    hold (or why they give nothing). Then, where the rows support an analysis, the forest, funnel and
+    influence plots and the per-study table."""
     from metaexercise.plots.forest import forest_plot
     from metaexercise.plots.funnel import funnel_plot
     from metaexercise.plots.influence import influence_plot
@@ -458,20 +823,37 @@ def contrast_report(analysis_id: str, source: str = REAL) -> list:
     row, st = _analysis(source, analysis_id)
     tag = f"{analysis_id}_{source}"
     what = DataSource.parse(source).description
-    if row["status"] != StatusKind.OK:
-        return [note(f"{what.capitalize()}: {row['status']}. The real rows cannot support this analysis, so no "
-                     "number is shown." if not synthetic else f"{what}: {row['status']}", "warning")]
-    fit = stored_pooled(analysis_id, st, source)
-    d = declaration()
-    comparator = d.comparator_label(row.get("comparator"))
-    outcome = str(row["outcome"]) if pd.notna(row.get("outcome")) else None
     published = None
     # the replica is never set beside the published numbers (agreement is built in), nor is a review that
     # declares no published registry
     if not synthetic and declaration().has("published"):
-        pub = published_pooled().set_index("id")
-        published = pub.loc[analysis_id] if analysis_id in pub.index else None
-    out = [table(contrast_summary(row, published), f"summary_{tag}", f"Pooled result ({what})")]
+        published = published_contrast(analysis_id)
+    certainty = _certainty_text(analysis_id, source)
+    fitted = row["status"] == StatusKind.OK
+    out: list = []
+    if published is not None:
+        caption = f"The review's result ({published.get('where')}) and ours ({what})"
+        out.append(table(contrast_summary(row, published, certainty), f"summary_{tag}", caption))
+        pub_k = published.get("k")
+        if fitted and pd.notna(pub_k) and int(pub_k) != int(row["k"]):
+            out.append(note(f"Not comparable: ours k = {int(row['k'])} from the public rows vs k = {int(pub_k)} "
+                            "published. The numbers stand side by side; no difference is computed."))
+    elif fitted:
+        out.append(table(contrast_summary(row, None, certainty), f"summary_{tag}", f"Pooled result ({what})"))
+    if not fitted:
+        out.append(note(f"{what.capitalize()}: {row['status']}. "
+                        + ("The real rows cannot support this analysis, so no number of ours is shown."
+                           if not synthetic else ""), "warning"))
+    if not synthetic:
+        held = rows_report(analysis_id, source)
+        if held is not None:
+            out.append(held)
+    if not fitted:
+        return out
+    fit = stored_pooled(analysis_id, st, source)
+    d = declaration()
+    comparator = d.comparator_label(row.get("comparator"))
+    outcome = str(row["outcome"]) if pd.notna(row.get("outcome")) else None
     labels = st["label"].astype(str) if "label" in st else st["study_id"].astype(str)
     arms = pd.DataFrame({"study": labels})
     for col in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"):
@@ -513,14 +895,93 @@ def _analysis_for_contrast() -> dict[str, str]:
     return {cid: a.id for a in load_analyses(project()) for cid in a.published_as}
 
 
-def reproduced_vs_published() -> pd.DataFrame:
-    """Every registered pooled result of an analysis we run, one row per place in the paper, beside ours from the
-    REAL extraction only. Where the real rows cannot support the analysis, `ours` says why and shows no number.
-    `within rounding` says whether our value lies in the interval the printed digits allow."""
+#: The verdicts of reproduced_vs_published, in the order the table lists them.
+REPRODUCED, DIFFERS, NOT_COMPARABLE = "reproduced", "differs", "cannot be compared"
+_FIELD_WORDS = {"k": "k", "estimate": "estimate", "ci_lb": "CI lower bound", "ci_ub": "CI upper bound", "i2": "I²",
+                "value": "points", "statistic": "statistic", "p": "p"}
+
+
+def _published_k(reg, contrast: str) -> int | None:
+    """The number of comparisons the review prints for `contrast` (its Results entry first, else any place)."""
+    entries = sorted((e for e in reg.for_contrast(contrast, "effect") if e.k is not None),
+                     key=lambda e: e.place != "results")
+    return int(entries[0].k.value) if entries else None
+
+
+def _ours_summary(ours: dict[str, float], k: int) -> str:
+    """Our numbers in the layout of `_printed_summary`: "k 2, -0.547 [-0.716, -0.377], I² 0%"."""
+    parts = [f"k {k}"]
+    if "estimate" in ours:
+        ci = (f" [{ours['ci_lb']:.3f}, {ours['ci_ub']:.3f}]" if "ci_lb" in ours and "ci_ub" in ours else "")
+        parts.append(f"{ours['estimate']:.3f}{ci}")
+    if "i2" in ours:
+        parts.append(f"I² {ours['i2']:.0f}%")
+    for f, v in ours.items():
+        if f not in ("k", "estimate", "ci_lb", "ci_ub", "i2"):
+            parts.append(f"{_FIELD_WORDS.get(f, f)} {v:.3f}")
+    return ", ".join(parts)
+
+
+def _compare_entry(e, fields: dict[str, str], by_id: pd.DataFrame, analysis: str, reg, *, declared: bool) -> dict:
+    """One registry entry against our analysis: verdict, our numbers, why, and how many printed numbers were
+    reproduced, differ or cannot be compared. Numbers are compared only when both sides pool the same number
+    of comparisons (k): a pooled estimate of 2 studies is not a reproduction attempt of one of 32."""
+    printed = {f: getattr(e, f) for f in fields if getattr(e, f) is not None}
+    pub_k = int(printed["k"].value) if "k" in printed else _published_k(reg, e.contrast)
+    out = {"ours": "—", "numbers": len(printed), "reproduced_n": 0, "differs_n": 0}
+    if analysis not in by_id.index:
+        if declared:
+            return {**out, "verdict": f"{NOT_COMPARABLE}: not run",
+                    "why": f"{analysis} is not in results/analyses.csv: run `metaexercise run`"}
+        return {**out, "verdict": f"{NOT_COMPARABLE}: not an analysis of this project",
+                "why": f"no analysis {analysis!r} in analyses/*.yaml"}
+    r = by_id.loc[analysis]
+    k = int(r["k"]) if pd.notna(r["k"]) else 0
+    if r["status"] != StatusKind.OK:
+        status = str(r["status"])
+        why = "too few to pool" if status.startswith("insufficient data") else status
+        return {**out, "verdict": f"{NOT_COMPARABLE}: too few real rows",
+                "why": f"ours k = {k} from the public rows ({why})"
+                + (f" vs k = {pub_k} published" if pub_k is not None else "") + ": nothing to compare"}
+    ours = {f: float(r[fields[f]]) for f in fields if f != "k" and pd.notna(r[fields[f]])}
+    out["ours"] = _ours_summary(ours, k)
+    if pub_k is not None and k != pub_k:
+        return {**out, "verdict": f"{NOT_COMPARABLE}: k differs",
+                "why": f"ours k = {k} from the public rows vs k = {pub_k} published: not comparable"}
+    compared = {f: printed[f].lo <= (k if f == "k" else ours[f]) <= printed[f].hi
+                for f in printed if f == "k" or f in ours}
+    missing = [f for f in printed if f not in compared]
+    outside = [f for f, ok in compared.items() if not ok]
+    out.update(reproduced_n=sum(compared.values()), differs_n=len(outside))
+    notes = [] if pub_k is not None else ["the published k is not printed, so k is not checked"]
+    if missing:
+        notes.append(f"not computed by us: {', '.join(_FIELD_WORDS.get(f, f) for f in missing)}")
+    if not compared:
+        return {**out, "verdict": f"{NOT_COMPARABLE}: not computed", "why": "; ".join(notes)}
+    if outside:
+        why = "; ".join(f"{_FIELD_WORDS.get(f, f)} {(k if f == 'k' else ours[f]):.4f} outside "
+                        f"[{printed[f].lo:g}, {printed[f].hi:g}] (printed {printed[f].text})" for f in outside)
+        return {**out, "verdict": DIFFERS, "why": "; ".join([why, *notes])}
+    return {**out, "verdict": REPRODUCED,
+            "why": "; ".join([f"all {len(compared)} numbers within rounding of the printed digits", *notes])}
+
+
+def _result_labels() -> dict[str, str]:
+    """Analysis id -> label on the reproduced page: a main analysis's short label ("Pain, vs active exercise,
+    short term"), any other analysis's own label (a sensitivity scenario shares its outcome, comparator and
+    window with a main one)."""
+    from metaexercise.publish.declared import load_analyses
+
+    main = set(main_ids())
+    return {a.id: short_label(a.id) if a.id in main else a.label for a in load_analyses(project())}
+
+
+def _reproduced_rows() -> list[dict]:
     reg = registry()
     analyses, _ = read_results(REAL)
     by_id = analyses.set_index("analysis_id")
     renamed = _analysis_for_contrast()
+    labels = _result_labels()
     rows = []
     for e in reg.entries:
         key = e.kind if e.kind != "test" else f"test:{e.test}"
@@ -531,27 +992,82 @@ def reproduced_vs_published() -> pd.DataFrame:
         if not printed:
             continue
         analysis = renamed.get(e.contrast, e.contrast)
-        row = {"entry": e.id, "where in the paper": e.section, "analysis": analysis,
-               "published": _printed_summary(printed)}
-        if analysis not in by_id.index:
-            row.update(ours="not an analysis in analyses/*.yaml", difference="", within_rounding="")
-        elif by_id.loc[analysis, "status"] != StatusKind.OK:
-            row.update(ours=f"cannot be computed from the real rows: {by_id.loc[analysis, 'status']}",
-                       difference="", within_rounding="")
-        else:
-            ours = {f: float(by_id.loc[analysis, fields[f]]) for f in printed
-                    if pd.notna(by_id.loc[analysis, fields[f]])}
-            row["ours"] = ", ".join(f"{f} {_fmt(v, '.0f' if f in ('k', 'i2') else '.3f')}"
-                                    for f, v in ours.items())
-            row["difference"] = ", ".join(f"{f} {ours[f] - printed[f].value:+.3g}" for f in printed if f in ours)
-            row["within_rounding"] = ", ".join(
-                f"{f} {'yes' if printed[f].lo <= ours[f] <= printed[f].hi else 'no'}" for f in printed if f in ours)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        compared = _compare_entry(e, fields, by_id, analysis, reg, declared=analysis in labels)
+        rows.append({"verdict": compared.pop("verdict"), "result": labels.get(analysis, analysis),
+                     "where in the paper": e.section, "published": _printed_summary(printed, key),
+                     **compared, "entry": e.id, "analysis": analysis})
+    return rows
 
 
-def _printed_summary(printed: dict) -> str:
+def reproduced_vs_published() -> pd.DataFrame:
+    """Every registered pooled result of an analysis we run, one row per place in the paper, beside ours from the
+    REAL extraction only; the verdict first: "reproduced" (every printed number within the rounding of its
+    printed digits), "differs" (which number, and by how much, in `why`), or "cannot be compared: <reason>"
+    (too few real rows, a different number of comparisons k, ...). Numbers of different k are never
+    subtracted. Rows are listed reproduced first, then differs, then the rest (the paper's order within)."""
+    rows = _reproduced_rows()
+    order = {REPRODUCED: 0, DIFFERS: 1}
+    rows.sort(key=lambda r: order.get(r["verdict"], 2))
+    cols = ["verdict", "result", "where in the paper", "published", "ours", "why", "entry", "analysis"]
+    return pd.DataFrame(rows, columns=cols + ["numbers", "reproduced_n", "differs_n"])[cols]
+
+
+def reproduced_summary() -> str:
+    """One line: "n of m printed numbers reproduced within rounding; d differ; c cannot be compared (…)"."""
+    rows = _reproduced_rows()
+    total = sum(r["numbers"] for r in rows)
+    same = sum(r["reproduced_n"] for r in rows)
+    differ = sum(r["differs_n"] for r in rows)
+    why: dict[str, int] = {}
+    for r in rows:
+        rest = r["numbers"] - r["reproduced_n"] - r["differs_n"]
+        if rest:
+            reason = r["verdict"].split(": ", 1)[1] if ": " in r["verdict"] else "not computed"
+            why[reason] = why.get(reason, 0) + rest
+    words = {"too few real rows": "the real rows are too few to pool", "k differs": "our k differs from the published k",
+             "not computed": "we do not compute that number from these rows", "not run": "the analysis has not been run",
+             "not an analysis of this project": "the project declares no such analysis"}
+    reasons = "; ".join(f"{n} because {words.get(reason, reason)}" for reason, n in sorted(why.items(), key=lambda x: -x[1]))
+    return (f"{same} of {total} printed numbers ({len(rows)} results in the paper) reproduced within rounding from "
+            f"the real rows; {differ} differ; {total - same - differ} cannot be compared"
+            + (f" ({reasons})" if reasons else "") + ".")
+
+
+def reproduced_report() -> list:
+    """The reproduced-vs-published page: the one-line summary, then the table, verdict first. Rows compared
+    number by number are shown one per place in the paper; the places of one analysis that cannot be compared
+    for the same reason share a row (their printed numbers listed in it). The CSV has one row per place."""
+    frame = reproduced_vs_published()
+    groups: dict[tuple, dict] = {}
+    for _, r in frame.iterrows():
+        key = ((r["analysis"], r["verdict"], r["why"]) if r["verdict"].startswith(NOT_COMPARABLE)
+               else (r["entry"],))
+        g = groups.setdefault(key, {**r.to_dict(), "printed": {}, "ours": []})
+        g["printed"].setdefault(r["where in the paper"], []).append(r["published"])
+        if r["ours"] not in g["ours"]:
+            g["ours"].append(r["ours"])
+    rows = []
+    for g in groups.values():
+        verdict, _, reason = str(g["verdict"]).partition(": ")
+        ours = [o for o in g["ours"] if not re.fullmatch(r"k \d+", o)] or g["ours"]  # "k 2" alone adds nothing
+        ours = [ours[0], *(re.sub(r"^k \d+, ", "", o) for o in ours[1:])]
+        printed = [f"{where}: {'; '.join(values)}" for where, values in g["printed"].items()]
+        rows.append([f"<strong>{escape(verdict)}</strong>" + (f": {escape(reason)}" if reason else ""),
+                     escape(g["result"]), "<br>".join(escape(p) for p in printed),
+                     "<br>".join(escape(o) for o in ours), escape(g["why"])])
+    body = _grid(["Verdict", "Result", "Printed in the paper", "Ours (real rows)", "Why"], rows)
+    return [note(reproduced_summary()),
+            _captioned("reproduced_vs_published", "Published numbers and ours (real rows only)", frame, body)]
+
+
+def _printed_summary(printed: dict, kind: str = "effect") -> str:
     """The printed numbers as the paper shows them, e.g. "k 32, -0.28 [-0.42, -0.14], I² 73%"."""
+    if kind == "points":
+        return f"{printed['value'].text} points"
+    if kind.startswith("test:"):
+        stat = "Egger's z" if kind == "test:egger" else "Kendall's τ"
+        return ", ".join(x for x in (f"{stat} {printed['statistic'].text}" if "statistic" in printed else "",
+                                     f"p {printed['p'].text}" if "p" in printed else "") if x)
     parts = []
     if "k" in printed:
         parts.append(f"k {printed['k'].text}")
@@ -608,6 +1124,90 @@ def metareg_table(source: str = REAL) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _pval(p) -> str:
+    """A p-value as metafor prints it: "<.0001", else four decimals."""
+    return "" if pd.isna(p) else "<.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _signif(p) -> str:
+    """metafor's significance codes: *** < .001, ** < .01, * < .05, . < .1."""
+    if pd.isna(p):
+        return ""
+    return next((code for cut, code in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")) if p < cut), "")
+
+
+def _metareg_model(m: pd.DataFrame, source: str, *, unfolded: bool) -> str:
+    """One meta-regression as metafor's `print.rma` shows it: the coefficient table (estimate, se, zval, pval,
+    ci.lb, ci.ub and significance codes), under it the tests and heterogeneity (QM, QE, τ², I², R²)."""
+    first = m.iloc[0]
+    aid = str(first["analysis_id"])
+    stem = _check_stem(f"metareg_{aid}_{source}".lower())
+    write_text(_generated("tables") / f"{stem}.csv",
+               m.drop(columns=["data"], errors="ignore").to_csv(index=False, lineterminator="\n"))
+    rows = []
+    for _, r in m.iterrows():
+        term = "intercept" if str(r["term"]) == "intrcpt" else str(r["moderator"] if pd.notna(r["moderator"])
+                                                                   else r["term"])
+        rows.append([f'<span title="{escape(r["term"])}">{escape(term)}</span>',
+                     *(escape(f"{r[c]:.4f}") for c in ("estimate", "se", "zval")), escape(_pval(r["pval"])),
+                     *(escape(f"{r[c]:.4f}") for c in ("ci_lb", "ci_ub")), escape(_signif(r["pval"]))])
+    table_html = _grid(["", "estimate", "se", "zval", "pval", "ci.lb", "ci.ub", ""], rows,
+                       numeric=(1, 2, 3, 4, 5, 6), width="auto")
+    k, df_m, df_e = int(first["k"]), int(first["QM_df"]), int(first["QE_df"])
+    coefs = f"2:{len(m)}" if len(m) > 2 else "2"
+    lines = [
+        f"Mixed-effects model (k = {k}; τ² estimator: {escape(first['method'])})",
+        f"τ² (estimated amount of residual heterogeneity): {first['tau2']:.4f} · I² (residual heterogeneity / "
+        f"unaccounted variability): {first['I2']:.2f}% · R² (amount of heterogeneity accounted for): "
+        f"{first['R2']:.2f}%",
+        f"Test for residual heterogeneity: QE(df = {df_e}) = {first['QE']:.4f}, p-val "
+        f"{'< .0001' if first['QEp'] < 1e-4 else '= ' + format(first['QEp'], '.4f')}",
+        f"Test of moderators (coefficients {coefs}): QM(df = {df_m}) = {first['QM']:.4f}, p-val "
+        f"{'< .0001' if first['QMp'] < 1e-4 else '= ' + format(first['QMp'], '.4f')}",
+        "Signif. codes: 0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1",
+    ]
+    if pd.notna(first.get("dropped")) and str(first["dropped"]).strip():
+        lines.append(f"Dropped (no variation or collinear): {escape(first['dropped'])}")
+    stats = "".join(f'<p style="margin:0.1rem 0">{line}</p>' for line in lines)
+    summary = (f"<strong>{escape(first['label'])}</strong> — k = {k}; QM(df = {df_m}) = {first['QM']:.2f}, "
+               f"p = {_pval(first['QMp'])}; R² = {first['R2']:.1f}% "
+               f'<a href="_static/tables/{stem}.csv" download>Download CSV</a>')
+    return (f'<details class="me-metareg"{" open" if unfolded else ""} style="margin:0.5rem 0 1rem">'
+            f"<summary>{summary}</summary>{table_html}"
+            f'<div class="me-metareg-stats" style="font-size:0.8rem;margin:0.25rem 0 0.5rem">{stats}</div>'
+            "</details>")
+
+
+def metareg_report(source: str = REAL) -> list:
+    """Every meta-regression of results/metareg.csv as metafor prints it: one coefficient table per model with
+    its tests and heterogeneity under it (the REML fits unfolded, the other τ² estimators folded), and one
+    note naming the models that could not be fitted and why."""
+    reg = metareg_table(source)
+    what = DataSource.parse(source).description
+    if reg.empty:
+        return [note(f"No meta-regression in results/metareg.csv ({what}).")]
+    methods = reg.groupby("analysis_id", sort=False)["method"].first().astype(str).str.upper()
+    any_reml = (methods == "REML").any()
+    failed: dict[str, list[str]] = {}
+    blocks = []
+    for aid, m in reg.groupby("analysis_id", sort=False):
+        first = m.iloc[0]
+        if first["status"] != StatusKind.OK:
+            failed.setdefault(str(first["status"]), []).append(str(first["label"]))
+            continue
+        blocks.append(_metareg_model(m, source, unfolded=methods[aid] == "REML" or not any_reml))
+    out: list = []
+    if failed:
+        n_failed = sum(len(v) for v in failed.values())
+        items = "".join(f"<li>{escape(status)}: {escape('; '.join(labels))}</li>" for status, labels in failed.items())
+        head = (f"{n_failed} of {len(methods)} meta-regressions could not be fitted from the {escape(what)}"
+                + (":" if n_failed < len(methods) else " (none could):"))
+        out.append(_admonition("Not fitted", f'<p>{head}</p><ul style="margin-bottom:0">{items}</ul>', "warning"))
+    if blocks:
+        out.append(_HTML('<div class="me-metareg-models">' + "".join(blocks) + "</div>"))
+    return out
+
+
 def metareg_bubbles(analysis_id: str, source: str = REAL) -> list:
     """Bubble plots of a meta-regression against each numeric moderator, from results/bubble_studies.csv and
     bubble_lines.csv (`metaexercise run` evaluates the fitted line there) and the slopes in metareg.csv."""
@@ -638,23 +1238,370 @@ def metareg_bubbles(analysis_id: str, source: str = REAL) -> list:
     return out
 
 
+# ------------------------------------------------------------- footnoted tables (GRADE, regression, contrasts)
+_NUM = "text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums"
+
+
+class Footnotes:
+    """The lettered footnotes of one table (a, b, c, ... as GRADEpro prints them): a cell gets superscript
+    letters, the texts are listed under the table; the same text keeps its letter."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def letter(self, text: str) -> str:
+        from metaexercise.review.grade import footnote_letter
+
+        if text not in self.texts:
+            self.texts.append(text)
+        return footnote_letter(self.texts.index(text))
+
+    def mark(self, *texts: str) -> str:
+        """Superscript letters (HTML) for the notes `texts` (none: "")."""
+        letters = [self.letter(t) for t in texts if t]
+        return f'<sup class="me-fn">{",".join(letters)}</sup>' if letters else ""
+
+    def plain(self, *texts: str) -> str:
+        """The same notes for a CSV cell: "a. text; b. text"."""
+        return "; ".join(f"{self.letter(t)}. {t}" for t in texts if t)
+
+    def html(self) -> str:
+        from metaexercise.review.grade import footnote_letter
+
+        if not self.texts:
+            return ""
+        items = "".join(f'<p style="margin:0.1rem 0"><sup>{footnote_letter(i)}</sup> {escape(t)}</p>'
+                        for i, t in enumerate(self.texts))
+        return f'<div class="me-footnotes" style="font-size:0.8rem;margin:0.3rem 0 0.5rem">{items}</div>'
+
+
+class _FootnotedRow:
+    """The cells of one table row: HTML with footnote marks, the plain text for the CSV, the row's notes."""
+
+    def __init__(self, notes: Footnotes) -> None:
+        self.footnotes = notes
+        self.cells: list[str] = []
+        self.plain: list[str] = []
+        self.notes: list[str] = []
+
+    def add(self, text: str, *notes: str) -> None:
+        self.cells.append(escape(text) + self.footnotes.mark(*notes))
+        self.plain.append(text)
+        self.notes.extend(n for n in notes if n)
+
+
+def _grid(head: list[str], rows: list[list[str]], *, numeric: tuple[int, ...] = (), nowrap: tuple[int, ...] = (),
+          width: str = "100%") -> str:
+    """An HTML table of cells that are already HTML (escape every value first); `numeric` columns are
+    right-aligned with tabular digits, `nowrap` columns do not wrap."""
+
+    def style(i: int) -> str:
+        if i in numeric:
+            return f' style="{_NUM}"'
+        return ' style="white-space:nowrap"' if i in nowrap else ""
+
+    th = "".join(f"<th{style(i)}>{h}</th>" for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(f"<td{style(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return (f'<table class="me-table table" style="width:{width}"><thead><tr>{th}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def _captioned(stem: str, caption: str, csv: pd.DataFrame, body: str, *, after: str = "") -> _HTML:
+    """`body` (HTML) under a caption with a link to `csv`, written to generated/tables/<stem>.csv."""
+    _check_stem(stem)
+    write_text(_generated("tables") / f"{stem}.csv", csv.to_csv(index=False, lineterminator="\n"))
+    return _HTML(f'<div class="me-table-wrap" id="tab-{stem}"><p class="me-caption"><strong>{escape(caption)}</strong> '
+                 f'<a href="_static/tables/{stem}.csv" download>Download CSV</a></p>{body}{after}</div>')
+
+
+def _admonition(title: str, body: str, kind: str = "note") -> _HTML:
+    """An admonition box with a title; `body` is HTML (escape its values first)."""
+    return _HTML(f'<div class="admonition {escape(kind)}"><p class="admonition-title">{escape(title)}</p>{body}</div>')
+
+
+def _review_doc() -> dict:
+    """The review declaration as plain data: results/review.json, else review.yaml ({} when neither)."""
+    import json
+
+    path = project().results / "review.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    yaml_path = project().root / "review.yaml"
+    if yaml_path.is_file():
+        from metaexercise.review.declaration import load_review
+
+        return load_review(yaml_path).to_dict()
+    return {}
+
+
+def _main_infos() -> list:
+    """The declared analyses that have a page of their own (`AnalysisInfo`), in the order of analyses/."""
+    from metaexercise.publish.declared import load_analyses
+
+    return [a for a in load_analyses(project()) if a.own_page]
+
+
+def comparison_title(comparator) -> str:
+    """A comparison's title as review.yaml words it ("individualized vs active (non-individualized)
+    exercise"), else "vs <comparator label>"; "All comparisons" for an analysis without a comparator."""
+    if comparator is None or comparator == "" or (isinstance(comparator, float) and np.isnan(comparator)):
+        return "All comparisons"
+    for c in _review_doc().get("comparators") or ():
+        if str(c.get("id")) == str(comparator):
+            return str(c.get("comparison") or f"vs {c.get('label') or comparator}")
+    return f"vs {declaration().comparator_label(comparator)}"
+
+
+def outcome_title(info) -> str:
+    """"Pain intensity, short term (~12 weeks)": the outcome's and the window's declared labels."""
+    d = declaration()
+    title = d.outcome(info.outcome).label if info.outcome else info.label
+    return f"{title}, {d.windows.get(str(info.window), str(info.window))}" if info.window else title
+
+
+def _outcome_mid(outcome: str) -> tuple[float | None, str]:
+    """(MID in points or None, the common scale "0–10" or "") of an outcome, from the declaration."""
+    for o in _review_doc().get("outcomes") or ():
+        if str(o.get("id")) == str(outcome):
+            mid = (o.get("mid") or {}).get("value")
+            lo = o.get("common_min", (o.get("common_scale") or {}).get("min"))
+            hi = o.get("common_max", (o.get("common_scale") or {}).get("max"))
+            scale = f"{float(lo):g}\u2013{float(hi):g}" if lo is not None and hi is not None else ""
+            return (float(mid) if mid is not None else None), scale
+    return None, ""
+
+
 # ------------------------------------------------------------------------------------------- GRADE
-def grade_report(source: str = REAL) -> list:
-    """The summary-of-findings table (results/sof.csv) and the domain-by-domain ratings (results/grade.csv)
-    that `metaexercise run` wrote with `metaexercise.review.grade`."""
-    what = DataSource.parse(source).description
-    folder = results_dir(source)
-    out = []
-    for name, caption in (("sof", "Summary of findings"), ("grade", "GRADE domains: suggestion, judgement, rating")):
-        path = folder / f"{name}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} missing; run `metaexercise run` first")
-        frame = pd.read_csv(path).drop(columns=["data"], errors="ignore")
-        if frame.empty:
-            out.append(note(f"{caption} ({what}): no main contrast could be fitted, so none is rated.", "warning"))
+def _no_period(text) -> str:
+    return str(text).strip().rstrip(".")
+
+
+def _domain_downgrade(r: pd.Series) -> int:
+    judged = r.get("judged_downgrade")
+    return int(judged) if pd.notna(judged) else int(r["suggested_downgrade"])
+
+
+def _domain_explanation(r: pd.Series) -> str:
+    """The reviewer's rationale where a judgement overrides the suggestion, else the computed reason
+    (as `metaexercise.review.grade.DomainRating.explanation`)."""
+    if pd.notna(r.get("judged_downgrade")) and pd.notna(r.get("rationale")) and str(r["rationale"]).strip():
+        return f"{_no_period(r['rationale'])} (reviewer judgement)"
+    return _no_period(r["reason"])
+
+
+def _certainty_cell(label) -> str:
+    """"⨁⨁◯◯ Low" for a GRADE level ("Low", "low"); the text itself for a range ("low to moderate")."""
+    from metaexercise.review.vocabulary import Certainty
+
+    levels = {c.text: c for c in Certainty}
+    c = levels.get(str(label).strip().lower())
+    return f"{c.symbols} {c.label}" if c is not None else str(label).capitalize()
+
+
+def grade_status(source: str = REAL) -> pd.DataFrame:
+    """One row per main analysis (the analyses with a page of their own) and what GRADE made of it, read from
+    results/analyses.csv and results/grade.csv: `state` is "rated", "fitted, not rated" or "not fitted";
+    `why` says why an analysis is not rated or not fitted; `certainty` is our rating ("Low", ...)."""
+    analyses, _ = read_results(source)
+    by_id = analyses.set_index("analysis_id")
+    grade_path = results_dir(source) / "grade.csv"
+    grade = pd.read_csv(grade_path) if grade_path.is_file() else pd.DataFrame(columns=["analysis_id", "domain"])
+    rows = []
+    for a in _main_infos():
+        g = grade[grade["analysis_id"] == a.id]
+        row = {"analysis_id": a.id, "comparator": a.comparator, "outcome": outcome_title(a),
+               "state": "", "why": "", "certainty": "", "k": None, "participants": None}
+        if a.id not in by_id.index:
+            row.update(state="not fitted", why="not in results/analyses.csv (run `metaexercise run`)")
+        elif by_id.loc[a.id, "status"] != StatusKind.OK:
+            row.update(state="not fitted", why=str(by_id.loc[a.id, "status"]), k=int(by_id.loc[a.id, "k"]))
         else:
-            out.append(table(frame, f"{name}_{source}", f"{caption} ({what})"))
+            r = by_id.loc[a.id]
+            row.update(k=int(r["k"]), participants=int(r["participants"]) if pd.notna(r["participants"]) else None)
+            rated = g[g["domain"] != "all"]
+            if not rated.empty:
+                row.update(state="rated", certainty=str(rated["certainty"].iloc[0]))
+            else:
+                why = (str(g["reason"].iloc[0]).removeprefix("not graded: ") if not g.empty
+                       else "no GRADE rows in results/grade.csv")
+                row.update(state="fitted, not rated", why=why)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["analysis_id", "comparator", "outcome", "state", "why", "certainty", "k",
+                                       "participants"]).astype({"k": "Int64", "participants": "Int64"})
+
+
+def _status_summary(status: pd.DataFrame, what: str) -> _HTML:
+    """"8 main analyses: 3 fitted from the real rows, 0 of them rated; …" with the reasons, per analysis."""
+    fitted = status[status["state"] != "not fitted"]
+    rated = status[status["state"] == "rated"]
+    unrated = status[status["state"] == "fitted, not rated"]
+    missing = status[status["state"] == "not fitted"]
+    n = len(status)
+    head = (f"{n} main analyses: {len(fitted)} fitted from the {escape(what)}, {len(rated)} of them rated"
+            + (f", {len(missing)} not fitted" if len(missing) else "") + ".")
+    items = []
+    for label, part in (("fitted, not rated", unrated), ("not fitted", missing)):
+        for why, group in part.groupby("why", sort=False):
+            names = "; ".join(escape(short_label(i)) for i in group["analysis_id"])
+            items.append(f"<li><strong>{escape(label)}</strong> ({len(group)}): {names} — {escape(why)}</li>")
+    body = f"<p>{head}</p>" + (f'<ul style="margin-bottom:0">{"".join(items)}</ul>' if items else "")
+    kind = "note" if len(rated) == n else "warning"
+    return _admonition("What could be rated", body, kind)
+
+
+def _sof_block(source: str, comparator, members: pd.DataFrame, grade: pd.DataFrame, by_id: pd.DataFrame,
+               reg) -> _HTML:
+    """One summary-of-findings table (GRADEpro layout) for the main analyses of one comparison: lettered
+    footnotes in the cells, their texts under the table; the review's own rating from `reg` when given."""
+    from metaexercise.review.grade import LEVEL_WORDS, review_ratings, smd_phrase
+    from metaexercise.review.vocabulary import GradeDomain
+
+    notes = Footnotes()
+    d = declaration()
+    what = DataSource.parse(source).description
+    head = ["Outcome", "№ of participants (studies)", f"Effect ({d.measure}, 95% CI)", "Effect in points (95% CI)",
+            "Certainty (ours)"] + (["Certainty (the review's)"] if reg is not None else [])
+    rows, csv_rows = [], []
+    for _, s in members.iterrows():
+        aid = s["analysis_id"]
+        row = _FootnotedRow(notes)
+        add = row.add
+        add(s["outcome"])
+        if s["state"] == "not fitted":
+            add("—" if pd.isna(s["k"]) else f"— (k = {s['k']})")
+            add("not pooled")
+            add("—")
+            add("not rated", f"Not pooled from the {what}: {s['why']}")
+        else:
+            r = by_id.loc[aid]
+            n = s["participants"]
+            add(f"{int(n) if pd.notna(n) else '?'} ({s['k']} RCT{'' if s['k'] == 1 else 's'})")
+            est, lb, ub = (float(r[c]) for c in ("estimate", "ci_lb", "ci_ub"))
+            add(smd_phrase(est, lb, ub) if d.measure == "SMD" else f"{est:.2f} ({lb:.2f} to {ub:.2f})")
+            if pd.notna(r.get("vas_points")):
+                mid, scale = _outcome_mid(r["outcome"])
+                add(f"{r['vas_points']:.2f} ({r['vas_ci_lb']:.2f} to {r['vas_ci_ub']:.2f})",
+                    f"Points on the {scale or 'common'} scale: {d.measure} × SD {r['vas_sd']:.2f} "
+                    f"({r['vas_sd_source']})" + (f"; MID {mid:g} point{'' if mid == 1 else 's'}" if mid is not None else ""))
+            else:
+                add("—", f"Not re-expressed in points: {r['vas_sd_source']}" if pd.notna(r.get("vas_sd_source"))
+                    else "")
+            if s["state"] == "rated":
+                down = []
+                for _, dr in grade[(grade["analysis_id"] == aid) & (grade["domain"] != "all")].iterrows():
+                    if _domain_downgrade(dr):
+                        down.append(f"Downgraded {LEVEL_WORDS[_domain_downgrade(dr)]} for "
+                                    f"{GradeDomain(dr['domain']).label.lower()}: {_domain_explanation(dr)}")
+                add(_certainty_cell(s["certainty"]), *down)
+            else:
+                add("not rated", f"Fitted (k = {s['k']}) but not rated: {s['why']}")
+        if reg is not None:
+            found = [item for cid in (aid, *_published_ids(aid)) for item in review_ratings(reg, cid)]
+            if not found:
+                add("not reported")
+            else:
+                add(_certainty_cell(found[0][0]),
+                    "The review's rating differs by place in the paper: "
+                    + "; ".join(f"{rating} ({', '.join(places)})" for rating, places in found)
+                    if len(found) > 1 else "")
+        rows.append(row.cells)
+        csv_rows.append({**dict(zip(head, row.plain, strict=True)), "analysis_id": aid,
+                         "notes": notes.plain(*row.notes)})
+    caption = f"Summary of findings: {comparison_title(comparator)} ({what})"
+    stem = f"sof_{source}_{re.sub(r'[^a-z0-9]+', '_', str(comparator or 'all').lower()).strip('_')}"
+    return _captioned(stem, caption, pd.DataFrame(csv_rows), _grid(head, rows, nowrap=(4, 5)), after=notes.html())
+
+
+def _published_ids(analysis_id: str) -> list[str]:
+    """Registry ids that stand for `analysis_id` (a spec's `published_as`)."""
+    return [cid for cid, aid in _analysis_for_contrast().items() if aid == analysis_id]
+
+
+def _domain_details(grade: pd.DataFrame, aid: str, title: str) -> str:
+    """One analysis's five domains in a `<details>` a reader unfolds: domain, rating, and the reason (the
+    reviewer's judgement beside the suggestion it overrides) across the full width."""
+    from metaexercise.review.grade import RATINGS
+    from metaexercise.review.vocabulary import GradeDomain
+
+    g = grade[(grade["analysis_id"] == aid) & (grade["domain"] != "all")]
+    rows, down = [], []
+    for _, r in g.iterrows():
+        name = GradeDomain(r["domain"]).label
+        rating = RATINGS[_domain_downgrade(r)]
+        if _domain_downgrade(r):
+            down.append(f"{name.lower()} {rating}")
+        why = escape(_no_period(r["reason"]))
+        if pd.notna(r.get("judged_downgrade")):
+            why = (f"<strong>Reviewer:</strong> {escape(_no_period(r['rationale']))}. "
+                   f"<em>Suggested: {escape(RATINGS[int(r['suggested_downgrade'])])} ({why}).</em>")
+        rows.append([escape(name), escape(rating), why])
+    cert = _certainty_cell(g["certainty"].iloc[0])
+    summary = (f"<strong>{escape(title)}</strong>: {escape(cert)}"
+               + (f" — {escape(', '.join(down))}" if down else " — no domain downgraded")
+               + f" (k = {int(g['k'].iloc[0])}, n = {int(g['participants'].iloc[0])})")
+    return (f'<details class="me-grade-domains" style="margin:0.3rem 0"><summary>{summary}</summary>'
+            + _grid(["Domain", "Rating", "Why"], rows, nowrap=(0, 1)) + "</details>")
+
+
+def grade_report(source: str = REAL) -> list:
+    """The GRADE page for one source, GRADEpro-like: what could be rated (and why not), one summary-of-findings
+    table per comparison with lettered footnotes and (real extraction only) the review's own ratings from
+    the published registry beside ours, then each rated analysis's domains in a block the reader unfolds.
+    Read from results/analyses.csv and results/grade.csv (`metaexercise run`, `metaexercise.review.grade`)."""
+    synthetic = DataSource.parse(source).synthetic
+    what = DataSource.parse(source).description
+    path = results_dir(source) / "grade.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing; run `metaexercise run` first")
+    grade = pd.read_csv(path)
+    analyses, _ = read_results(source)
+    by_id = analyses.set_index("analysis_id")
+    status = grade_status(source)
+    if status.empty:
+        return [note("This project declares no main analysis (analyses/*.yaml), so nothing is rated.", "warning")]
+    # the review's ratings: real extraction only (the replica is calibrated to the published numbers)
+    reg = registry() if not synthetic and declaration().has("published") else None
+    out: list = [_status_summary(status, what)]
+    for comparator, members in status.groupby(status["comparator"].fillna(""), sort=False):
+        out.append(_sof_block(source, comparator or None, members, grade, by_id, reg))
+    if synthetic and declaration().has("published"):
+        out.append(note("The review's own ratings are not set beside the replica's: the replica is calibrated to "
+                        "the published numbers, so agreement would be built in. They are in the real-extraction "
+                        "tables above."))
+    rated = status[status["state"] == "rated"]
+    parts = [_domain_details(grade, aid, f"{t}, {comparison_title(c)}")
+             for aid, t, c in zip(rated["analysis_id"], rated["outcome"], rated["comparator"], strict=True)]
+    others = [aid for aid in dict.fromkeys(grade["analysis_id"]) if aid not in set(status["analysis_id"])
+              and (grade.loc[grade["analysis_id"] == aid, "domain"] != "all").any()]
+    if others:
+        parts.append(_other_profiles(grade, others))
+    csv = grade.drop(columns=["data"], errors="ignore")
+    if parts:
+        out.append(_captioned(f"grade_{source}", f"GRADE domains per analysis ({what}): unfold an analysis for "
+                              "each domain's rating and reason", csv, "".join(parts)))
     return out
+
+
+def _other_profiles(grade: pd.DataFrame, ids: list[str]) -> str:
+    """The GRADE profile of the other rated analyses (sensitivity scenarios): one row each, a column per
+    domain ("–" not serious, "serious", "very serious"), folded."""
+    from metaexercise.review.grade import RATINGS
+    from metaexercise.review.vocabulary import GradeDomain
+
+    head = ["Analysis", *(g.label for g in GradeDomain), "Certainty"]
+    labels = _result_labels()
+    rows = []
+    for aid in ids:
+        g = grade[(grade["analysis_id"] == aid) & (grade["domain"] != "all")].set_index("domain")
+        cells = [escape(labels.get(aid, aid))]
+        for dom in GradeDomain:
+            down = _domain_downgrade(g.loc[str(dom)]) if str(dom) in g.index else None
+            cells.append("" if down is None else "–" if down == 0 else escape(RATINGS[down]))
+        cells.append(escape(_certainty_cell(g["certainty"].iloc[0])))
+        rows.append(cells)
+    return (f'<details class="me-grade-domains" style="margin:0.3rem 0"><summary><strong>The other rated '
+            f"analyses ({len(ids)}: sensitivity scenarios)</strong> — rating per domain (– not serious)</summary>"
+            + _grid(head, rows, nowrap=(len(head) - 1,)) + "</details>")
 
 
 def validation_report() -> list:

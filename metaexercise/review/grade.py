@@ -430,13 +430,14 @@ def judgements_for(table: Mapping[str, Mapping[str, Judgement]], analysis_id: st
 
 
 # --------------------------------------------------------------------------- summary of findings
-def _smd_phrase(est: float, lb: float, ub: float) -> str:
+def smd_phrase(est: float, lb: float, ub: float) -> str:
     """GRADEpro's wording: 'SMD 0.28 SD lower (0.42 lower to 0.14 lower)'."""
 
     def word(x: float) -> str:
         return f"{abs(x):.2f} {'lower' if x < 0 else 'higher'}"
 
     return f"SMD {abs(est):.2f} SD {'lower' if est < 0 else 'higher'} ({word(lb)} to {word(ub)})"
+
 
 
 def _titles(analysis_id: str, review: Review | None) -> tuple[str, str]:
@@ -449,6 +450,22 @@ def _titles(analysis_id: str, review: Review | None) -> tuple[str, str]:
     if c.window:
         outcome += f", {review.window(c.window).label}"
     return outcome + suffix, review.comparison_title(c.comparator) if c.comparator else ""
+
+
+#: Where the review's own certainty ratings are read, in this order (the Results first).
+REVIEW_PLACES = (Place.RESULTS, Place.ABSTRACT, Place.DISCUSSION, Place.CONCLUSIONS)
+
+
+def review_ratings(published: Registry, analysis_id: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The review's own certainty for `analysis_id` as (rating, places where it is printed), one item per
+    distinct rating, in the order of `REVIEW_PLACES` (e.g. [("very low", ("results", "abstract")),
+    ("low", ("discussion",))]); empty when the review prints none."""
+    out: dict[str, list[str]] = {}
+    for place in REVIEW_PLACES:
+        rating = published.certainty(analysis_id, place)
+        if rating:
+            out.setdefault(rating, []).append(str(place))
+    return [(rating, tuple(places)) for rating, places in out.items()]
 
 
 def _review_rating(published: Registry | None, analysis_id: str) -> str:
@@ -480,7 +497,7 @@ def summary_of_findings(assessments, published: Registry | None = None, review: 
         for d in a.domains:
             if d.downgrade == 0:
                 continue
-            mark = _letter(letter)
+            mark = footnote_letter(letter)
             letter += 1
             marks.append(mark)
             notes.append(
@@ -492,7 +509,7 @@ def summary_of_findings(assessments, published: Registry | None = None, review: 
                 "Outcome": outcome,
                 "Comparison": comparison,
                 "№ of participants (studies)": f"{a.participants} ({a.k} RCTs)",
-                "Effect (SMD, 95% CI)": _smd_phrase(a.estimate, a.ci_lb, a.ci_ub),
+                "Effect (SMD, 95% CI)": smd_phrase(a.estimate, a.ci_lb, a.ci_ub),
                 "Effect in VAS points (95% CI)": _points_text(a),
                 "Certainty (GRADE)": f"{a.symbols} {a.certainty}" + (f" {','.join(marks)}" if marks else ""),
                 "Explanations": "\n".join(notes),
@@ -541,8 +558,8 @@ def evidence_profile(assessments, review: Review | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _letter(i: int) -> str:
-    """a, b, ..., z, aa, ab, ..."""
+def footnote_letter(i: int) -> str:
+    """The footnote mark of the i-th note (from 0): a, b, ..., z, aa, ab, ..."""
     s = ""
     i += 1
     while i:
@@ -551,7 +568,9 @@ def _letter(i: int) -> str:
     return s
 
 
+
 __all__ = [
-    "DOMAINS", "DomainRating", "GradeAssessment", "evidence_profile", "GradeThresholds", "Judgement", "grade_analysis",
-    "judgements_for", "load_judgements", "optimal_information_size", "Suggestion", "summary_of_findings",
+    "DOMAINS", "DomainRating", "GradeAssessment", "evidence_profile", "footnote_letter", "GradeThresholds", "Judgement",
+    "grade_analysis", "judgements_for", "load_judgements", "optimal_information_size", "review_ratings", "smd_phrase",
+    "Suggestion", "summary_of_findings",
 ]  # fmt: skip

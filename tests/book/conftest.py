@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -76,24 +77,52 @@ def add_xss_study(extraction: Path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
+@dataclass(frozen=True)
+class BookBuilt:
+    """The session's book: the project copy it was built in, its HTML, the cold build's wall-clock seconds
+    and log (None/"" for a prebuilt book given by METAEXERCISE_TEST_BOOK_HTML)."""
+
+    root: Path | None
+    html: Path
+    seconds: float | None
+    log: str
+
+
+def build(root: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """`metaexercise book` on the project at `root` in a subprocess: (wall-clock seconds, the process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "metaexercise", "book", "--project", str(root), *args],
+                          capture_output=True, text=True)
+    return time.perf_counter() - t0, proc
+
+
 @pytest.fixture(scope="session")
-def book_html(tmp_path_factory) -> Path:
-    """Build the book once per session into a temporary project copy and return its html folder.
+def book_built(tmp_path_factory) -> BookBuilt:
+    """Build the book once per session (cold: no results/, no caches) into a temporary project copy.
     METAEXERCISE_TEST_BOOK_HTML may point at an already built copy (for debugging the tests)."""
     prebuilt = os.environ.get("METAEXERCISE_TEST_BOOK_HTML")
     if prebuilt:
-        return Path(prebuilt)
+        return BookBuilt(None, Path(prebuilt), None, "")
     root = tmp_path_factory.mktemp("project") / "project"
     shutil.copytree(REPO, root, ignore=_IGNORE)
     add_xss_study(root / "extraction")
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "metaexercise", "book", "--project", str(root)],
-                          capture_output=True, text=True)
+    seconds, proc = build(root)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "book-build.log").write_text(proc.stdout + proc.stderr + f"\nbuild seconds: "
-                                              f"{time.perf_counter() - t0:.1f}\n")
+    (ARTIFACTS / "book-build.log").write_text(proc.stdout + proc.stderr + f"\nbuild seconds: {seconds:.1f}\n")
     assert proc.returncode == 0, f"book build failed; log in {ARTIFACTS / 'book-build.log'}:\n{proc.stderr[-4000:]}"
-    return root / "book" / "_build" / "html"
+    return BookBuilt(root, root / "book" / "_build" / "html", seconds, proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def rebuild():
+    """`build` (run `metaexercise book` on a project in a subprocess), for tests that build again."""
+    return build
+
+
+@pytest.fixture(scope="session")
+def book_html(book_built) -> Path:
+    """The built book's html folder."""
+    return book_built.html
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
