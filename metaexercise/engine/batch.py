@@ -7,6 +7,8 @@ doi:10.3102/10769986030003261; metafor's `help(rma.uni)`, section "Note"):
 * REML and ML: Fisher scoring from the Hedges-type start value (RSS - tr(PV)) / (k - p), truncated at 0,
   with step-halving so that tau^2 never becomes negative, until the change in tau^2 is at most
   `threshold`; afterwards metafor's `ll0check` (tau^2 is set to 0 if the likelihood at 0 is higher).
+  Where Fisher scoring oscillates (metafor: "did not converge"), safeguarded Newton/bisection steps on a
+  bracket of the maximum take over (kernels.safeguard), as in `rma`.
 * DL: DerSimonian & Laird (1986, Control Clin Trials 7:177), truncated at 0.
 * PM: Paule & Mandel (1982); the root of the generalized Q, Q(tau^2) = k - 1, found by safeguarded Newton
   steps to machine precision (metafor uses `uniroot`; with a tight `tol` both give the same root).
@@ -131,13 +133,17 @@ class BatchControl:
     `maxiter` the iteration limit; both default to those of `rma`'s `Control` (kernels.THRESHOLD = 1e-12 and
     kernels.MAXITER = 1,000; metafor's are 1e-5 and 100), so that `rma_batch` takes exactly `rma`'s path.
     `tau2_max` bounds the Paule-Mandel search; None means metafor 3.8's per-analysis default
-    max(100, 10 mad(yi)^2).
+    max(100, 10 mad(yi)^2). `safeguard`: see `rma`'s Control.
     """
 
     threshold: float = kernels.THRESHOLD
     maxiter: int = kernels.MAXITER
     tau2_max: float | None = None
     ll0check: bool = True
+    #: safeguarded steps once Fisher scoring oscillates (kernels.safeguard), as `rma`'s Control.safeguard:
+    #: None = the default by model (on for intercept-only fits, i.e. every rma_batch row; off for the
+    #: meta-regressions of permutest, as metafor), True or False = on or off.
+    safeguard: bool | None = None
 
     def __post_init__(self):
         if not (self.threshold > 0 and math.isfinite(self.threshold)):
@@ -155,8 +161,11 @@ class BatchResult:
     `kh_factor` is the Knapp-Hartung variance factor sum(w (y - mu)^2) / (k - 1) at the fitted tau^2
     (metafor's `s2w` under test="knha", 0 when that sum is at most machine epsilon), kept so that Wald,
     Knapp-Hartung and truncated Knapp-Hartung intervals can all be formed from one fit. `converged` is False
-    for rows whose iteration did not converge (their other fields hold the last iterate) and for rows with no
-    studies (NaN everywhere).
+    for rows with no studies (NaN everywhere) and for rows whose iteration did not converge: ML/REML that
+    fails even with kernels.safeguard's steps (it should not happen for data in the engine's range; a
+    non-finite score stops the iteration), Paule-Mandel whose Q(tau2_max) is still above k - 1. Such a row
+    is NaN in every field that depends on tau^2 (estimate, se, ci, tau2, I2, pi, kh_factor), never the last
+    iterate; its k, QE (the fixed-effect Q) and iterations are kept.
     """
 
     method: str
@@ -222,6 +231,10 @@ _shifted_square_sum = _shared(kernels.shifted_square_sum)
 _intercept_terms = _shared(kernels.intercept_terms)
 _scoring_steps = _shared(kernels.scoring_steps)
 _next_tau2 = _shared(kernels.next_tau2)
+_safeguard = _shared(kernels.safeguard)
+_converged = _shared(kernels.converged)
+_rescale_exponent = _shared(kernels.rescale_exponent)
+_dominated = _shared(kernels.dominated)
 _ll0_due = _shared(kernels.ll0_due)
 _ll0_difference = _shared(kernels.ll0_difference)
 _ll0_resets = _shared(kernels.ll0_resets)
@@ -422,9 +435,9 @@ def _newton_moments(y, k, ybar, m, wbuf):
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _start_value(y, v, k):
-    """Start value of Fisher scoring as metafor: kernels.hedges_start from RSS = sum (y - ybar)^2 and
-    tr(P0 V) = sum v - sum v / k."""
+def _moments(y, v, k):
+    """(ybar, sum v, RSS = sum (y - ybar)^2): the inputs of metafor's start value (kernels.hedges_start, with
+    tr(P0 V) = sum v - sum v / k) and of kernels.rescale_exponent."""
     ybar = 0.0
     sv = 0.0
     for i in range(k):
@@ -435,34 +448,63 @@ def _start_value(y, v, k):
     for i in range(k):
         d = y[i] - ybar
         rss += d * d
-    return _hedges_start(rss, sv - sv / k, k, 1, 0.0)
+    return ybar, sv, rss
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _fisher_scoring(y, v, k, method, threshold, maxiter, wbuf):
-    """REML or ML (kernels.REML / kernels.ML) Fisher scoring with step-halving from metafor 3.8's start value,
-    with the Newton finish once the steps are below kernels.NEWTON_SWITCH: the steps of `rma` (kernels), fed
-    with this module's sums. Returns (tau2, iterations, converged); the ll0check is done by the caller."""
-    tau2 = _start_value(y, v, k)
-    ybar = 0.0
+def _scale(y, v, k, f):
+    """y *= f, v *= f^2 in place (f a power of two: exact)."""
+    f2 = f * f
     for i in range(k):
-        ybar += y[i]
-    ybar /= k
+        y[i] *= f
+        v[i] *= f2
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _fisher_scoring(y, v, k, method, threshold, maxiter, guarded, wbuf):
+    """REML or ML (kernels.REML / kernels.ML) Fisher scoring with step-halving from metafor 3.8's start value,
+    with the Newton finish once the steps are below kernels.NEWTON_SWITCH and the safeguarded steps of
+    kernels.safeguard once scoring oscillates: the steps of `rma` (kernels), fed with this module's sums.
+    Data on a tiny scale are fitted as y/2^j, v/4^j (kernels.rescale_exponent; y and v, this row's copies,
+    are scaled in place and back, exactly). Returns (tau2, iterations, converged), tau2 NaN if not
+    converged; the ll0check is done by the caller."""
+    ybar, sv, rss = _moments(y, v, k)
+    j = _rescale_exponent(sv / k, rss / (k - 1))
+    if j != 0:
+        f = math.ldexp(1.0, -j)
+        _scale(y, v, k, f)
+        ybar, sv, rss = _moments(y, v, k)
+    tau2, it, conv = _fisher_loop(y, v, k, ybar, _hedges_start(rss, sv - sv / k, k, 1, 0.0), method, threshold,
+                                  maxiter, guarded, wbuf)
+    if j != 0:
+        _scale(y, v, k, math.ldexp(1.0, j))
+        tau2 *= math.ldexp(1.0, 2 * j)
+    return tau2, it, conv
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _fisher_loop(y, v, k, ybar, tau2, method, threshold, maxiter, guarded, wbuf):
+    """The iteration of _fisher_scoring, from the start value tau2."""
     it = 0
-    change = threshold + 1.0
+    change = np.inf
     newton = False
-    while change > threshold:
+    lo = -np.inf  # the bracket of kernels.safeguard, and whether its safeguarded phase has begun
+    hi = np.inf
+    safe = False
+    while not _converged(change, tau2, threshold):
         it += 1
         sw, sw2, sw3, ypp, m = _score_moments(y, v, k, tau2, ybar, wbuf)
         sw3r2 = np.nan
         sw2r = np.nan
-        if newton:  # the observed information needs two more sums, only in the Newton phase
+        if newton or safe:  # the observed information needs two more sums, only in these phases
             sw3r2, sw2r = _newton_moments(y, k, ybar, m, wbuf)
         trp, trpp, yppp = _intercept_terms(sw, sw2, sw3, sw3r2, sw2r)
         fisher, newton_step = _scoring_steps(method, k, 1, sw, sw2, trp, trpp, np.nan, ypp, yppp)
-        tau2, change, newton = _next_tau2(tau2, fisher, newton_step, newton, 1.0, 0.0)
-        if it > maxiter:
-            return tau2, it, False
+        proposal, _change, newton = _next_tau2(tau2, fisher, newton_step, newton, 1.0, 0.0)
+        tau2, change, lo, hi, safe = _safeguard(tau2, proposal, fisher, newton_step, lo, hi, safe, change, it,
+                                                0.0, guarded)
+        if not (change < np.inf) or it > maxiter:  # a non-finite score (NaN change), or maxiter steps
+            return np.nan, it, False
     return tau2, it, True
 
 
@@ -544,8 +586,8 @@ def _pm(y, v, k, q0, tau2_max, maxiter, wbuf):
     if default and qmax > target:
         tau2_max = _pm_upper(_mad(y, k, wbuf))
         qmax, dqmax = _q_and_slope(y, v, k, tau2_max, wbuf)
-    if qmax > target:
-        return tau2_max, 0, False
+    if not qmax <= target:  # Q(tau2_max) still above k - 1 (or not a number)
+        return np.nan, 0, False
     lo = 0.0
     hi = tau2_max
     x = 0.0
@@ -558,25 +600,29 @@ def _pm(y, v, k, q0, tau2_max, maxiter, wbuf):
             return x, it, True
         xn, lo, hi, done = _pm_root_step(x, f, dq, lo, hi)
         if done:
-            return xn, it, True
+            return xn, it, not math.isnan(xn)  # NaN: Q or its slope was not a number
         x = xn
         q, dq = _q_and_slope(y, v, k, x, wbuf)
-    return x, it, False
+    return np.nan, it, False
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, out, r):
+def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, guarded, out,
+             r):
     """Fit row `r`; write k, estimate, se_z, tau2, I2, QE, kh_factor, converged, iterations into `out`."""
     f_k, f_est, f_se, f_tau2, f_i2, f_qe, f_kh, f_conv, f_it = out
     k = 0
+    vmin = np.inf
     for j in range(yrow.shape[0]):
         if not math.isnan(yrow[j]):
-            if not (abs(yrow[j]) < np.inf and vrow[j] > 0.0 and vrow[j] < np.inf):
-                f_k[r] = -1 - j  # invalid study in column j: reported by the Python driver
+            vj = vrow[j]
+            if not (abs(yrow[j]) <= kernels.YI_MAX and vj >= kernels.VI_MIN and vj <= kernels.VI_MAX):
+                f_k[r] = -1 - j  # invalid or out-of-range study in column j: reported by the Python driver
                 f_conv[r] = False
                 return
+            vmin = min(vmin, vj)
             ybuf[k] = yrow[j]
-            vbuf[k] = vrow[j]
+            vbuf[k] = vj
             k += 1
     f_k[r] = k
     if k == 0:
@@ -591,22 +637,41 @@ def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, ta
         return
     # Fixed-effect quantities: QE, the typical within-study variance of I^2, and DL/PM/ll0check inputs.
     sw0, swy0, sw20, sw30 = _weight_sums(ybuf, vbuf, k, 0.0, w0buf)
+    if _dominated(vmin, sw0, k):
+        for j in range(yrow.shape[0]):  # one study outweighs all others together: reported by the driver
+            if not math.isnan(yrow[j]) and vrow[j] == vmin:
+                f_k[r] = -1 - j
+                break
+        f_conv[r] = False
+        return
     qe, ypp0 = _residual_sums(ybuf, w0buf, k, swy0 / sw0)
     conv = True
     it = 0
     if k == 1:
         tau2 = 0.0
     elif method == kernels.REML or method == kernels.ML:
-        tau2, it, conv = _fisher_scoring(ybuf, vbuf, k, method, threshold, maxiter, wbuf)
+        tau2, it, conv = _fisher_scoring(ybuf, vbuf, k, method, threshold, maxiter, guarded, wbuf)
     elif method == kernels.DL:
         trp0, trpp0, _nan = _intercept_terms(sw0, sw20, sw30, np.nan, np.nan)
         tau2 = _dl_tau2(qe, k, 1, trp0, 0.0)
+        conv = not math.isnan(tau2)
     else:
         tau2, it, conv = _pm(ybuf, vbuf, k, qe, tau2_max, maxiter, wbuf)
+    if not conv:
+        # no fit: NaN, never the last iterate (QE, the fixed-effect Q, does not depend on tau^2 and is kept)
+        f_est[r] = np.nan
+        f_se[r] = np.nan
+        f_tau2[r] = np.nan
+        f_i2[r] = np.nan
+        f_qe[r] = max(0.0, qe)
+        f_kh[r] = np.nan
+        f_conv[r] = False
+        f_it[r] = it
+        return
     sw, swy, sw2, sw3 = _weight_sums(ybuf, vbuf, k, tau2, wbuf)
     mu = swy / sw
     rss_w, ypp = _residual_sums(ybuf, wbuf, k, mu)
-    if conv and ll0check and _ll0_due(method, tau2, threshold):
+    if ll0check and _ll0_due(method, tau2, threshold):
         # ll(0) - ll(tau2) from sums: sum log(1 + tau2/v), Q(0) = QE, Q(tau2), log(sum w / sum w0)
         diff = _ll0_difference(method, _log_prod_1p(w0buf, k, tau2), qe, rss_w, math.log(sw / sw0))
         if _ll0_resets(diff):
@@ -633,7 +698,7 @@ def _fit_one(yrow, vrow, ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, ta
 
 
 @njit(cache=_CACHE, parallel=True, error_model="numpy")
-def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
+def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, guarded, out):
     n, m = yi.shape
     nblocks = (n + _BLOCK - 1) // _BLOCK
     for b in prange(nblocks):
@@ -643,11 +708,11 @@ def _fit_rows(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
         w0buf = np.empty(m)
         for r in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
             _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check,
-                     out, r)
+                     guarded, out, r)
 
 
 @njit(cache=_CACHE, error_model="numpy")
-def _fit_rows_serial(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out):
+def _fit_rows_serial(yi, vi, method, threshold, maxiter, tau2_max, ll0check, guarded, out):
     """As _fit_rows on one thread: for a few rows, waking the thread pool costs more than the fits (and,
     on a busy machine, a descheduled worker thread stalls the whole call). (One kernel run by Python threads
     on blocks of rows would spare the second compilation, but numba's parfor-compiled loop runs ~7% faster
@@ -658,7 +723,8 @@ def _fit_rows_serial(yi, vi, method, threshold, maxiter, tau2_max, ll0check, out
     wbuf = np.empty(m)
     w0buf = np.empty(m)
     for r in range(n):
-        _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, out, r)
+        _fit_one(yi[r], vi[r], ybuf, vbuf, wbuf, w0buf, method, threshold, maxiter, tau2_max, ll0check, guarded,
+                 out, r)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -675,11 +741,28 @@ def _raise_invalid(yi: np.ndarray, vi: np.ndarray, k: np.ndarray, row0: int) -> 
     """The kernel marks a row whose column j holds an invalid study with k = -1 - j; name the first."""
     r = int(np.flatnonzero(k < 0)[0])
     c = -1 - int(k[r])
-    y, v = yi[r, c], vi[r, c]
+    y, v = float(yi[r, c]), float(vi[r, c])
+    where = f"[{row0 + r}, {c}]"
     if not np.isfinite(y):
-        raise ValueError(f"rma_batch: yi[{row0 + r}, {c}] = {y!r} is infinite; use NaN for padding")
-    raise ValueError(f"rma_batch: vi[{row0 + r}, {c}] = {v!r}; a sampling variance must be positive and finite "
-                     f"where yi is given (yi = {y!r})")
+        raise ValueError(f"rma_batch: yi{where} = {y!r} is infinite; use NaN for padding")
+    if abs(y) > kernels.YI_MAX:
+        raise ValueError(f"rma_batch: yi{where} = {y!r} is outside the range the engine computes with, "
+                         f"|yi| <= {kernels.YI_MAX:g} (its square would come close to overflowing double "
+                         "precision); rescale the effect sizes")
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"rma_batch: vi{where} = {v!r}; a sampling variance must be positive and finite "
+                         f"where yi is given (yi = {y!r})")
+    if kernels.VI_MIN <= v <= kernels.VI_MAX:  # in range: the study outweighs all others of its row
+        studies = ~np.isnan(yi[r])
+        studies[c] = False
+        others = float(np.sum(1 / vi[r][studies]))
+        raise ValueError(f"rma_batch: row {row0 + r}: the study in column {c} (vi = {v!r}) has a weight 1/vi "
+                         f"{1 / v / others:.3g} times the sum of all other weights of its row (more than "
+                         f"{kernels.WEIGHT_DOMINANCE_MAX:g}): its heterogeneity statistics would be rounding "
+                         "noise in double precision (as rma; metafor warns and returns them)")
+    raise ValueError(f"rma_batch: vi{where} = {v!r} is outside the range the engine computes with, "
+                     f"{kernels.VI_MIN:g} <= vi <= {kernels.VI_MAX:g} (the cubes of the weights 1/vi would "
+                     "overflow or underflow double precision); rescale the effect sizes and their variances")
 
 
 #: Results kept across chunks are put in their own anonymous memory maps once they are this large: glibc's
@@ -717,7 +800,9 @@ def _fit_chunk(yi, vi, code, control: BatchControl, row0: int) -> dict[str, np.n
     )
     tau2_max = -1.0 if control.tau2_max is None else float(control.tau2_max)
     kernel = _fit_rows_serial if n * yi.shape[1] <= _SERIAL_CELLS else _fit_rows
-    kernel(yi, vi, code, float(control.threshold), int(control.maxiter), tau2_max, bool(control.ll0check), out)
+    guarded = 1 <= kernels.SAFEGUARD_P if control.safeguard is None else bool(control.safeguard)
+    kernel(yi, vi, code, float(control.threshold), int(control.maxiter), tau2_max, bool(control.ll0check), guarded,
+           out)
     k, est, se, tau2, i2, qe, kh, conv, it = out
     if n and k.min() < 0:
         _raise_invalid(yi, vi, k, row0)
@@ -731,9 +816,12 @@ def _intervals(part: dict[str, np.ndarray], test: str, level: float) -> dict[str
     alpha = 1.0 - level / 100.0
     with np.errstate(invalid="ignore", divide="ignore"):
         if test == "knha":
-            se = part["se_z"] * np.sqrt(part["kh_factor"])  # kh_factor is metafor's s2w (kernels.knha_factor)
+            # kh_factor is metafor's s2w (kernels.knha_factor); a single study is fitted with test="z", as
+            # rma and metafor ('Setting argument test="z" since k=1.')
+            se = part["se_z"] * np.sqrt(np.where(k == 1, 1.0, part["kh_factor"]))
             ks, inverse = np.unique(k, return_inverse=True)  # one t quantile per distinct k, not per row
-            crit_k = np.where(ks > 1, special.stdtrit(np.maximum(ks - 1, 1), 1.0 - alpha / 2.0), np.nan)
+            crit_k = np.where(ks > 1, special.stdtrit(np.maximum(ks - 1, 1), 1.0 - alpha / 2.0),
+                              np.where(ks == 1, special.ndtri(1.0 - alpha / 2.0), np.nan))
             crit = crit_k[inverse.reshape(-1)]
         else:
             se = part["se_z"]

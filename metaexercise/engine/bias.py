@@ -9,6 +9,7 @@ value when ``df`` is set), ``pval`` and ``df``.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING, Literal
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy import special
 
-from metaexercise.engine.model import RMAResult, rma
+from metaexercise.engine.model import RedundantPredictorsWarning, RMAResult, rma
 from metaexercise.engine.printing import fcf, fmt_pval
 from metaexercise.engine.wls import wls
 
@@ -185,7 +186,12 @@ def regtest(
     alpha = 1 - level / 100
     limit = predictor in ("sei", "vi", "ninv", "sqrtninv") and p == 1
     if model == "rma":
-        fit = rma(yi, v, mods=Xr[:, 1:], method=method, test=test, level=level, tau2=tau2, control=control)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RedundantPredictorsWarning)  # a dropped predictor is an error here
+            fit = rma(yi, v, mods=Xr[:, 1:], method=method, test=test, level=level, tau2=tau2, control=control)
+        if fit.dropped:
+            raise ValueError(f"regtest: the predictor {predictor!r} is collinear with the moderators (to R's lm "
+                             "tolerance: rma drops it, as metafor), so its slope cannot be tested")
         zval, pval, df = float(fit.zval[p]), float(fit.pval[p]), fit.ddf
         est, lb, ub = ((float(fit.beta[0]), float(fit.ci_lb[0]), float(fit.ci_ub[0])) if limit
                        else (None, None, None))
@@ -403,7 +409,13 @@ def trimfill(fit: RMAResult, side: Literal["left", "right"] | None = None, estim
     ctrl = fit.control
     yi, vi = fit.yi, fit.vi
     if side is None:
-        slope = rma(yi, vi, mods=np.sqrt(vi), method=fit.method, control=ctrl).beta[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RedundantPredictorsWarning)
+            side_fit = rma(yi, vi, mods=np.sqrt(vi), method=fit.method, control=ctrl)
+        if side_fit.dropped:  # metafor stops too ("missing value where TRUE/FALSE needed")
+            raise ValueError("trimfill: the side cannot be estimated: sqrt(vi) is constant (all sampling variances "
+                             "equal), so the regression on it has no slope; give side='left' or 'right'")
+        slope = side_fit.beta[1]
         side = "right" if slope < 0 else "left"
     elif side not in ("left", "right"):
         raise ValueError(f"trimfill: side must be 'left', 'right' or None, got {side!r}")

@@ -9,12 +9,13 @@ Methods 1:112, doi:10.1002/jrsm.11). The flags ``outlier`` and ``influential`` u
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import special
 
-from metaexercise.engine.model import RMAResult, coef_vector, refit
+from metaexercise.engine.model import RedundantPredictorsWarning, RMAResult, coef_vector, refit
 from metaexercise.engine.wls import gram
 from metaexercise.errors import MetaexerciseError
 
@@ -56,11 +57,15 @@ def _without(fit: RMAResult, i: int) -> RMAResult | None:
     keep = np.ones(fit.k, dtype=bool)
     keep[i] = False
     try:
-        return refit(fit, keep)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RedundantPredictorsWarning)  # metafor: suppressWarnings(...)
+            res = refit(fit, keep)
     except (ValueError, np.linalg.LinAlgError, MetaexerciseError):
-        # metafor skips a deletion whose refit fails (a moderator becomes constant, Fisher scoring does not
-        # converge, ...): `try(rma.uni(...))`, and its row stays NA.
+        # metafor skips a deletion whose refit fails (Fisher scoring does not converge, ...):
+        # `try(rma.uni(...))`, and its row stays NA.
         return None
+    # ... and one whose refit had to drop a moderator that became constant or collinear (`any(res$coef.na)`)
+    return None if res.dropped else res
 
 
 def influence(fit: RMAResult) -> pd.DataFrame:

@@ -17,6 +17,13 @@ w = 1/(v + τ²), P = W − W X (X'WX)⁻¹ X'W, r = y − Xβ̂ the residuals a
 For the intercept-only model every trace is a scalar sum: tr(P) = Σw − Σw²/Σw,
 tr(PP) = Σw² − 2 Σw³/Σw + (Σw²/Σw)², y'PPPy = Σw³r² − (Σw²r)²/Σw.
 
+Robustness (the hardening issue): the inputs the engine computes with are bounded (YI_MAX, VI_MIN, VI_MAX,
+MODS_MAX, WEIGHT_DOMINANCE_MAX: outside, a clear ValueError); a non-finite score stops an iteration
+(`safeguard`, `pm_root_step`) instead of counting as a zero step; Fisher scoring that oscillates or creeps
+is finished by safeguarded Newton/bisection steps on a bracket of the maximum (`safeguard`); data on a
+tiny scale are fitted rescaled by a power of two (`rescale_exponent`), and convergence has a relative floor
+for large τ² (`converged`).
+
 This module also holds the engine's vocabulary (estimator names, the method codes used inside the numba
 kernels, the test names), so that every module validates against one list.
 """
@@ -62,6 +69,10 @@ METHOD_CODES: dict[str, int] = {"REML": REML, "ML": ML, "DL": DL, "PM": PM, "EE"
 #: linearly, slowly when τ² is small relative to the vᵢ, so a change of 1e-10 can still leave τ² ~1e-6
 #: (relative) from the optimum; 1e-12 puts every reference fixture within 1e-8 of metafor run to convergence.
 THRESHOLD = 1e-12
+#: ... or when it is at most CONV_RTOL·τ², a few units in the last place of τ²: for τ² ≳ 1e3 an absolute
+#: threshold of 1e-12 is below the spacing of doubles, and an iteration that has reached its fixed point
+#: (to the last bit) must not be counted as failing (metafor's absolute criterion fails there).
+CONV_RTOL = 4 * 2.0**-52
 #: Fisher-scoring iterations before giving up (metafor: 100, at its looser threshold).
 MAXITER = 1000
 #: step length multiplier (metafor's `stepadj`).
@@ -74,10 +85,25 @@ NEWTON_SWITCH = 1e-4
 #: observed information is a scalar sum): meta-regressions keep metafor's pure Fisher scoring, so that
 #: which refits of a permutation test converge within `maxiter` is decided as in metafor.
 NEWTON_P = 1
+#: the safeguard against oscillating Fisher scoring (`safeguard`) is on by default for models with at most
+#: this many coefficients (the intercept-only model: ML/REML fits that metafor cannot converge, ~0.1 % of
+#: random k = 30 data sets, then reach the maximum). Meta-regressions keep metafor's pure Fisher scoring
+#: unless asked (`Control(safeguard=True)`), so that which refits of a permutation test converge, and so
+#: count in its p-values, is decided as in metafor's `permutest`.
+SAFEGUARD_P = 1
+#: `safeguard`: a step of Fisher scoring that crosses more than this share of the bracket formed by the last
+#: iterates on either side of the maximum marks an oscillation that decays too slowly (the ratio of
+#: successive distances from the maximum is about this share): safeguarded steps take over. Oscillations
+#: that decay faster (e.g. ratio 0.91, ~70 steps: tests/engine/test_kernels.py's seed25) keep metafor's path.
+OSCILLATION_RATIO = 0.95
+#: `safeguard`: ... and so does an iteration that has not converged in this many steps (metafor's maxiter).
+SAFEGUARD_AFTER = 100
 #: metafor's `ll0check` margin, its `con$tol` = .Machine$double.eps^0.25 = 2^-13 exactly.
 LL0_TOL = 2.0**-13
-#: Paule–Mandel: the root search stops when a step, or the bracket, is below PM_RTOL·max(1, τ²): machine
-#: precision, which safeguarded Newton steps reach in a handful of iterations (metafor uses `uniroot`).
+#: Paule–Mandel: the root search stops when a step, or the bracket, is below PM_RTOL·τ²: machine precision,
+#: relative (an absolute floor would end the search at its first step when vᵢ ≪ 1, where Q is so steep at
+#: τ² = 0 that the first Newton steps are ~vᵢ), which safeguarded Newton steps reach in a handful of
+#: iterations (metafor uses `uniroot`).
 PM_RTOL = 4e-16
 #: Paule–Mandel: at most PM_ITER_FACTOR·maxiter root-search steps.
 PM_ITER_FACTOR = 20
@@ -87,6 +113,36 @@ PM_UPPER = 100.0
 PM_UPPER_MAD = 10.0
 #: R's `mad` constant (consistency factor for the normal distribution).
 MAD_CONSTANT = 1.4826
+#: The range of inputs the engine computes with (`rma`, `rma_batch`, the batched meta-regression): |yᵢ| ≤
+#: YI_MAX and VI_MIN ≤ vᵢ ≤ VI_MAX, moderators |xᵢⱼ| ≤ MODS_MAX. Within it every sum the estimators form
+#: (wᵃ and wᵃr², a ≤ 3, with w = 1/(v + τ²) and τ² ≲ (2·YI_MAX)²) stays below ~1e+251 and every wᵃ above
+#: ~1e-302: no overflow and no subnormal weights. Outside it, squares, cubes and reciprocals of the inputs overflow or underflow
+#: (|yᵢ| ~ 1e150 squares to 1e300; 1/vᵢ³ overflows for vᵢ ~ 1e-103), and the inputs are refused with a
+#: ValueError that names them, instead of failing somewhere inside (metafor itself stops with "singular
+#: matrix", loops forever in its step-halving or returns non-finite values there).
+YI_MAX = 1e50
+VI_MIN = 1e-50
+VI_MAX = 1e50
+MODS_MAX = 1e50
+#: metafor's warning "Ratio of largest to smallest sampling variance extremely large" (1/con$evtol).
+VI_RATIO_NOTE = 1e7
+#: A study whose weight 1/vᵢ exceeds WEIGHT_DOMINANCE_MAX times the sum of all other weights is refused
+#: (`dominated`): the traces of P (Σw − Σw²/Σw) and the Q-statistic then cancel to rounding error, ~ε·ratio
+#: relative, so every heterogeneity quantity would be noise (metafor, which forms P explicitly, loses the
+#: same digits: it warns from a variance ratio of 1e7 on and returns such numbers).
+WEIGHT_DOMINANCE_MAX = 1e8
+#: ML/REML/EB: data whose scale, max(mean vᵢ, sample variance of yᵢ), is below SCALE_MIN are fitted as
+#: yᵢ/2ʲ, vᵢ/4ʲ (scale ~1; powers of two, so exactly) and τ² is scaled back (`rescale_exponent`): the
+#: absolute tolerances (THRESHOLD, NEWTON_SWITCH) then act on the data's own scale, as they do for data
+#: with vᵢ ~ 0.001–1. Without it Fisher scoring on, e.g., vᵢ ~ 1e-40 stops at its first step (metafor too).
+#: Data of larger scale are fitted as given, bit for bit as before.
+SCALE_MIN = 2.0**-20
+#: metafor's `con$evtol`: a model matrix whose X'X has an eigenvalue at or below this is not fitted
+#: ("Model matrix not of full rank. Cannot fit model.").
+EVTOL = 1e-7
+#: R's `lm` (whose pivoted QR, LINPACK dqrdc2, metafor uses to find redundant predictors): a column whose
+#: norm, after the columns before it are projected out, is below QR_TOL times its original norm is redundant.
+QR_TOL = 1e-7
 #: Knapp–Hartung: metafor sets the variance factor to 0 when the weighted RSS is at most machine epsilon.
 KNHA_RSS_EPS = 2.0**-52
 #: root-finding tolerance of the Q-profile confidence interval for τ² (`Control.tol`; metafor: eps^0.25).
@@ -96,6 +152,23 @@ ROOT_TOL = 1e-13
 # --------------------------------------------------------------------------------------------------
 # Scalar steps
 # --------------------------------------------------------------------------------------------------
+
+
+def rescale_exponent(mean_v, var_y):
+    """j such that yᵢ/2ʲ and vᵢ/4ʲ have scale ~1, for data whose scale s = max(mean_v, var_y) is below
+    SCALE_MIN; 0 (no rescaling) otherwise, and for s not a positive number."""
+    s = mean_v if mean_v > var_y else var_y
+    if not (s < SCALE_MIN and s > 0.0):
+        return 0
+    e = math.frexp(s)[1]  # s = m·2^e, 1/2 <= m < 1
+    return e // 2
+
+
+def dominated(vmin, sw0, k):
+    """Whether the most precise study (variance vmin) outweighs all others together by more than
+    WEIGHT_DOMINANCE_MAX (sw0 = Σ 1/vᵢ; k = 1 never is)."""
+    wmax = 1.0 / vmin
+    return k > 1 and not wmax <= WEIGHT_DOMINANCE_MAX * (sw0 - wmax)
 
 
 def hedges_start(rss, trpv, k, p, floor):
@@ -108,8 +181,10 @@ def hedges_start(rss, trpv, k, p, floor):
 
 def dl_tau2(q, k, p, trp, floor):
     """DerSimonian & Laird (1986, Control Clin Trials 7:177; Raudenbush 2009 for meta-regression):
-    (Q − (k − p)) / tr(P) with the fixed-effect weights w = 1/v, truncated at `floor` (NaN gives `floor`).
-    Intercept-only: tr(P) = Σw − Σw²/Σw."""
+    (Q − (k − p)) / tr(P) with the fixed-effect weights w = 1/v, truncated at `floor` (a NaN Q gives
+    `floor`). Intercept-only: tr(P) = Σw − Σw²/Σw. NaN if tr(P) is not positive (rounding has destroyed it)."""
+    if not trp > 0.0:
+        return math.nan
     t = (q - (k - p)) / trp
     return t if t > floor else floor
 
@@ -135,7 +210,8 @@ def scoring_steps(method, k, p, sw, sw2, trp, trpp, q, ypp, yppp):
     (ML) and observed information y'PPPy − ½tr(PP) (REML) or y'PPPy − ½Σw² (ML) (Harville 1977, J Am Stat
     Assoc 72:320): Fisher step = score / expected, Newton step = score / observed; the Newton step is NaN
     when the observed information is not positive or `yppp` is NaN. EB (Morris 1983; Berkey et al. 1995):
-    (Q k/(k − p) − k) / Σw, and no Newton step. `q` is needed for EB only, `trp`/`trpp` for REML only."""
+    (Q k/(k − p) − k) / Σw, and no Newton step. `q` is needed for EB only, `trp`/`trpp` for REML only.
+    Both steps are NaN when the expected information is not positive (rounding has destroyed it)."""
     if method == EB:
         return (q * k / (k - p) - k) / sw, math.nan
     if method == ML:
@@ -144,6 +220,8 @@ def scoring_steps(method, k, p, sw, sw2, trp, trpp, q, ypp, yppp):
     else:
         num = ypp - trp
         info = trpp
+    if not info > 0.0:
+        return math.nan, math.nan
     observed = 2.0 * yppp - info
     newton = num / observed if observed > 0.0 else math.nan
     return num / info, newton
@@ -165,6 +243,59 @@ def next_tau2(tau2, fisher, newton, newton_on, stepadj, tau2_min):
     new = tau2 + adj
     change = abs(tau2 - new)
     return new, change, newton_on or change < NEWTON_SWITCH
+
+
+def converged(change, tau2, threshold):
+    """Whether the iteration for τ² has converged: the last change is at most `threshold` (metafor's
+    criterion) or at most CONV_RTOL·τ² (a few units in the last place: see CONV_RTOL). False for NaN."""
+    return change <= threshold or change <= CONV_RTOL * tau2
+
+
+def safeguard(tau2, proposal, fisher, newton, lo, hi, safe, last_change, it, tau2_min, enabled):
+    """Keep Fisher scoring from oscillating: the safeguarded step, for ML, REML and EB with any design matrix.
+
+    τ² is one scalar, whatever the number of coefficients, so the sign of the score at each iterate (that of
+    the Fisher step: the expected information is positive) tells on which side of it the maximum lies (for EB,
+    the root of its decreasing estimating equation). (lo, hi) brackets it: lo is the last iterate with a
+    positive score, hi the last with a negative one (initially −inf and +inf; the callers start with those).
+
+    While `safe` is False the `proposal` of `next_tau2` (metafor's Fisher step, or the Newton finish) is taken
+    unchanged unless it (a) leaves [lo, hi], i.e. lands beyond a point already known to lie on the other side
+    of the maximum, an oscillation that grows, or (b) once two iterates bracket the maximum, crosses more
+    than OSCILLATION_RATIO of the bracket, an oscillation that decays too slowly to finish (both happen to
+    Fisher scoring for REML in ~0.1–0.2 % of random k = 30 data sets, in metafor too: "Fisher scoring
+    algorithm did not converge"), or (c) iteration `it` is beyond SAFEGUARD_AFTER (a monotone creep, where
+    Fisher steps shrink slowly and the Newton finish has no positive observed information). Climbs that
+    converge otherwise take exactly the path they took without this function. From (a), (b) or (c) on
+    (`safe` True) each step is the Newton step
+    (score / observed information; NaN if unavailable) if it lands strictly inside the bracket (its lower end
+    at least τ²_min) and is at most half the previous change, else the bracket's midpoint (Numerical
+    Recipes' rtsafe): the bracket shrinks at every step, and the iteration converges to a maximum inside it
+    (or to τ²_min when the score is negative all the way down). `stepadj` does not apply to these steps.
+
+    With `enabled` False the proposal is always taken (metafor's algorithm; see SAFEGUARD_P). Either way a
+    non-finite `fisher` (a score or information that is not a number) returns change = NaN: the caller stops
+    and reports non-convergence, instead of treating the step as zero and the iteration as converged.
+    Returns (τ²_new, |change|, lo, hi, safe)."""
+    if not math.isfinite(fisher):
+        return tau2, math.nan, lo, hi, safe
+    if not enabled:
+        return proposal, abs(proposal - tau2), lo, hi, False
+    if fisher > 0.0:
+        lo = tau2
+    elif fisher < 0.0:
+        hi = tau2
+    if not safe:
+        step = abs(proposal - tau2)
+        if (proposal >= lo and proposal <= hi and not step > OSCILLATION_RATIO * (hi - lo)
+                and it <= SAFEGUARD_AFTER):
+            return proposal, step, lo, hi, False
+        safe = True
+    bottom = lo if lo > tau2_min else tau2_min
+    new = tau2 + newton
+    if not (new > bottom and new < hi and abs(newton) <= 0.5 * last_change):  # False for a NaN Newton step
+        new = 0.5 * (bottom + hi) if hi < math.inf else proposal
+    return new, abs(new - tau2), lo, hi, True
 
 
 def ll0_difference(method, sum_log1p, q0, q_tau2, logdet_ratio):
@@ -192,21 +323,24 @@ def pm_root_step(x, f, dq, lo, hi):
     DerSimonian & Kacker 2007, Contemp Clin Trials 28:105, eq. 7 for the slope) on f = Q(x) − (k − p) with
     dq = Q'(x) = −y'PPy. Q is decreasing and convex in τ² (Q'' = 2y'PPPy ≥ 0), so Newton steps from the left
     end approach the root from below; the bracket [lo, hi] is shrunk with the sign of f, and a step that
-    would leave it bisects instead (safeguard). Returns (x_new, lo, hi, done)."""
+    would leave it bisects instead (safeguard). A non-finite f or dq ends the search with x_new = NaN (the
+    caller reports non-convergence). Returns (x_new, lo, hi, done)."""
+    if not (math.isfinite(f) and math.isfinite(dq)):
+        return math.nan, lo, hi, True
     if f > 0.0:
         lo = x
     else:
         hi = x
     if dq < 0.0:
         step = -f / dq
-        if abs(step) <= PM_RTOL * max(1.0, x):  # x is the root to machine precision (x + step may round to
+        if abs(step) <= PM_RTOL * abs(x):  # x is the root to machine precision (x + step may round to
             return x + step, lo, hi, True  # x itself, which the bracket test below would take for an exit)
         xn = x + step
     else:
         xn = 0.5 * (lo + hi)
     if not (xn > lo and xn < hi):
         xn = 0.5 * (lo + hi)
-    done = abs(xn - x) <= PM_RTOL * max(1.0, x) or hi - lo <= PM_RTOL * max(1.0, hi)
+    done = abs(xn - x) <= PM_RTOL * abs(x) or hi - lo <= PM_RTOL * abs(hi)
     return xn, lo, hi, done
 
 

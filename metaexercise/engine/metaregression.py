@@ -153,5 +153,5 @@ def metareg(
         tau2=float(fit.tau2),
         I2=float(fit.I2),
         R2=None if fit.R2 is None else float(fit.R2),
-        dropped=tuple(dropped),
+        dropped=tuple(dropped) + tuple(fit.dropped),  # rma drops nearly collinear ones too (R's lm tolerance)
     )

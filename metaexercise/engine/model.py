@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,14 +23,20 @@ import numpy as np
 from scipy import special
 
 from metaexercise._version import __version__
+from metaexercise.engine import kernels
 from metaexercise.engine.kernels import METHODS, TESTS, Method, Test
 from metaexercise.engine.tau2 import ESTIMATORS, Control, generalized_q
-from metaexercise.engine.wls import wls
+from metaexercise.engine.wls import redundant_columns, wls
 
 if TYPE_CHECKING:  # pandas is imported where a table is built, not when the engine loads
     import pandas as pd
 
 PI_DISTS: tuple[str, ...] = ("default", "riley")
+
+
+class RedundantPredictorsWarning(UserWarning):
+    """Moderators collinear with the intercept or with moderators before them were dropped from the model
+    (metafor 3.8: "Redundant predictors dropped from the model.")."""
 
 
 def _pval_z(z):
@@ -207,6 +214,8 @@ class RMAResult:
     version: str = __version__
     checksum: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: names of the moderators dropped as redundant (metafor's `coef.na`), in their original order
+    dropped: tuple[str, ...] = field(default=())
 
     # -- convenience -------------------------------------------------------------------------------------------
     @property
@@ -372,13 +381,92 @@ def _design(mods, k: int) -> tuple[np.ndarray, tuple[str, ...]]:
         if M.ndim == 1:
             M = M.reshape(-1, 1)
         names = ("mods",) if M.shape[1] == 1 else tuple(f"mods{j + 1}" for j in range(M.shape[1]))
-    if M.shape[0] != k:
+    if M.ndim != 2 or M.shape[0] != k:
         raise ValueError(f"rma: mods has {M.shape[0]} rows, expected k = {k}")
     bad = np.flatnonzero(~np.isfinite(M).all(axis=1))
     if bad.size:
         raise ValueError(f"rma: mods has missing or non-finite values in rows {bad.tolist()} (0-based)")
+    big = np.argwhere(np.abs(M) > kernels.MODS_MAX)
+    if big.size:
+        i, j = (int(a) for a in big[0])
+        raise ValueError(f"rma: mods[{i}, {j}] = {float(M[i, j])!r} is outside the range the engine computes with, "
+                         f"|mods| <= {kernels.MODS_MAX:g}; rescale the moderator {names[j]!r}")
     X = np.column_stack([np.ones(k), M])
     return X, ("intrcpt", *names)
+
+
+def _check_range(y: np.ndarray, v: np.ndarray, tau2) -> None:
+    """The engine's input range (kernels.YI_MAX, VI_MIN, VI_MAX): outside it squares and cubes of the data
+    overflow or underflow double precision, so such input is refused here, by name and position."""
+    vmin = float(v.min())
+    if not (float(np.abs(y).max()) <= kernels.YI_MAX and vmin >= kernels.VI_MIN
+            and float(v.max()) <= kernels.VI_MAX):
+        _range_error(y, v)
+    if kernels.dominated(vmin, float(np.sum(1 / v)), len(v)):
+        j = int(np.argmin(v))
+        others = float(np.sum(1 / np.delete(v, j)))
+        raise ValueError(
+            f"rma: study {j} (0-based; vi = {vmin!r}) has a weight 1/vi {1 / vmin / others:.3g} times the sum of "
+            f"all other weights (more than {kernels.WEIGHT_DOMINANCE_MAX:g}): in double precision the "
+            "heterogeneity statistics (Q, the traces of P, tau^2) would be rounding noise (metafor warns "
+            "\"Ratio of largest to smallest sampling variance extremely large\" and returns such numbers). "
+            "Analyse that study apart from the others, or check its variance."
+        )
+    if tau2 is not None:
+        t = float(tau2)
+        if not (np.isfinite(t) and abs(t) <= kernels.VI_MAX and np.all(v + t > 0)):
+            raise ValueError(f"rma: a fixed tau2 must be a finite number with |tau2| <= {kernels.VI_MAX:g} and "
+                             f"vi + tau2 > 0 for every study; got tau2 = {tau2!r}")
+
+
+def _range_error(y: np.ndarray, v: np.ndarray) -> None:
+    big = np.flatnonzero(np.abs(y) > kernels.YI_MAX)
+    if big.size:
+        raise ValueError(
+            f"rma: yi = {y[big[:5]].tolist()} at positions {big.tolist()} (0-based) is outside the range the "
+            f"engine computes with, |yi| <= {kernels.YI_MAX:g} (squares of such effect sizes come close to "
+            "overflowing double precision); rescale the effect sizes (e.g. other units)"
+        )
+    out = np.flatnonzero((v < kernels.VI_MIN) | (v > kernels.VI_MAX))
+    if out.size:
+        raise ValueError(
+            f"rma: vi = {v[out[:5]].tolist()} at positions {out.tolist()} (0-based) is outside the range the "
+            f"engine computes with, {kernels.VI_MIN:g} <= vi <= {kernels.VI_MAX:g} (the cubes of the weights "
+            "1/vi would overflow or underflow double precision); rescale the effect sizes and their variances"
+        )
+
+
+def _drop_redundant(X: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """metafor 3.8 `rma.uni`: moderators that R's `lm(yi ~ X - 1)` finds redundant (NA coefficients: its
+    pivoted QR with tolerance 1e-7, engine.wls.redundant_columns) are dropped with a warning."""
+    if X.shape[1] == 1:
+        return X, names, ()
+    redundant = redundant_columns(X, kernels.QR_TOL)
+    if not redundant.any():
+        return X, names, ()
+    dropped = tuple(n for n, r in zip(names, redundant, strict=True) if r)
+    warnings.warn(
+        f"rma: redundant predictors dropped from the model: {', '.join(dropped)} (constant, or collinear with "
+        "the intercept and the moderators before them, to R's lm tolerance 1e-7; as metafor)",
+        RedundantPredictorsWarning, stacklevel=3,
+    )
+    keep = ~redundant
+    return X[:, keep], tuple(n for n, r in zip(names, redundant, strict=True) if not r), dropped
+
+
+def _check_full_rank(X: np.ndarray) -> None:
+    """metafor 3.8 `rma.uni`, after dropping redundant predictors: stop if an eigenvalue of X'X is at most
+    its `evtol` (1e-7) ("Model matrix not of full rank. Cannot fit model.")."""
+    if X.shape[1] == 1:
+        return
+    ev = float(np.linalg.eigvalsh(X.T @ X).min())
+    if not ev > kernels.EVTOL:
+        raise ValueError(
+            f"rma: the model matrix is not of full rank: the smallest eigenvalue of X'X is {ev:.3g} <= "
+            f"{kernels.EVTOL:g} (metafor's evtol; metafor stops here too: \"Model matrix not of full rank. "
+            "Cannot fit model.\"). Moderators are nearly collinear (or on a very small scale): drop or combine "
+            "them, or rescale them."
+        )
 
 
 #: metafor 3.8's message (`rma.uni`) when a model has more parameters than studies.
@@ -457,13 +545,19 @@ def rma(
             f"rma: sampling variances must be positive and finite; vi = {v[bad_v].tolist()} at positions "
             f"{bad_v.tolist()} (0-based)"
         )
+    _check_range(y, v, None if method == "EE" else tau2)
     X, names = _design(mods, k)
+    X, names, dropped = _drop_redundant(X, names)
     p = X.shape[1]
     _check_parameter_count(k, p, method, tau2)
-    if p > 1 and np.linalg.matrix_rank(X) < p:
-        raise ValueError("rma: the moderator matrix is not of full rank (a moderator is constant or collinear)")
+    _check_full_rank(X)
 
     notes: list[str] = []
+    if dropped:
+        notes.append(f"redundant predictors dropped from the model: {', '.join(dropped)}")
+    if v.max() / v.min() >= kernels.VI_RATIO_NOTE:
+        notes.append(f"the largest sampling variance is {v.max() / v.min():.3g} times the smallest: results "
+                     "may not be stable (metafor warns from 1e7 on)")
     if k == 1 and test != "z":
         test = "z"  # metafor: 'Setting argument test="z" since k=1.'
         notes.append('k = 1: test set to "z" (Knapp-Hartung needs k > 1)')
@@ -484,6 +578,11 @@ def rma(
 
     f = wls(X, y, 1 / (v + t2))
     beta, vb = f.beta, f.A
+    if not (np.isfinite(t2) and np.isfinite(beta).all() and np.isfinite(vb).all()):
+        raise ValueError(
+            f"rma: the fit is not a finite number (tau^2 = {t2!r}, beta = {beta.tolist()}): the data are beyond "
+            "double precision's reach (sampling variances or moderators spanning too many orders of magnitude)"
+        )
     ddf: float | None = None
     if test == "knha":
         rss = f.rss
@@ -511,8 +610,6 @@ def rma(
         QMp = float(special.chdtrc(m, QM))
         pval = _pval_z(zval)
         crit = _z_crit(alpha)
-    zero_se = ~(se > 0) | ~np.isfinite(se)
-    pval = np.where(zero_se, np.nan, pval)
     ci_lb, ci_ub = beta - crit * se, beta + crit * se
 
     # Heterogeneity test and I2/H2 from the equal-effects (FE) fit.
@@ -583,7 +680,7 @@ def rma(
         QE=float(QE), QEp=float(QEp), QM=float(QM), QMp=float(QMp), QM_df=QM_df, R2=R2,
         pi_lb=pi_lb, pi_ub=pi_ub, ll=ll, deviance=float(dev), AIC=float(AIC), BIC=float(BIC),
         AICc=float(AICc), converged=converged, iterations=iterations, control=control,
-        checksum=_checksum(y, v, X), notes=tuple(notes),
+        checksum=_checksum(y, v, X), notes=tuple(notes), dropped=dropped,
     )
 
 
@@ -610,4 +707,5 @@ def refit(fit: RMAResult, keep: np.ndarray) -> RMAResult:
                tau2=fit.tau2 if fit.tau2_fixed else None, control=fit.control)
 
 
-__all__ = ["rma", "refit", "RMAResult", "Prediction", "HeterogeneityCI", "Control", "Coef", "coef_vector"]
+__all__ = ["rma", "refit", "RMAResult", "Prediction", "HeterogeneityCI", "Control", "Coef", "coef_vector",
+           "RedundantPredictorsWarning"]

@@ -139,7 +139,8 @@ def permutest_arrays(
     else:
         perms = np.argsort(rng.random((int(iter), k)), axis=1)
         perms[0] = np.arange(k)
-    opts = {"threshold": control.threshold, "maxiter": control.maxiter, "tau2_max": control.tau2_max}
+    opts = {"threshold": control.threshold, "maxiter": control.maxiter, "tau2_max": control.tau2_max,
+            "safeguard": control.safeguard}
     beta0, z0, qm0, _t, conv0 = fit_permuted(yi, vi, X, np.arange(k)[None, :], method, test, **opts)
     _b, zperm, qperm, _t2, conv = fit_permuted(yi, vi, X, perms, method, test, **opts)
     pval, qmp = _pvalues(zperm, qperm, conv, z0[0], qm0[0], comptol)
@@ -182,7 +183,7 @@ def permutest(fit, *, exact: bool = False, iter: int = 1000, seed=None,
         raise ValueError("permutest: models with a fixed tau2 (rma(..., tau2=...)) are not supported")
     fc = getattr(fit, "control", None)
     control = BatchControl() if fc is None else BatchControl(threshold=fc.threshold, maxiter=fc.maxiter,
-                                                             tau2_max=fc.tau2_max)
+                                                             tau2_max=fc.tau2_max, safeguard=fc.safeguard)
     X = np.asarray(fit.X, dtype=float)
     mods = None if X.shape[1] == 1 else X[:, 1:]
     return permutest_arrays(fit.yi, fit.vi, mods, method=fit.method, test=fit.test, exact=exact, iter=iter,

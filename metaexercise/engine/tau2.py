@@ -10,7 +10,9 @@ References (as cited in metafor's `rma.uni` help):
 - SJ: Sidik & Jonkman (2005), J Biopharm Stat 15:823 (start value: the sample variance around the mean).
 - ML, REML: Viechtbauer (2005), J Educ Behav Stat 30:261 — Fisher scoring with step-halving, truncated at 0,
   from metafor's start value; for intercept-only models, once the Fisher steps fall below 1e-4, Newton–Raphson
-  steps with the observed information finish the climb (same maximum, about half the iterations).
+  steps with the observed information finish the climb (same maximum, about half the iterations). Where
+  Fisher scoring oscillates (metafor: "did not converge"), safeguarded Newton/bisection steps on a bracket
+  of the maximum take over (kernels.safeguard; by default for intercept-only models, Control.safeguard).
   Afterwards metafor's ll0check.
 - EB: Morris (1983), J Am Stat Assoc 78:47; Berkey et al. (1995), Stat Med 14:395.
 - PM: Paule & Mandel (1982), J Res Natl Bur Stand 87:377 — root of the generalized Q-statistic = k − p,
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,6 +58,10 @@ class Control:
     #: safeguarded Newton search runs to machine precision (kernels.PM_RTOL).
     tol: float = kernels.ROOT_TOL
     ll0check: bool = True  #: ML/REML: fall back to τ² = 0 if the likelihood there is higher (as metafor)
+    #: ML/REML/EB: safeguarded steps once Fisher scoring oscillates (kernels.safeguard). None: on for the
+    #: intercept-only model, off for meta-regression (metafor's pure Fisher scoring; kernels.SAFEGUARD_P);
+    #: True or False: on or off for every model.
+    safeguard: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +195,18 @@ class _Regression:
         return f.rss, f.tr_PV(self.vi)
 
     def scoring_terms(self, tau2: float, newton: bool, method: int) -> tuple[float, ...]:
-        """As _InterceptOnly.scoring_terms; the traces only for REML."""
+        """As _InterceptOnly.scoring_terms; the traces only for REML. y'PPPy = Σw³r² − u'(X'WX)⁻¹u with
+        u = X'W²r only when `newton` (meta-regression has no Newton finish, kernels.NEWTON_P, but the
+        safeguarded phase of kernels.safeguard uses the Newton step)."""
         f = wls(self.X, self.yi, 1 / (self.vi + tau2))
         w = f.w
         trp, trpp = (f.tr_P(), f.tr_PP()) if method == kernels.REML else (math.nan, math.nan)
-        # no Newton finish for meta-regression (kernels.NEWTON_P): y'PPPy is not needed
-        return float(w.sum()), float(np.dot(w, w)), trp, trpp, f.rss, f.rss_pp, math.nan
+        yppp = math.nan
+        if newton:
+            wr = w * f.resid
+            u = self.X.T @ (w * wr)
+            yppp = float(np.dot(w, wr * wr) - u @ f.A @ u)
+        return float(w.sum()), float(np.dot(w, w)), trp, trpp, f.rss, f.rss_pp, yppp
 
     def q_and_slope(self, tau2: float) -> tuple[float, float]:
         f = wls(self.X, self.yi, 1 / (self.vi + tau2))
@@ -215,10 +227,34 @@ def _model(yi, vi, X) -> _InterceptOnly | _Regression:
     return _Regression(yi, vi, X)
 
 
+def _terms_text(terms: tuple[float, ...]) -> str:
+    names = ("sum w", "sum w^2", "tr P", "tr PP", "Q", "y'PPy", "y'PPPy")
+    return ", ".join(f"{n} = {t:.3g}" for n, t in zip(names, terms, strict=True) if not math.isnan(t)
+                     or n != "y'PPPy")
+
+
+def _sqrt(x: float) -> float:
+    """math.sqrt, NaN (not an exception) for a negative or NaN argument."""
+    return math.sqrt(x) if x >= 0.0 else math.nan
+
+
 def _fisher_scoring(name: str) -> Callable:
     method = kernels.METHOD_CODES[name]
 
     def estimator(yi, vi, X, control: Control) -> Tau2Estimate:
+        # data on a tiny scale are fitted as yi/2^j, vi/4^j (exactly) and tau^2 scaled back (kernels.SCALE_MIN)
+        k = yi.shape[0]
+        d = yi - yi.sum() / k
+        j = kernels.rescale_exponent(float(vi.sum()) / k, float(d @ d) / (k - 1) if k > 1 else 0.0)
+        if j == 0:
+            return fit(yi, vi, X, control)
+        c2 = math.ldexp(1.0, 2 * j)
+        scaled = replace(control, tau2_min=control.tau2_min / c2,
+                         tau2_init=None if control.tau2_init is None else control.tau2_init / c2)
+        est = fit(np.ldexp(yi, -j), np.ldexp(vi, -2 * j), X, scaled)
+        return Tau2Estimate(est.tau2 * c2, est.se_tau2 * c2, iterations=est.iterations, converged=est.converged)
+
+    def fit(yi, vi, X, control: Control) -> Tau2Estimate:
         k, p = X.shape
         model = _model(yi, vi, X)
         if control.tau2_init is None:
@@ -226,20 +262,35 @@ def _fisher_scoring(name: str) -> Callable:
         else:
             tau2 = control.tau2_init
         with_newton = p == kernels.NEWTON_P and isinstance(model, _InterceptOnly)
-        change = control.threshold + 1
+        guarded = p <= kernels.SAFEGUARD_P if control.safeguard is None else bool(control.safeguard)
+        change = math.inf
         it = 0
         newton = False
-        while change > control.threshold:
+        # the bracket of kernels.safeguard, and whether its safeguarded phase has begun
+        lo, hi, safe = -math.inf, math.inf, False
+        while not kernels.converged(change, tau2, control.threshold):
             it += 1
-            sw, sw2, trp, trpp, q, ypp, yppp = model.scoring_terms(tau2, with_newton and newton, method)
+            terms = model.scoring_terms(tau2, (with_newton and newton) or (safe and method != kernels.EB),
+                                        method)
+            sw, sw2, trp, trpp, q, ypp, yppp = terms
             fisher, newton_step = kernels.scoring_steps(method, k, p, sw, sw2, trp, trpp, q, ypp, yppp)
-            tau2, change, newton = kernels.next_tau2(tau2, fisher, newton_step, newton, control.stepadj,
-                                                     control.tau2_min)
+            proposal, _change, newton = kernels.next_tau2(tau2, fisher, newton_step, newton, control.stepadj,
+                                                          control.tau2_min)
+            tau2, change, lo, hi, safe = kernels.safeguard(tau2, proposal, fisher, newton_step, lo, hi, safe,
+                                                           change, it, control.tau2_min, guarded)
+            if not math.isfinite(change):
+                raise ConvergenceError(
+                    f"Fisher scoring for the {name} estimate of tau^2 stopped at iteration {it}: the score or "
+                    f"information at tau^2 = {tau2:.6g} is not a finite number ({_terms_text(terms)}); the "
+                    "sampling variances span too many orders of magnitude for double precision. Remedies: "
+                    "a non-iterative estimator (method='DL'), or studies with less extreme variances."
+                )
             if it > control.maxiter:
+                remedy = "" if guarded else "safeguarded steps with Control(safeguard=True), "
                 raise ConvergenceError(
                     f"Fisher scoring for the {name} estimate of tau^2 did not converge in {control.maxiter} "
-                    f"iterations (last change {change:.3g} > threshold {control.threshold:g}). Remedies: raise "
-                    "Control(maxiter=...), damp the steps with Control(stepadj=0.5), loosen "
+                    f"iterations (last change {change:.3g} > threshold {control.threshold:g}). Remedies: "
+                    f"{remedy}raise Control(maxiter=...), damp the steps with Control(stepadj=0.5), loosen "
                     "Control(threshold=...), or use a non-iterative estimator (method='DL' or 'PM')."
                 )
         if control.ll0check and kernels.ll0_due(method, tau2, control.threshold):
@@ -248,11 +299,11 @@ def _fisher_scoring(name: str) -> Callable:
         tau2 = max(control.tau2_min, tau2)
         sw, sw2, trp, trpp = model.scoring_terms(tau2, False, method)[:4]
         if method == kernels.ML:
-            se = math.sqrt(2 / sw2)
+            se = _sqrt(2 / sw2)
         elif method == kernels.REML:
-            se = math.sqrt(2 / trpp)
+            se = _sqrt(2 / trpp) if trpp != 0.0 else math.nan
         else:
-            se = math.sqrt(2 * k**2 / (k - p) / sw**2)
+            se = _sqrt(2 * k**2 / (k - p) / sw**2)
         return Tau2Estimate(float(tau2), float(se), iterations=it, converged=True)
 
     estimator.__name__ = f"{name.lower()}_fisher_scoring"
@@ -309,6 +360,11 @@ def paule_mandel(yi, vi, X, control: Control) -> Tau2Estimate:
             xn, lo, hi, done = kernels.pm_root_step(x, f, dq, lo, hi)
             if done:
                 tau2 = xn
+                if math.isnan(tau2):
+                    raise ConvergenceError(
+                        f"Paule-Mandel: Q(tau^2) or its slope is not a finite number at tau^2 = {x:.6g} "
+                        f"(Q = {q:.3g}, Q' = {dq:.3g}); the data are beyond double precision's reach there."
+                    )
                 break
             if it >= kernels.PM_ITER_FACTOR * control.maxiter:
                 raise ConvergenceError(f"Paule-Mandel: the root search did not converge in {it} steps")

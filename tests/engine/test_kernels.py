@@ -154,19 +154,31 @@ def test_the_ll0_check_fires_alike_on_all_three_paths(method):
     _assert_same("fit_permuted", (float(fit.estimate), 0.0), mods)
 
 
-def test_non_convergence_is_reported_alike_on_all_three_paths():
-    # seed 35 of the generator: REML Fisher scoring oscillates (as metafor's would) and never settles
-    from metaexercise.engine.batch import rma_batch
+def test_oscillating_fisher_scoring_is_safeguarded_alike_on_all_three_paths():
+    # seed 35 of the generator: REML Fisher scoring oscillates (as metafor's does: its ratio of successive
+    # distances from the maximum is ~0.99) and never settles within maxiter; kernels.safeguard takes over
+    from metaexercise.engine.batch import BatchControl, rma_batch
     from metaexercise.engine.batch_mods import fit_permuted
 
     y, v, _ = _generated(35)
-    with pytest.raises(ConvergenceError):
-        rma(y, v)
-    row = rma_batch(y[None, :], v[None, :])
-    *_, tau2, conv = fit_permuted(y, v, np.ones((y.shape[0], 1)), np.arange(y.shape[0])[None, :])
+    fit, batch, mods = _three_paths(y, v, "REML")
+    _assert_same("rma_batch", (float(fit.estimate), fit.tau2), batch)
+    _assert_same("fit_permuted", (float(fit.estimate), fit.tau2), mods)
+    assert fit.iterations < 50
+    # the maximum: the REML score is zero there (finite differences of the log-likelihood)
+    X = np.ones((y.shape[0], 1))
+    h = 1e-6 * fit.tau2
+    score = (_loglik(y, v, X, fit.tau2 + h, True) - _loglik(y, v, X, fit.tau2 - h, True)) / (2 * h)
+    assert abs(score) < 1e-6
+    # without the safeguard, metafor's algorithm: non-convergence, reported alike on all three paths (NaN in
+    # rma_batch and fit_permuted, never the last iterate)
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        rma(y, v, control=Control(safeguard=False))
+    row = rma_batch(y[None, :], v[None, :], control=BatchControl(safeguard=False))
+    *_, tau2, conv = fit_permuted(y, v, X, np.arange(y.shape[0])[None, :], safeguard=False)
     assert not row.converged[0] and not conv[0]
     assert row.iterations[0] == kernels.MAXITER + 1
-    np.testing.assert_allclose(tau2[0], row.tau2[0], rtol=1e-6)  # the same last iterate of the oscillation
+    assert np.isnan([row.tau2[0], row.estimate[0], row.se[0], row.ci_lb[0], row.pi_ub[0], tau2[0]]).all()
 
 
 # --------------------------------------------------------------------------------------------------

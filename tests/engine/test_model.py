@@ -19,6 +19,7 @@ import pytest
 import statsmodels.api as sm
 
 from metaexercise import Control, ConvergenceError, escalc, rma
+from metaexercise.engine.model import RedundantPredictorsWarning
 
 # dat.bcg: log risk ratios and variances, escalc("RR", ai=tpos, bi=tneg, ci=cpos, di=cneg, data=dat.bcg).
 TPOS = np.array([4, 6, 3, 62, 33, 180, 8, 505, 29, 17, 186, 5, 27])
@@ -280,15 +281,27 @@ def test_saturated_random_effects_fit_stops_as_metafor(method):
     with pytest.raises(ValueError, match=r"Number of parameters to be estimated is larger than the number "
                                          r"of observations\. The model has 2 coefficients and tau\^2"):
         rma(SAT_Y, SAT_V, mods=SAT_X, method=method)
-    with pytest.raises(ValueError, match="Number of parameters"):
-        rma([0.3], [0.04], mods=[1.0], method=method)
+    # one study: its moderator is collinear with the intercept; metafor 3.8.1 drops it (with a warning) before
+    # counting parameters, and fits the intercept-only model with k = 1
+    with pytest.warns(RedundantPredictorsWarning, match="mods"):
+        single = rma([0.3], [0.04], mods=[1.0], method=method)
+    assert (single.k, single.p, single.tau2, single.dropped) == (1, 1, 0.0, ("mods",))
+    assert float(single.se) == pytest.approx(0.2, rel=1e-15)
     # p + 1 = k is estimable
     assert rma([0.1, 0.5, 0.2], [0.01, 0.02, 0.03], mods=[1, 2, 4], method=method).k == 3
 
 
-def test_more_coefficients_than_studies_stop_even_equal_effects():
-    with pytest.raises(ValueError, match="Number of parameters.*2 coefficients to estimate from k = 1"):
-        rma([0.3], [0.04], mods=[1.0], method="EE")
+def test_more_coefficients_than_studies_are_redundant_and_dropped_as_metafor():
+    # metafor 3.8.1 drops redundant predictors (R's lm QR) before it counts parameters, so an equal-effects
+    # model never has more coefficients than studies: rma(0.3, 0.04, mods = 1, method = "EE") warns
+    # "Redundant predictors dropped from the model." and fits the single study
+    with pytest.warns(RedundantPredictorsWarning):
+        fit = rma([0.3], [0.04], mods=[1.0], method="EE")
+    assert (fit.p, fit.coef_names, float(fit.beta)) == (1, ("intrcpt",), 0.3)
+    with pytest.warns(RedundantPredictorsWarning, match="mods2"):  # k = 2, 3 columns: the last is redundant
+        fit = rma([0.1, 0.5], [0.01, 0.02], mods=[[1.0, 3.0], [2.0, 5.0]], method="EE")
+    assert fit.coef_names == ("intrcpt", "mods1") and fit.dropped == ("mods2",)
+    assert fit.beta == pytest.approx([-0.3, 0.4], rel=1e-12)  # metafor 3.8.1: coef.na FALSE FALSE TRUE
 
 
 def test_saturated_fit_with_fixed_tau2_is_exact_as_metafor():
