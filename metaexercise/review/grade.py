@@ -77,13 +77,14 @@ class GradeThresholds:
     mid_points: float | None
     sd_points: float
     sd_source: str
-    rob_high_share: float = 0.25
-    i2_moderate: float = 40.0
-    i2_considerable: float = 75.0
-    bias_min_k: int = 10
-    bias_p: float = 0.10
-    power: float = 0.8
-    alpha: float = 0.05
+    # the rule constants' defaults are the declaration's (one place: review.declaration.GradeDecl)
+    rob_high_share: float = GradeDecl.__dataclass_fields__["rob_high_share"].default
+    i2_moderate: float = GradeDecl.__dataclass_fields__["i2_moderate"].default
+    i2_considerable: float = GradeDecl.__dataclass_fields__["i2_considerable"].default
+    bias_min_k: int = GradeDecl.__dataclass_fields__["bias_min_k"].default
+    bias_p: float = GradeDecl.__dataclass_fields__["bias_p"].default
+    power: float = GradeDecl.__dataclass_fields__["power"].default
+    alpha: float = GradeDecl.__dataclass_fields__["alpha"].default
     lower_is_better: bool = True
     experimental: str = "the experimental intervention"
     scale: str = ""
