@@ -78,10 +78,13 @@ def load_yaml(path: str | Path, *, what: str = "YAML file"):
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: {what} not found" + (" (it is a folder)" if path.is_dir() else ""))
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise SpecError(f"{path}: {what} is {size:,} bytes; the limit is {MAX_BYTES:,}")
-    raw = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SpecError(f"{path}: {what} is {size:,} bytes; the limit is {MAX_BYTES:,}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -94,4 +97,6 @@ def load_yaml(path: str | Path, *, what: str = "YAML file"):
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if not isinstance(exc, yaml.constructor.ConstructorError):
+            problem = f"not valid YAML ({problem})"
         raise SpecError(f"{path}{where}: {problem}") from None

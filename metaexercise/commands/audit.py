@@ -2,8 +2,14 @@
 
 Without `--reported`, audits the project's `analyses/published.yaml` and writes `results/audit.csv`.
 With `--reported FILE.csv`, audits any table with columns label, estimate, ci_lb, ci_ub (optional k, i2, q,
-p, scale). Findings go to stdout (a table, or JSON with `--json`), logs to stderr; the exit code is 0
-whatever the audit finds, 2 when the input cannot be read.
+p, scale; source and note are free text). The table is read strictly: a record with more or fewer fields
+than the header, an unknown column, a number with a comma (decimal comma or thousands separator; a
+semicolon-separated file is refused rather than guessed at), I² outside [0, 100], p outside [0, 1], Q < 0,
+k not a whole number >= 1, or ci_lb > ci_ub is an input error naming file, line (header = line 1) and column.
+
+Findings go to stdout (a table, or JSON with `--json`), logs to stderr. Exit codes: 2 when the input cannot be
+read (message on stderr, never a traceback); with `--fail-on-findings`, 1 when the audit finds at least one
+error-severity finding; 0 otherwise (without `--fail-on-findings`, whatever the audit finds).
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write findings to stdout as a JSON list of {label, check, severity, detail}",
     )
+    parser.add_argument(
+        "--fail-on-findings",
+        action="store_true",
+        help="exit 1 when the audit finds an error in the numbers (a finding of severity error); "
+        "default: exit 0 whatever the audit finds",
+    )
 
 
 def run(args) -> int:
@@ -65,6 +77,9 @@ def _run(args) -> int:
     except MetaexerciseError as exc:
         log.error("%s", exc)
         return 2
+    except (OSError, UnicodeError, ValueError) as exc:  # belt and braces: an unreadable input never tracebacks
+        log.error("%s: %s", args.reported if args.reported is not None else "audit", exc)
+        return 2
     counts = frame["severity"].value_counts()
     log.info(
         "%s: %d finding(s): %d error(s), %d warning(s)",
@@ -79,4 +94,6 @@ def _run(args) -> int:
     else:
         for row in frame.itertuples(index=False):
             print(f"[{row.severity}] {row.check}: {row.label}\n    {row.detail}")
+    if getattr(args, "fail_on_findings", False) and counts.get(Severity.ERROR, 0):
+        return 1
     return 0

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from metaexercise.errors import ExtractionError
+from metaexercise.errors import ExtractionError, SpecError
 from metaexercise.extraction.vocabulary import SheetVocabulary
+from metaexercise.strict_yaml import load_yaml
 
 #: The project's registry file, in its extraction folder.
 FILE_NAME = "instruments.yaml"
@@ -165,9 +166,9 @@ def load_registry(extra: str | Path | None = None, vocabulary: SheetVocabulary |
     reg = dict(builtin_registry().instruments)
     if extra is not None and Path(extra).is_file():
         try:
-            data = yaml.safe_load(Path(extra).read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ExtractionError(f"{extra}: not valid YAML ({exc})") from None
+            data = load_yaml(extra, what="instrument registry")
+        except SpecError as exc:  # strict: no aliases, no duplicate keys, size limit; located text kept
+            raise ExtractionError(str(exc)) from None
         reg.update(_parse(data or [], str(extra), vocabulary.outcome_ids if vocabulary is not None else ()))
     return Registry(reg)
 

@@ -12,6 +12,8 @@ that does not follow from the CI, the same k for disjoint comparator sets, parts
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import logging
 import math
@@ -567,55 +569,146 @@ def audit_registry(registry: Registry) -> list[Finding]:
 REPORTED_REQUIRED = ("label", "estimate", "ci_lb", "ci_ub")
 REPORTED_OPTIONAL = ("k", "i2", "q", "p", "scale")
 REPORTED_IGNORED = ("source", "note")
+REPORTED_COLUMNS = (*REPORTED_REQUIRED, *REPORTED_OPTIONAL, *REPORTED_IGNORED)
+_REPORTED_NUMBERS = ("estimate", "ci_lb", "ci_ub", "k", "i2", "q", "p")
+#: closed ranges of the optional statistics (I² in percent).
+_REPORTED_RANGES = {"i2": (0.0, 100.0), "p": (0.0, 1.0), "q": (0.0, math.inf), "k": (1.0, math.inf)}
+
+
+def _reported_rows(path: Path, text: str) -> Iterable[tuple[int, list[str]]]:
+    """Yield (line of the record's first character, fields) for every non-blank record; csv errors located."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    end = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            start = end + 1
+            raise SpecError(
+                f"{path}:{start}: row {start}: not valid CSV from this line on ({exc}; an unclosed quote?)"
+            ) from None
+        start, end = end + 1, reader.line_num
+        if fields:
+            yield start, fields
+
+
+def _reported_number(path: Path, line: int, col: str, text: str) -> Printed:
+    where = f"{path}:{line}: row {line}, column {col}"
+    if "," in text:
+        raise SpecError(
+            f"{where}: {text!r} contains a comma; a decimal comma (0,28) or thousands separator (1,250) is "
+            f"not accepted: write a decimal point (0.28, 1.25) or plain digits (1250)"
+        )
+    try:
+        value = Printed.parse(text, exact=col == "k")
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    if not math.isfinite(value.value):
+        raise SpecError(f"{where}: {text!r} is not a finite number")
+    if col == "k" and (value.decimals or value.relation != "="):
+        raise SpecError(f"{where}: {text!r} is not a whole number of studies")
+    if col in _REPORTED_RANGES:
+        lo, hi = _REPORTED_RANGES[col]
+        name = {"i2": "I² (percent)", "p": "a p value", "q": "Q", "k": "k"}[col]
+        bounds = f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(hi) else f">= {_fmt(lo)}"
+        impossible = (
+            not lo <= value.value <= hi
+            or (value.relation == ">" and value.value >= hi)
+            or (value.relation == "<" and value.value <= lo)
+        )
+        if impossible:
+            raise SpecError(f"{where}: {name} must be {bounds}, got {text!r}")
+    return value
 
 
 def read_reported(path: str | Path) -> Registry:
-    """Read a table of reported results (columns label, estimate, ci_lb, ci_ub; optional k, i2, q, p, scale)
-    as a registry of effect entries. Numbers are read as text so their printed precision is kept. Errors name
-    file, row (header = row 1), column and the problem; the file is never modified."""
+    """Read a table of reported results (columns label, estimate, ci_lb, ci_ub; optional k, i2, q, p, scale;
+    source and note are kept as free text and ignored) as a registry of effect entries.
+
+    Numbers are read as text so their printed precision is kept. The reader is strict: a comma-separated UTF-8
+    file whose every record has exactly as many fields as the header; unknown or repeated columns, numbers
+    with a comma (decimal comma or thousands separator), non-finite numbers, I² outside [0, 100], p outside
+    [0, 1], Q < 0, k not a whole number >= 1 and ci_lb > ci_ub are refused. Semicolon-separated files
+    (a decimal-comma locale's CSV) are refused with a message saying how to re-export them: they are not
+    guessed at. Every error is a `SpecError` starting "FILE:LINE:" and naming the row (the file line, header
+    = line 1) and column; the file is never modified."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise SpecError(f"{path}: cannot read as CSV ({exc})") from None
-    df.columns = [c.strip().lower() for c in df.columns]
-    missing = [c for c in REPORTED_REQUIRED if c not in df.columns]
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecError(f"{path}:{line}: line {line}: not UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise SpecError(f"{path}:{line}: line {line}: NUL byte; not a text CSV file")
+    rows = iter(_reported_rows(path, text))
+    first = next(rows, None)
+    if first is None:
+        raise SpecError(f"{path}:1: empty file; expected a header line {','.join(REPORTED_REQUIRED)}")
+    head_line, header = first
+    columns = [c.strip().lower() for c in header]
+    hwhere = f"{path}:{head_line}: line {head_line} (header)"
+    if len(columns) == 1 and ";" in header[0]:
+        raise SpecError(
+            f"{hwhere}: the file is semicolon-separated (a decimal-comma locale's CSV); not accepted: save it "
+            f"as comma-separated CSV with decimal points (0.28, not 0,28)"
+        )
+    unknown = [c for c in columns if c not in REPORTED_COLUMNS]
+    if unknown:
+        raise SpecError(
+            f"{hwhere}: unknown column(s) {unknown}; allowed: {list(REPORTED_COLUMNS)}"
+        )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise SpecError(f"{hwhere}: column(s) {repeated} appear more than once")
+    missing = [c for c in REPORTED_REQUIRED if c not in columns]
     if missing:
-        raise SpecError(f"{path}: missing column(s) {missing}; required: {list(REPORTED_REQUIRED)}")
-    extra = [c for c in df.columns if c not in (*REPORTED_REQUIRED, *REPORTED_OPTIONAL, *REPORTED_IGNORED)]
-    if extra:
-        log.warning("%s: ignoring column(s) %s", path, extra)
+        raise SpecError(f"{hwhere}: missing column(s) {missing}; required: {list(REPORTED_REQUIRED)}")
     entries = []
     labels: dict[str, int] = {}
-    for i, row in enumerate(df.to_dict("records")):
-        line = i + 2
-        label = row["label"].strip()
+    for line, fields in rows:
+        if len(fields) != len(columns):
+            more = len(fields) > len(columns)
+            hint = ("an unquoted comma in a value, or a decimal comma? quote the value or use a decimal point"
+                    if more else "a value or separator is missing")
+            raise SpecError(
+                f"{path}:{line}: row {line}, column {'after ' + columns[-1] if more else columns[len(fields)]}: "
+                f"{len(fields)} field(s) but the header has {len(columns)} ({hint})"
+            )
+        row = dict(zip(columns, (f.strip() for f in fields)))
+        label = row["label"]
         if not label:
-            raise SpecError(f"{path}: row {line}, column label: empty label")
+            raise SpecError(f"{path}:{line}: row {line}, column label: empty label")
         if label in labels:
-            raise SpecError(f"{path}: row {line}, column label: {label!r} repeats row {labels[label]}")
+            raise SpecError(f"{path}:{line}: row {line}, column label: {label!r} repeats row {labels[label]}")
         labels[label] = line
-        values: dict[str, object] = {}
-        for col in ("estimate", "ci_lb", "ci_ub", "k", "i2", "q", "p"):
-            text = str(row.get(col, "")).strip()
+        values: dict[str, Printed] = {}
+        for col in _REPORTED_NUMBERS:
+            text = row.get(col, "")
             if not text:
                 if col in REPORTED_REQUIRED:
-                    raise SpecError(f"{path}: row {line}, column {col}: empty (required)")
+                    raise SpecError(f"{path}:{line}: row {line}, column {col}: empty (required)")
                 continue
-            try:
-                values[col] = Printed.parse(text, exact=col == "k")
-            except ValueError as exc:
-                raise SpecError(f"{path}: row {line}, column {col}: {exc}") from None
-        scale = str(row.get("scale", "")).strip().lower() or None
+            values[col] = _reported_number(path, line, col, text)
+        if values["ci_lb"].value > values["ci_ub"].value:
+            raise SpecError(
+                f"{path}:{line}: row {line}, column ci_lb: lower bound {values['ci_lb'].text} > upper bound "
+                f"{values['ci_ub'].text}"
+            )
+        scale = row.get("scale", "").lower() or None
         if scale not in (None, *Scale):
             raise SpecError(
-                f"{path}: row {line}, column scale: {scale!r} is not 'ratio' or 'difference' (or empty)"
+                f"{path}:{line}: row {line}, column scale: {scale!r} is not 'ratio' or 'difference' (or empty)"
             )
         if scale == Scale.RATIO:
             for col in ("estimate", "ci_lb", "ci_ub"):
                 if values[col].value <= 0:
                     raise SpecError(
-                        f"{path}: row {line}, column {col}: a ratio must be > 0, got {values[col].text}"
+                        f"{path}:{line}: row {line}, column {col}: a ratio must be > 0, got {values[col].text}"
                     )
         entries.append(
             Entry(

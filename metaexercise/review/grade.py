@@ -36,13 +36,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
 
 from metaexercise.errors import SpecError
 from metaexercise.review.declaration import GradeDecl, OutcomeDecl, Review
 from metaexercise.review.published import Place, Registry
 from metaexercise.review.vocabulary import Certainty, ContrastId, GradeDomain
+from metaexercise.strict_yaml import load_yaml
 from metaexercise.vocabulary import RobJudgement, codes
 
 DOMAINS = codes(GradeDomain)
@@ -399,12 +399,9 @@ def load_judgements(path: str | Path) -> dict[str, dict[str, Judgement]]:
     (analysis id -> domain -> judgement). Returns analysis id -> domain -> Judgement, with the key "*"
     holding the defaults; use `judgements_for`. Safe YAML; unknown keys and missing rationales are errors."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not path.is_file():
+        raise SpecError(f"{path}: cannot read (no such file)")
+    doc = load_yaml(path, what="GRADE judgements")  # strict: no aliases, no duplicate keys, size limit
     doc = doc or {}
     if not isinstance(doc, dict) or set(doc) - {"defaults", "analyses"}:
         raise SpecError(f"{path}: top-level keys must be 'defaults' and/or 'analyses'")

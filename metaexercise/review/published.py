@@ -14,11 +14,11 @@ from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from metaexercise.errors import SpecError
 from metaexercise.review.declaration import FILE_NAME, Review, load_review
 from metaexercise.review.vocabulary import CERTAINTY_LEVELS, ContrastId
+from metaexercise.strict_yaml import load_yaml
 from metaexercise.vocabulary import codes
 
 
@@ -290,23 +290,6 @@ def parse_certainty(text: str) -> frozenset[str]:
     return frozenset(CERTAINTY_LEVELS[idx[0] : idx[-1] + 1])
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses duplicate keys (plain safe_load keeps the last one silently)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: set = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _where(path: str, section: str, index: int, entry_id: object) -> str:
     return f"{path}: {section}[{index}] (id {entry_id!r})"
 
@@ -392,14 +375,9 @@ def load_published(path: str | Path, review: Review | None = None) -> Registry:
     path = Path(path)
     if review is None:
         review = _project_review(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the published registry ({exc.strerror})") from None
-    try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not path.is_file():
+        raise SpecError(f"{path}: cannot read the published registry (no such file)")
+    doc = load_yaml(path, what="published registry")  # strict: no aliases, no duplicate keys, size limit
     if not isinstance(doc, dict):
         raise SpecError(f"{path}: expected a mapping with keys source, entries, relations")
     unknown = sorted(set(doc) - {"source", "entries", "relations"})

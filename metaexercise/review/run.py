@@ -19,7 +19,10 @@ Files written (all computed first, then each replaced atomically; `manifest.json
   also ``vas_published.csv``, ``prisma_update.json`` (when searches/ exists) and ``validation.csv`` (when the
   project has metafor reference fixtures, `Project.reference`)
 * ``manifest.json`` sha256 of every input file and of every output, the versions of metaexercise, Python,
-  numpy, scipy and pandas. No timestamps, so two runs on the same inputs give byte-identical files.
+  numpy, scipy and pandas. No timestamps, so two runs on the same inputs give byte-identical files. The
+  inputs are hashed before the analyses read them and again at the end; a file that changed (or appeared or
+  went) meanwhile stops the run (`InputChangedError`) and nothing is written, so the hashes are those of the
+  bytes the run read.
 
 Every table carries a ``data`` column (`metaexercise.vocabulary.DataSource.data_label`): "extraction" for the
 real sheets, or "synthetic replica — not the trials' data" for the replica.
@@ -44,6 +47,7 @@ import scipy
 from tqdm import tqdm
 
 from metaexercise._version import __version__
+from metaexercise.errors import MetaexerciseError
 from metaexercise.extraction.sheets import load_extraction
 from metaexercise.review import exhibits, replica
 from metaexercise.review.analyses import (
@@ -117,6 +121,24 @@ def results_folder(project: Project, source: DataSource | str) -> Path:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class InputChangedError(MetaexerciseError):
+    """An input file changed while a run read it; the message names the file(s). Nothing was written."""
+
+
+def _check_unchanged(before: dict[str, str], after: dict[str, str]) -> None:
+    """Raise `InputChangedError` unless the inputs hashed at the start of a run (`before`) are unchanged."""
+    changed = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
+    gone, new = sorted(before.keys() - after.keys()), sorted(after.keys() - before.keys())
+    if not (changed or gone or new):
+        return
+    parts = ([f"{n} changed while the run read it" for n in changed]
+             + [f"{n} was removed during the run" for n in gone]
+             + [f"{n} appeared during the run" for n in new])
+    raise InputChangedError("input files changed during the run, so the results may mix old and new inputs "
+                            f"and nothing was written: {'; '.join(parts)}. "
+                            "Run again once the files are saved.")
 
 
 def _inputs(project: Project, folder: Path, *more: Path) -> dict[str, str]:
@@ -241,13 +263,18 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
     changed generator never leaves stale sheets behind; `replica/` is generated output, not an input.
     """
     source = DataSource.parse(source)
-    review = project.review
     folder = extraction_folder(project, source)
+    # Hash the inputs before anything here reads them (the replica's sheets once regenerated); they are
+    # hashed again at the end, so the manifest's hashes are those of the bytes the run read.
+    input_folders = exhibits.input_folders(project, source, search_counter)
+    inputs = {} if source.synthetic else _inputs(project, folder, *input_folders)
+    review = project.review
     if source.synthetic:
         if not review.components.replica:
             raise ValueError(f"{project.declaration}: this project declares no replica (components.replica); "
                              "run the extraction instead")
         replica.write(replica.generate(review=review), folder)
+        inputs = _inputs(project, folder, *input_folders)
     specs = load_specs(project.analyses, review=review)
     main = main_ids(specs)
     extraction = _load_sheets(folder, review)
@@ -282,12 +309,13 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
         "source": source,
         "data": data_label,
         "analyses": len(results),
-        "inputs": _inputs(project, folder, *exhibits.input_folders(project, source, search_counter)),
+        "inputs": inputs,
         "outputs": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
     if synthetic:
         manifest["replica_not_honoured"] = list(replica.NOT_HONOURED)
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    _check_unchanged(inputs, _inputs(project, folder, *input_folders))
     return RunOutput(source=source, folder=results_folder(project, source), results=tuple(results), files=files)
 
 

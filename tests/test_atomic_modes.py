@@ -1,0 +1,62 @@
+"""Atomically written files get the mode a plain open(..., "w") gives a new file (0666 less the umask), not
+the private 0600 of the temporary file they were written to."""
+
+import os
+import stat
+
+import pytest
+
+from metaexercise import atomic
+
+
+@pytest.fixture
+def umask():
+    """Set the umask for one test; the original is restored afterwards."""
+    original = os.umask(0o022)
+    os.umask(original)
+    yield os.umask
+    os.umask(original)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077, 0o027, 0o000])
+def test_every_writer_follows_the_umask(tmp_path, umask, mask):
+    umask(mask)
+    expected = 0o666 & ~mask
+    plain = tmp_path / "plain.txt"
+    with open(plain, "w", encoding="utf-8") as fh:
+        fh.write("x")
+    assert _mode(plain) == expected
+    atomic.write_text(tmp_path / "a.txt", "text")
+    atomic.write_bytes(tmp_path / "b.bin", b"bytes")
+    with atomic.atomic_path(tmp_path / "sub" / "c.csv") as tmp:
+        tmp.write_text("a,b\n", encoding="utf-8")
+    with atomic.atomic_path(tmp_path / "d.txt") as tmp:  # a writer that replaces the temporary file
+        tmp.unlink()
+        tmp.write_text("new", encoding="utf-8")
+    for name in ("a.txt", "b.bin", "sub/c.csv", "d.txt"):
+        assert _mode(tmp_path / name) == expected, name
+    assert atomic.new_file_mode() == expected
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_an_overwritten_file_gets_the_mode_too(tmp_path, umask):
+    target = tmp_path / "out.txt"
+    umask(0o077)
+    atomic.write_text(target, "one")
+    assert _mode(target) == 0o600
+    umask(0o022)
+    atomic.write_text(target, "two")
+    assert _mode(target) == 0o644
+    assert target.read_text(encoding="utf-8") == "two"
+
+
+def test_a_failed_write_leaves_nothing(tmp_path, umask):
+    umask(0o022)
+    with pytest.raises(RuntimeError), atomic.atomic_path(tmp_path / "x.txt") as tmp:
+        tmp.write_text("half", encoding="utf-8")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
