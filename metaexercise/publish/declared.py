@@ -76,6 +76,8 @@ class BookDeclaration:
     components: dict[str, Any] = field(default_factory=dict)
     prisma_previous: dict[str, Any] | None = None
     common_scales: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: moderators the project shows in the table of study characteristics (`table: true`): name -> label
+    table_moderators: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------ look-ups
     def label(self, key: str) -> str:
@@ -140,6 +142,8 @@ def _from_mapping(d: dict) -> BookDeclaration:
         timepoint_unit=str(d.get("timepoint_unit") or "weeks"),
         components={k: v for k, v in (d.get("components") or {}).items() if v},
         prisma_previous=d.get("prisma_previous") or None, common_scales=scales,
+        table_moderators={str(m["name"]): str(m.get("label") or m["name"])
+                          for m in d.get("moderators") or () if m.get("table")},
     )
 
 

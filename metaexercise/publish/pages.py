@@ -481,17 +481,9 @@ _CHARACTERISTICS = {"study": "study", "status": "status", "n_randomised": "n ran
 def _characteristics_headings() -> dict[str, str]:
     """Column -> heading of the characteristics table: the fixed columns, with the moderators the project
     marks `table: true` (review.yaml) after the controls, under their declared labels."""
-    review = project().results / "review.json"
-    moderators = {}
-    if review.is_file():
-        import json
-
-        moderators = {m["name"]: m.get("label") or m["name"]
-                      for m in json.loads(review.read_text(encoding="utf-8")).get("moderators") or ()
-                      if m.get("table")}
     fixed = list(_CHARACTERISTICS.items())
     at = [c for c, _ in fixed].index("controls") + 1
-    return dict(fixed[:at] + list(moderators.items()) + fixed[at:])
+    return dict(fixed[:at] + list(declaration().table_moderators.items()) + fixed[at:])
 
 
 def characteristics(source: str = REAL) -> pd.DataFrame:

@@ -45,9 +45,10 @@ def two_arm(sid, m1, m2, sd, n, *, control="active exercise", matched=False, bas
     return [study(sid, **study_kw)], arms, outs
 
 
-def write_sheets(folder: Path, studies, arms, outcomes) -> Path:
+def write_sheets(folder: Path, studies, arms, outcomes, vocabulary=None) -> Path:
+    """The four sheets as CSV in the form's column order (the back-pain vocabulary unless one is given)."""
     folder.mkdir(parents=True, exist_ok=True)
-    sheets = form(VOCABULARY)
+    sheets = form(VOCABULARY if vocabulary is None else vocabulary)
     for sh, rows in ((sheets.studies, studies), (sheets.arms, arms), (sheets.outcomes, outcomes),
                      (sheets.risk_of_bias, [])):
         frame = pd.DataFrame(rows, columns=list(sh.column_names))

@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from analyses_sheets_helpers import write_sheets
 
 from metaexercise.engine.effects import escalc
 from metaexercise.engine.model import rma
 from metaexercise.errors import SpecError
-from metaexercise.extraction import schema
 from metaexercise.review.project import Project
 from metaexercise.review.run import run_project
 from metaexercise.review.specs import load_specs
@@ -101,13 +101,7 @@ def project(tmp_path_factory) -> Project:
     studies.append(_study("s8", "icu", status="excluded", exclusion_reason="not randomised"))
     arms += _arms("s8", 20, 20)
     outcomes += [_final("s8", "e", 9.0, 3.0, 20), _final("s8", "c", 10.0, 3.0, 20)]
-    form = schema.form(Project(root).review.sheet_vocabulary())
-    folder = root / "extraction"
-    folder.mkdir()
-    for sheet, rows in ((form.studies, studies), (form.arms, arms), (form.outcomes, outcomes),
-                        (form.risk_of_bias, [])):
-        pd.DataFrame(rows, columns=list(sheet.column_names)).to_csv(folder / schema.csv_name(sheet.name),
-                                                                    index=False)
+    folder = write_sheets(root / "extraction", studies, arms, outcomes, Project(root).review.sheet_vocabulary())
     (folder / "instruments.yaml").write_text(INSTRUMENTS, encoding="utf-8")
     return Project(root)
 

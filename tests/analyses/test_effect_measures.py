@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from analyses_sheets_helpers import write_sheets
 
 from metaexercise.engine import handbook
 from metaexercise.engine.effects import escalc
 from metaexercise.engine.model import rma
 from metaexercise.errors import ExtractionError
-from metaexercise.extraction import schema
 from metaexercise.extraction.comparisons import ComparisonRules
 from metaexercise.extraction.sheets import load_extraction
 from metaexercise.review.analyses import comparisons_for
@@ -99,13 +99,7 @@ def _project(root, review_yaml, instruments, outcome, outcomes, control_type="us
     ids = list(dict.fromkeys(r["study_id"] for r in outcomes))
     studies = [_study(s) for s in ids]
     arms = [a for s in ids for a in _arms(s, 40, 40, control_type)]
-    form = schema.form(Project(root).review.sheet_vocabulary())
-    folder = root / "extraction"
-    folder.mkdir()
-    for sheet, rows in ((form.studies, studies), (form.arms, arms), (form.outcomes, outcomes),
-                        (form.risk_of_bias, [])):
-        pd.DataFrame(rows, columns=list(sheet.column_names)).to_csv(folder / schema.csv_name(sheet.name),
-                                                                    index=False)
+    folder = write_sheets(root / "extraction", studies, arms, outcomes, Project(root).review.sheet_vocabulary())
     (folder / "instruments.yaml").write_text(instruments, encoding="utf-8")
     return Project(root)
 
