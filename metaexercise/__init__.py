@@ -28,6 +28,7 @@ __all__ = [
     "escalc", "EffectSizes", "rma", "RMAResult", "Prediction", "Control", "regtest", "ranktest", "trimfill",
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
+    "robust", "RobustResult", "wald_test", "WaldTest",
 ]
 
 #: The names of `__all__` that come from the engine.
@@ -42,6 +43,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         MetaRegression,
         Prediction,
         RMAResult,
+        RobustResult,
+        WaldTest,
         cumul,
         cumul_batch,
         escalc,
@@ -56,8 +59,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         regtest,
         rma,
         rma_batch,
+        robust,
         run_simulation,
         trimfill,
+        wald_test,
     )
 
 

@@ -41,6 +41,10 @@ _EXPORTS: dict[str, str] = {
     "permutest": "permutation",
     "permutest_arrays": "permutation",
     "run_simulation": "simulate",
+    "robust": "cluster_robust",
+    "RobustResult": "cluster_robust",
+    "wald_test": "cluster_robust",
+    "WaldTest": "cluster_robust",
 }
 
 #: Optional third-party packages behind some verbs, and the extra that installs them.
@@ -50,6 +54,7 @@ __all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/t
     "escalc", "EffectSizes", "rma", "RMAResult", "Prediction", "Control", "regtest", "ranktest", "trimfill",
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
+    "robust", "RobustResult", "wald_test", "WaldTest",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
@@ -60,6 +65,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from metaexercise.engine.metaregression import MetaRegression, metareg
     from metaexercise.engine.model import Control, Prediction, RMAResult, rma
     from metaexercise.engine.permutation import permutest, permutest_arrays
+    from metaexercise.engine.cluster_robust import RobustResult, WaldTest, robust, wald_test
     from metaexercise.engine.simulate import run_simulation
 
 
