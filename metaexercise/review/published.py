@@ -133,7 +133,7 @@ class Printed:
 #: Fields that hold printed numbers; counts (k, n) are exact.
 NUMBER_FIELDS = (
     "k", "estimate", "ci_lb", "ci_ub", "i2", "q", "p", "statistic", "value", "lo", "hi",
-    "mean", "sd", "n", "percent", "median",
+    "mean", "sd", "n", "percent", "median", "pi_lb", "pi_ub",
 )  # fmt: skip
 EXACT_FIELDS = ("k", "n")
 TEXT_FIELDS = (
@@ -146,7 +146,7 @@ COMMON_REQUIRED = ("id", "kind", "place", "section", "quote")
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     EntryKind.EFFECT: (
         ("contrast", "estimate", "ci_lb", "ci_ub"),
-        ("k", "i2", "q", "p", "certainty", "claim", "scale"),
+        ("k", "i2", "q", "p", "pi_lb", "pi_ub", "certainty", "claim", "scale"),
     ),
     EntryKind.CERTAINTY: (("contrast", "certainty"), ()),
     EntryKind.POINTS: (("value",), ("contrast",)),
@@ -190,6 +190,8 @@ class Entry:
     n: Printed | None = None
     percent: Printed | None = None
     median: Printed | None = None
+    pi_lb: Printed | None = None
+    pi_ub: Printed | None = None
     contrast: str | None = None
     certainty: str | None = None
     claim: str | None = None
