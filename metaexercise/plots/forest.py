@@ -7,6 +7,11 @@ analysis pools); Weight (%, 1 dp); "Std. Mean Difference IV, Random (REML), 95% 
 95% prediction interval bar). Below: RevMan's heterogeneity line with the REML tau^2 and its Q-profile CI,
 the test for overall effect and the favours labels (the project's review.yaml `labels`; which side favours
 the experimental arm follows the outcome's direction of benefit).
+
+Ratio measures (`metaexercise.engine.measures.RATIO_MEASURES`: RR, OR, PETO, IRR, ROM, ...) are pooled as log
+ratios; given such a ``measure`` the graph is drawn as metafor's ``forest(res, atransf=exp)`` and RevMan draw it:
+a log x axis with back-transformed tick labels (0.25, 0.5, 1, 2, 4, ...), the line of no effect at 1, and the
+study and pooled estimates printed as ratios. Other measures (SMD, MD, RD, ...) keep the linear axis.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib import transforms
+from matplotlib import ticker, transforms
 from matplotlib.patches import Polygon
 
+from metaexercise.engine.measures import MEASURE_LABELS, RATIO_MEASURES
 from metaexercise.plots.inputs import PooledEffect
 from metaexercise.plots.style import (
     DIAMOND,
@@ -66,6 +72,62 @@ def _short(label: object) -> str:
 
 def _ci_text(est: float, lb: float, ub: float) -> str:
     return f"{est:.2f} [{lb:.2f}, {ub:.2f}]"
+
+
+#: Lower-cased names of the ratio measures, so a label such as "Risk Ratio" also selects the log axis.
+_RATIO_LABELS = frozenset(MEASURE_LABELS[m].lower() for m in RATIO_MEASURES if m in MEASURE_LABELS)
+
+
+def is_ratio_measure(measure: object) -> bool:
+    """True for a ratio measure given by metafor's code ("RR", "OR", "PETO", "IRR", "ROM", ...: the engine's
+    `RATIO_MEASURES`) or by its name ("Risk Ratio", "Odds Ratio", ...; any case)."""
+    if not isinstance(measure, str):
+        return False
+    return measure in RATIO_MEASURES or measure.strip().lower() in _RATIO_LABELS
+
+
+def measure_label(measure: str) -> str:
+    """The heading for ``measure``: metafor's code spelled out ("RR" -> "Risk Ratio"), a name as given."""
+    return MEASURE_LABELS.get(measure, measure)
+
+
+#: Tick sequences for a log-ratio axis with the most ticks each may put in range, tried in order (RevMan's
+#: scales: 0.5 1 2, 0.1 0.2 0.5 1 2 5 10, 0.01 0.1 1 10 100; powers of 2 as metafor's examples, 0.25 ... 4).
+_TICK_FAMILIES: tuple[tuple[tuple[float, ...], int], ...] = (
+    (tuple(2.0**j for j in range(-10, 11)), 5),
+    (tuple(m * 10.0**e for e in range(-4, 5) for m in (1, 2, 5)), 7),
+    (tuple(10.0**e for e in range(-6, 7)), 7),
+    ((0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0), 7),
+)
+
+
+def ratio_ticks(lo: float, hi: float) -> list[float]:
+    """Round back-transformed tick positions between ``lo`` and ``hi`` (ratios > 0), 1 among them when it is in
+    range: powers of 2 (0.25, 0.5, 1, 2, 4) while at most 5 fit, else 1-2-5 steps, else powers of 10; narrow
+    axes (within 0.5 to 2) get steps of 0.1 near 1."""
+    for family, most in _TICK_FAMILIES:
+        ticks = [t for t in family if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+        if 3 <= len(ticks) <= most:
+            return ticks
+    decades = [t for t in _TICK_FAMILIES[2][0] if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+    return decades[:: -(-len(decades) // 7)] if decades else [lo, hi]
+
+
+def tick_label(t: float) -> str:
+    """0.25 -> "0.25", 2.0 -> "2", 1000.0 -> "1000" (never scientific notation)."""
+    return f"{t:.6f}".rstrip("0").rstrip(".") if t < 1 else f"{t:.0f}"
+
+
+def set_ratio_axis(ax, lo: float, hi: float) -> None:
+    """A log x axis from ``lo`` to ``hi`` (ratios) with `ratio_ticks` labelled as plain numbers, no minor ticks
+    (matplotlib would otherwise label some of them on narrow log axes)."""
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = ratio_ticks(lo, hi)
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ticker.FixedFormatter([tick_label(t) for t in ticks]))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def heterogeneity_text(fit, tau2_ci: Sequence[float] | None = None) -> str:
@@ -127,7 +189,11 @@ def forest_plot(
     Q-profile CI of tau^2; "auto" takes the PooledEffect's stored CI, or asks an RMAResult's `confint()`.
     `experimental` and `comparator` head the arms' columns; `favours` = (left, right) labels under the axis
     (left = negative effects); `measure` names the effect ("Std. Mean Difference", "Mean Difference"): all from
-    the project's review.yaml `labels`. `synthetic=True` stamps the replica banner.
+    the project's review.yaml `labels`. `measure` may also be metafor's code ("SMD", "RR", "OR", ...): a ratio
+    measure (code or name, see `is_ratio_measure`) draws the log axis with back-transformed labels, the null
+    line at 1 and the estimates as ratios; the fit's yi, estimate and intervals are then log ratios, and
+    `xlim` is the half-width of the axis on the log scale (2.0: ratios from 0.14 to 7.4). `synthetic=True`
+    stamps the replica banner.
     """
     yi = np.asarray(fit.yi, dtype=float)
     vi = np.asarray(fit.vi, dtype=float)
@@ -139,6 +205,10 @@ def forest_plot(
         raise ValueError(f"forest_plot: the fit has k = {k} studies but `studies` has {len(studies)} rows")
     if tau2_ci == "auto":
         tau2_ci = _tau2_ci(fit)
+    ratio = is_ratio_measure(measure)
+    label = measure_label(measure)
+    # x positions on the drawn axis: ratios (exp of the log-scale numbers) on a log axis, else as they are
+    tx = np.exp if ratio else (lambda x: x)
 
     rows = np.arange(k, 0, -1, dtype=float)  # first study on top
     y_total, y_pi = -0.6, -1.6
@@ -161,12 +231,16 @@ def forest_plot(
 
     text_tf = transforms.blended_transform_factory(ax.transAxes, ax.transData)
     ax.set_ylim(-2.3, k + 2.6 + extra)
-    ax.set_xlim(-xlim, xlim)
+    if ratio:
+        set_ratio_axis(ax, float(tx(-xlim)), float(tx(xlim)))
+    else:
+        ax.set_xlim(-xlim, xlim)
+        ax.set_xticks(np.linspace(-xlim, xlim, 5))
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
-    ax.set_xticks(np.linspace(-xlim, xlim, 5))
     # the line of no effect runs from the axis up to the rule under the headings, not through them
-    ax.plot([0, 0], [-2.3, k + 0.55], color=INK, lw=0.8, zorder=1, gid="zero-line")
+    null = float(tx(0.0))
+    ax.plot([null, null], [-2.3, k + 0.55], color=INK, lw=0.8, zorder=1, gid="zero-line")
 
     def put(x, y, s, ha="left", va="center", **kw):
         ax.text(x, y, s, transform=text_tf, ha=ha, va=va, clip_on=False, **kw)
@@ -180,9 +254,9 @@ def forest_plot(
     for _key, head, x, ha in _ARM_COLUMNS:
         put(col(x), y_h2, head, ha=ha, fontweight="bold")
     put(col(_WEIGHT_X), y_h2, "Weight", ha="right", fontweight="bold")
-    put(col(_EFFECT_X), y_h1, plain_text(measure), ha="right", fontweight="bold", va="baseline")
+    put(col(_EFFECT_X), y_h1, plain_text(label), ha="right", fontweight="bold", va="baseline")
     put(col(_EFFECT_X), y_h2, "IV, Random (REML), 95% CI", ha="right", fontweight="bold")
-    put(0.5, y_h1, plain_text(measure), ha="center", fontweight="bold", va="baseline")
+    put(0.5, y_h1, plain_text(label), ha="center", fontweight="bold", va="baseline")
     put(0.5, y_h2, "IV, Random (REML), 95% CI", ha="center", fontweight="bold")
     ax.axhline(k + 0.55, xmin=col(_STUDY_X), xmax=1.0, color=INK, lw=0.6, clip_on=False)
 
@@ -200,16 +274,16 @@ def forest_plot(
                 val = int(round(float(val)))
             put(col(x), y, _fmt(val, spec), ha=ha)
         put(col(_WEIGHT_X), y, f"{weights[i]:.1f}%", ha="right")
-        put(col(_EFFECT_X), y, _ci_text(yi[i], lb[i], ub[i]), ha="right")
+        put(col(_EFFECT_X), y, _ci_text(*tx(np.array([yi[i], lb[i], ub[i]]))), ha="right")
     sizes = 12 + 140 * weights / weights.max()
-    ax.scatter(yi.clip(-xlim, xlim), rows, s=sizes, marker="s", color=INK, zorder=3, gid="study-squares")
+    ax.scatter(tx(yi.clip(-xlim, xlim)), rows, s=sizes, marker="s", color=INK, zorder=3, gid="study-squares")
     for i in range(k):
         lo, hi = max(lb[i], -xlim), min(ub[i], xlim)
-        ax.plot([lo, hi], [rows[i], rows[i]], color=INK, lw=0.9, zorder=2, gid=f"study-ci-{i}")
+        ax.plot(tx(np.array([lo, hi])), [rows[i], rows[i]], color=INK, lw=0.9, zorder=2, gid=f"study-ci-{i}")
         if lb[i] < -xlim:
-            ax.plot([-xlim], [rows[i]], marker="<", color=INK, ms=5, clip_on=False, gid="ci-arrow")
+            ax.plot([tx(-xlim)], [rows[i]], marker="<", color=INK, ms=5, clip_on=False, gid="ci-arrow")
         if ub[i] > xlim:
-            ax.plot([xlim], [rows[i]], marker=">", color=INK, ms=5, clip_on=False, gid="ci-arrow")
+            ax.plot([tx(xlim)], [rows[i]], marker=">", color=INK, ms=5, clip_on=False, gid="ci-arrow")
 
     # pooled rows
     est, clb, cub = float(fit.estimate), float(np.ravel(fit.ci_lb)[0]), float(np.ravel(fit.ci_ub)[0])
@@ -219,9 +293,10 @@ def forest_plot(
         if key in studies.columns and studies[key].notna().all():
             put(col(x), y_total, f"{int(round(studies[key].astype(float).sum()))}", ha="right", fontweight="bold")
     put(col(_WEIGHT_X), y_total, "100.0%", ha="right", fontweight="bold")
-    put(col(_EFFECT_X), y_total, _ci_text(est, clb, cub), ha="right", fontweight="bold")
+    put(col(_EFFECT_X), y_total, _ci_text(*tx(np.array([est, clb, cub]))), ha="right", fontweight="bold")
     diamond = Polygon(
-        [(max(clb, -xlim), y_total), (est, y_total + 0.38), (min(cub, xlim), y_total), (est, y_total - 0.38)],
+        [(tx(max(clb, -xlim)), y_total), (tx(est), y_total + 0.38), (tx(min(cub, xlim)), y_total),
+         (tx(est), y_total - 0.38)],
         closed=True,
         facecolor=DIAMOND,
         edgecolor=DIAMOND,
@@ -231,11 +306,12 @@ def forest_plot(
     ax.add_patch(diamond)
     pi_lb, pi_ub = float(fit.pi_lb), float(fit.pi_ub)
     put(col(_STUDY_X), y_pi, "95% prediction interval", color=PREDICTION)
-    put(col(_EFFECT_X), y_pi, f"[{pi_lb:.2f}, {pi_ub:.2f}]", ha="right", color=PREDICTION)
+    put(col(_EFFECT_X), y_pi, "[{:.2f}, {:.2f}]".format(*tx(np.array([pi_lb, pi_ub]))), ha="right",
+        color=PREDICTION)
     ax.errorbar(
-        [est],
+        [tx(est)],
         [y_pi],
-        xerr=[[est - max(pi_lb, -xlim)], [min(pi_ub, xlim) - est]],
+        xerr=[[tx(est) - tx(max(pi_lb, -xlim))], [tx(min(pi_ub, xlim)) - tx(est)]],
         fmt="none",
         ecolor=PREDICTION,
         elinewidth=2.2,

@@ -5,6 +5,10 @@ The contours are centred on the null (SMD = 0), not on the pooled estimate: a st
 two-sided p-value in that band. The y-axis is the standard error, reversed (0 on top). Egger's regression test
 (metafor `regtest`) and the Begg-Mazumdar rank test (`ranktest`) are printed under the panel when given, below
 the legend of the shades: outside the axes, so neither can cover a study.
+
+For a ratio measure (``measure="RR"``, "OR", "Risk Ratio", ...: see `metaexercise.plots.forest.is_ratio_measure`)
+the log ratios are drawn back-transformed on a log x axis (metafor's ``funnel(res, atransf=exp)``): the null line
+and the contours' apex at 1, tick labels 0.25, 0.5, 1, 2, 4, ...; on that axis the contours stay straight lines.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy import stats
 
+from metaexercise.plots.forest import is_ratio_measure, measure_label, set_ratio_axis
 from metaexercise.plots.style import INK, add_synthetic_banner, figure_and_axes, format_p, styled
+
+_SMD_XLABEL = "Standardised mean difference (Hedges' g)"
 
 #: metafor's shades for levels (90, 95, 99); outside the outermost contour the panel is light grey.
 _SHADES = ("white", "#8c8c8c", "#bfbfbf")
@@ -47,13 +54,20 @@ def funnel_plot(
     ranktest=None,
     levels: tuple[float, ...] = (90, 95, 99),
     title: str | None = None,
-    xlabel: str = "Standardised mean difference (Hedges' g)",
+    xlabel: str | None = None,
     synthetic: bool = False,
+    measure: str | None = None,
     ax=None,
 ):
     """Draw the contour-enhanced funnel of `fit` (yi against sqrt(vi), a line at `fit.estimate`) and return the
     Figure. `fit` is a `metaexercise.plots.inputs.PooledEffect` (results/ rows) or an RMAResult; `regtest` and
-    `ranktest` need only `zval` (or `tval`) / `tau` and `pval`."""
+    `ranktest` need only `zval` (or `tval`) / `tau` and `pval`. `measure` (metafor's code or the measure's
+    name) selects the log ratio axis for ratio measures; `xlabel` defaults to the SMD's name, or for a ratio
+    measure to its name "(log scale)"."""
+    ratio = is_ratio_measure(measure)
+    if xlabel is None:
+        xlabel = f"{measure_label(measure)} (log scale)" if ratio else _SMD_XLABEL
+    tx = np.exp if ratio else (lambda x: x)
     yi = np.asarray(fit.yi, dtype=float)
     sei = np.sqrt(np.asarray(fit.vi, dtype=float))
     own = ax is None
@@ -71,12 +85,15 @@ def funnel_plot(
     ax.set_facecolor(_OUTSIDE)
     # Outermost band first, then inner ones on top, so each band shows its own shade.
     for zi, shade in reversed(list(zip(z, _SHADES, strict=False))):
-        ax.fill_betweenx(se_grid, -zi * se_grid, zi * se_grid, color=shade, lw=0, zorder=1)
-    ax.axvline(0, color=INK, lw=0.7, ls=":", zorder=2)
-    ax.axvline(float(fit.estimate), color=INK, lw=0.9, zorder=2, gid="pooled-estimate-line")
-    ax.scatter(yi, sei, s=22, color=INK, zorder=3, gid="funnel-studies")
+        ax.fill_betweenx(se_grid, tx(-zi * se_grid), tx(zi * se_grid), color=shade, lw=0, zorder=1)
+    ax.axvline(float(tx(0.0)), color=INK, lw=0.7, ls=":", zorder=2)
+    ax.axvline(float(tx(float(fit.estimate))), color=INK, lw=0.9, zorder=2, gid="pooled-estimate-line")
+    ax.scatter(tx(yi), sei, s=22, color=INK, zorder=3, gid="funnel-studies")
     ax.set_ylim(se_max, 0)
-    ax.set_xlim(-x_half, x_half)
+    if ratio:
+        set_ratio_axis(ax, float(tx(-x_half)), float(tx(x_half)))
+    else:
+        ax.set_xlim(-x_half, x_half)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Standard error")
     bands = [f"{1 - levels[0] / 100:.2f} < p \u2264 1.00"]
