@@ -29,6 +29,7 @@ __all__ = [
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
     "robust", "RobustResult", "wald_test", "WaldTest",
+    "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
 ]
 
 #: The names of `__all__` that come from the engine.

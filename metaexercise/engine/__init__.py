@@ -45,6 +45,38 @@ _EXPORTS: dict[str, str] = {
     "RobustResult": "cluster_robust",
     "wald_test": "cluster_robust",
     "WaldTest": "cluster_robust",
+    "transf_rtoz": "transf",
+    "transf_ztor": "transf",
+    "transf_ztor_int": "transf",
+    "transf_exp": "transf",
+    "transf_exp_int": "transf",
+    "transf_logit": "transf",
+    "transf_ilogit": "transf",
+    "transf_ilogit_int": "transf",
+    "transf_arcsin": "transf",
+    "transf_iarcsin": "transf",
+    "transf_pft": "transf",
+    "transf_ipft": "transf",
+    "transf_ipft_hm": "transf",
+    "transf_isqrt": "transf",
+    "transf_irft": "transf",
+    "transf_iirft": "transf",
+    "transf_ahw": "transf",
+    "transf_iahw": "transf",
+    "transf_abt": "transf",
+    "transf_iabt": "transf",
+    "transf_dtou1": "transf",
+    "transf_dtou2": "transf",
+    "transf_dtou3": "transf",
+    "transf_dtocles": "transf",
+    "transf_dtorpb": "transf",
+    "transf_dtobesd": "transf",
+    "transf_dtomd": "transf",
+    "transf_logortord": "transf",
+    "transf_logortorr": "transf",
+    "rma_mh": "mh",
+    "rma_peto": "mh",
+    "MHResult": "mh",
 }
 
 #: Optional third-party packages behind some verbs, and the extra that installs them.
@@ -55,18 +87,51 @@ __all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/t
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
     "robust", "RobustResult", "wald_test", "WaldTest",
+    "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from metaexercise.engine.batch import BatchControl, BatchResult, cumul_batch, leave1out_batch, rma_batch
     from metaexercise.engine.bias import fsn, ranktest, regtest, trimfill
+    from metaexercise.engine.cluster_robust import RobustResult, WaldTest, robust, wald_test
     from metaexercise.engine.diagnostics import cumul, influence, leave1out
     from metaexercise.engine.effects import EffectSizes, escalc
     from metaexercise.engine.metaregression import MetaRegression, metareg
+    from metaexercise.engine.mh import MHResult, rma_mh, rma_peto
     from metaexercise.engine.model import Control, Prediction, RMAResult, rma
     from metaexercise.engine.permutation import permutest, permutest_arrays
-    from metaexercise.engine.cluster_robust import RobustResult, WaldTest, robust, wald_test
     from metaexercise.engine.simulate import run_simulation
+    from metaexercise.engine.transf import (
+        transf_abt,
+        transf_ahw,
+        transf_arcsin,
+        transf_dtobesd,
+        transf_dtocles,
+        transf_dtomd,
+        transf_dtorpb,
+        transf_dtou1,
+        transf_dtou2,
+        transf_dtou3,
+        transf_exp,
+        transf_exp_int,
+        transf_iabt,
+        transf_iahw,
+        transf_iarcsin,
+        transf_iirft,
+        transf_ilogit,
+        transf_ilogit_int,
+        transf_ipft,
+        transf_ipft_hm,
+        transf_irft,
+        transf_isqrt,
+        transf_logit,
+        transf_logortord,
+        transf_logortorr,
+        transf_pft,
+        transf_rtoz,
+        transf_ztor,
+        transf_ztor_int,
+    )
 
 
 def _load(name: str, module: str):
