@@ -28,8 +28,9 @@ __all__ = [
     "escalc", "EffectSizes", "rma", "RMAResult", "Prediction", "Control", "regtest", "ranktest", "trimfill",
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
-    "robust", "RobustResult", "wald_test", "WaldTest",
+    "robust", "RobustResult", "wald_test", "RobustWaldTest",
     "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
+    "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
 ]
 
 #: The names of `__all__` that come from the engine.
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         Prediction,
         RMAResult,
         RobustResult,
-        WaldTest,
+        RobustWaldTest,
         cumul,
         cumul_batch,
         escalc,

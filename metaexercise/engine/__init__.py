@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "robust": "cluster_robust",
     "RobustResult": "cluster_robust",
     "wald_test": "cluster_robust",
-    "WaldTest": "cluster_robust",
+    "RobustWaldTest": "cluster_robust",
     "transf_rtoz": "transf",
     "transf_ztor": "transf",
     "transf_ztor_int": "transf",
@@ -77,6 +77,20 @@ _EXPORTS: dict[str, str] = {
     "rma_mh": "mh",
     "rma_peto": "mh",
     "MHResult": "mh",
+    "anova": "hypothesis",
+    "WaldTest": "hypothesis",
+    "LikelihoodRatioTest": "hypothesis",
+    "LRTWarning": "hypothesis",
+    "blup": "extractors",
+    "ranef": "extractors",
+    "rstandard": "extractors",
+    "residuals": "extractors",
+    "vcov": "extractors",
+    "hatvalues": "extractors",
+    "fitstats": "extractors",
+    "logLik": "extractors",
+    "NAOmittedWarning": "model",
+    "NonPositiveVariancesWarning": "model",
 }
 
 #: Optional third-party packages behind some verbs, and the extra that installs them.
@@ -86,19 +100,38 @@ __all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/t
     "escalc", "EffectSizes", "rma", "RMAResult", "Prediction", "Control", "regtest", "ranktest", "trimfill",
     "fsn", "influence", "leave1out", "cumul", "metareg", "MetaRegression", "rma_batch", "leave1out_batch",
     "cumul_batch", "BatchResult", "BatchControl", "permutest", "permutest_arrays", "run_simulation",
-    "robust", "RobustResult", "wald_test", "WaldTest",
+    "robust", "RobustResult", "wald_test", "RobustWaldTest",
     "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
+    "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from metaexercise.engine.batch import BatchControl, BatchResult, cumul_batch, leave1out_batch, rma_batch
     from metaexercise.engine.bias import fsn, ranktest, regtest, trimfill
-    from metaexercise.engine.cluster_robust import RobustResult, WaldTest, robust, wald_test
+    from metaexercise.engine.cluster_robust import RobustResult, RobustWaldTest, robust, wald_test
     from metaexercise.engine.diagnostics import cumul, influence, leave1out
     from metaexercise.engine.effects import EffectSizes, escalc
+    from metaexercise.engine.extractors import (
+        blup,
+        fitstats,
+        hatvalues,
+        logLik,
+        ranef,
+        residuals,
+        rstandard,
+        vcov,
+    )
+    from metaexercise.engine.hypothesis import LikelihoodRatioTest, LRTWarning, WaldTest, anova
     from metaexercise.engine.metaregression import MetaRegression, metareg
     from metaexercise.engine.mh import MHResult, rma_mh, rma_peto
-    from metaexercise.engine.model import Control, Prediction, RMAResult, rma
+    from metaexercise.engine.model import (
+        Control,
+        NAOmittedWarning,
+        NonPositiveVariancesWarning,
+        Prediction,
+        RMAResult,
+        rma,
+    )
     from metaexercise.engine.permutation import permutest, permutest_arrays
     from metaexercise.engine.simulate import run_simulation
     from metaexercise.engine.transf import (

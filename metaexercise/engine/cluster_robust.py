@@ -57,7 +57,7 @@ ADJUST = (True, False, "Stata", "Stata1", "Stata2")
 # the result
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class WaldTest:
+class RobustWaldTest:
     """A cluster-robust Wald test of C β = 0 (clubSandwich's `Wald_test`, ``test="HTZ"``): F = δ·Q/q on
     (q, ν − q + 1) degrees of freedom, Q = (Cβ̂)'(C V C')⁻¹(Cβ̂)."""
 
@@ -310,7 +310,7 @@ def robust(fit, cluster, adjust: bool | str = True, clubSandwich: bool = False) 
     )
 
 
-def wald_test(fit, cluster, constraints) -> WaldTest:
+def wald_test(fit, cluster, constraints) -> RobustWaldTest:
     """CR2 cluster-robust Wald test of C β = 0 with the HTZ small-sample F approximation (clubSandwich's
     ``Wald_test(fit, constraints, vcov="CR2", cluster=cluster, test="HTZ")``; Tipton & Pustejovsky 2015).
 
@@ -480,7 +480,7 @@ class _CR2:
         with np.errstate(divide="ignore", invalid="ignore"):
             return E ** 2 / sumsq
 
-    def wald(self, C: np.ndarray, vcov: np.ndarray) -> WaldTest:
+    def wald(self, C: np.ndarray, vcov: np.ndarray) -> RobustWaldTest:
         """HTZ test of C β = 0 (clubSandwich's `Wald_testing`, `total_variance_mat`, `Hotelling_Tsq`)."""
         q = C.shape[0]
         D, hh, _ = self._inner(C, None)
@@ -505,14 +505,13 @@ class _CR2:
         df = nu - q + 1
         F = delta * Q / q
         pv = float(special.fdtrc(q, df, F)) if df > 0 else math.nan
-        return WaldTest(test="HTZ", Fstat=F, delta=delta, df_num=q, df_denom=df, p_val=pv)
+        return RobustWaldTest(test="HTZ", Fstat=F, delta=delta, df_num=q, df_denom=df, p_val=pv)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # printing (metafor's print.rma.uni / print.rma.mv of a robust.rma object)
 # --------------------------------------------------------------------------------------------------------------
 FOOT = "¹"
-WIDTH = 80  # R's getOption("width"), which the fixtures were printed with
 
 
 def _fit_header(fit) -> list[str]:
@@ -532,21 +531,10 @@ def _as_character(x: float) -> str:
 
 
 def _frame_lines(rownames: list[str], names: list[str], rows: list[list[str]]) -> list[str]:
-    """R's ``print.data.frame(right=TRUE, print.gap=2)`` at width 80 (columns that do not fit go to a further
-    block, as R's printMatrix splits them), each line ending in metafor's `.print.table` space."""
-    rw = max(len(r) for r in rownames)
-    widths = [max(len(n), *(len(r[j]) for r in rows)) + 2 for j, n in enumerate(names)]
-    out, j0 = [], 0
-    while j0 < len(names):
-        j1, width = j0 + 1, rw + widths[j0]
-        while j1 < len(names) and width + widths[j1] < WIDTH:
-            width += widths[j1]
-            j1 += 1
-        out.append(" " * rw + "".join(names[j].rjust(widths[j]) for j in range(j0, j1)) + " ")
-        for rn, r in zip(rownames, rows):
-            out.append(rn.ljust(rw) + "".join(r[j].rjust(widths[j]) for j in range(j0, j1)) + " ")
-        j0 = j1
-    return out
+    """R's ``print.data.frame`` at width 80 (`metaexercise.engine.printing._frame_table`)."""
+    from metaexercise.engine.printing import _frame_table
+
+    return _frame_table(rownames, names, rows)
 
 
 def format_robust(r: RobustResult) -> str:
@@ -593,4 +581,4 @@ def format_robust(r: RobustResult) -> str:
     return "\n".join(L) + "\n"
 
 
-__all__ = ["robust", "wald_test", "RobustResult", "WaldTest", "format_robust"]
+__all__ = ["robust", "wald_test", "RobustResult", "RobustWaldTest", "format_robust"]

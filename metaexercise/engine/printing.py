@@ -14,6 +14,9 @@ DIGITS = 4
 SIGNIF_LEGEND = "Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1"
 
 
+R_WIDTH = 80  # R's getOption("width"), at which metafor's printouts in the fixtures were captured
+
+
 def fcf(x: float, digits: int = DIGITS) -> str:
     """metafor's `.fcf`: fixed notation, trimmed."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -61,12 +64,20 @@ def _vector_table(names: list[str], values: list[str]) -> list[str]:
 
 
 def _frame_table(rownames: list[str], names: list[str], rows: list[list[str]]) -> list[str]:
-    """R's `print.data.frame(right=TRUE, print.gap=2)` (+ `.print.table`'s trailing space)."""
+    """R's `print.data.frame(right=TRUE, print.gap=2)` at width 80: columns that do not fit go to a further
+    block, as R's printMatrix splits them (+ `.print.table`'s trailing space on every line)."""
     rw = max(len(r) for r in rownames)
-    widths = [max(len(n), *(len(r[j]) for r in rows)) for j, n in enumerate(names)]
-    out = [" " * rw + "".join("  " + n.rjust(w) for n, w in zip(names, widths)) + " "]
-    for rn, r in zip(rownames, rows):
-        out.append(rn.ljust(rw) + "".join("  " + v.rjust(w) for v, w in zip(r, widths)) + " ")
+    widths = [max(len(n), *(len(r[j]) for r in rows)) + 2 for j, n in enumerate(names)]
+    out, j0 = [], 0
+    while j0 < len(names):
+        j1, width = j0 + 1, rw + widths[j0]
+        while j1 < len(names) and width + widths[j1] < R_WIDTH:
+            width += widths[j1]
+            j1 += 1
+        out.append(" " * rw + "".join(names[j].rjust(widths[j]) for j in range(j0, j1)) + " ")
+        for rn, r in zip(rownames, rows):
+            out.append(rn.ljust(rw) + "".join(r[j].rjust(widths[j]) for j in range(j0, j1)) + " ")
+        j0 = j1
     return out
 
 
@@ -93,23 +104,27 @@ def format_rma(fit) -> str:  # noqa: C901 - mirrors print.rma.uni section by sec
         else:
             L.append(f"tau^2 (estimated amount of residual heterogeneity):     {t2}{se_txt}")
             L.append(f"tau (square root of estimated tau^2 value):             {tau}")
-    if fit.int_only:
-        L.append(f"I^2 (total heterogeneity / total variability):   {fcf(fit.I2, 2)}%")
-        L.append(f"H^2 (total variability / sampling variability):  {fcf(fit.H2, 2)}")
-    else:
-        L.append(f"I^2 (residual heterogeneity / unaccounted variability): {fcf(fit.I2, 2)}%")
-        L.append(f"H^2 (unaccounted variability / sampling variability):   {fcf(fit.H2, 2)}")
-        if fit.R2 is not None:
-            L.append(f"R^2 (amount of heterogeneity accounted for):            {fcf(fit.R2, 2)}%")
+    if getattr(fit, "allvipos", True):  # metafor prints no I^2/H^2 (nor Q) when some vi are 0
+        if fit.int_only:
+            L.append(f"I^2 (total heterogeneity / total variability):   {fcf(fit.I2, 2)}%")
+            L.append(f"H^2 (total variability / sampling variability):  {fcf(fit.H2, 2)}")
+        else:
+            L.append(f"I^2 (residual heterogeneity / unaccounted variability): {fcf(fit.I2, 2)}%")
+            L.append(f"H^2 (unaccounted variability / sampling variability):   {fcf(fit.H2, 2)}")
+            if fit.R2 is not None:
+                L.append(f"R^2 (amount of heterogeneity accounted for):            {fcf(fit.R2, 2)}%")
     L.append("")
     df = fit.k - fit.p
     qp = fmt_pval(fit.QEp, showeq=True, sep=" ")
-    if fit.int_only:
+    if not getattr(fit, "allvipos", True):
+        pass
+    elif fit.int_only:
         L += ["Test for Heterogeneity:", f"Q(df = {df}) = {fcf(fit.QE)}, p-val {qp}", ""]
     else:
         L += ["Test for Residual Heterogeneity:", f"QE(df = {df}) = {fcf(fit.QE)}, p-val {qp}", ""]
+    # the coefficients QM tests (metafor's btt, 1-based): all but the intercept, or all without one
+    btt = [b + 1 for b in getattr(fit, "btt", ())] or list(range(2, fit.p + 1))
     if fit.p > 1 and not math.isnan(fit.QM):
-        btt = list(range(2, fit.p + 1))
         plural = " " if len(btt) == 1 else "s "
         L.append(f"Test of Moderators (coefficient{plural}{_format_btt(btt)}):")
         qmp = fmt_pval(fit.QMp, showeq=True, sep=" ")
@@ -136,3 +151,83 @@ def format_rma(fit) -> str:  # noqa: C901 - mirrors print.rma.uni section by sec
         L += _frame_table(list(fit.coef_names), names, rows)
     L += ["", "---", SIGNIF_LEGEND, ""]
     return "\n".join(L) + "\n"
+
+
+# -- anova (metafor's print.anova.rma) --------------------------------------------------------------------------
+R_WIDTH = 80  # R's getOption("width"): print.data.frame wraps its columns into blocks narrower than this
+
+
+def _r_data_frame(rownames: list[str], names: list[str], rows: list[list[str]], gap: int = 1) -> list[str]:
+    """R's `print.data.frame(right=TRUE)` of string cells (one space between columns; wrapped into blocks of
+    columns that fit R's width of 80), each line with `.print.table`'s trailing space."""
+    rw = max(len(r) for r in rownames)
+    widths = [max(len(n), *(len(r[j]) for r in rows)) for j, n in enumerate(names)]
+    blocks: list[list[int]] = []
+    used = rw
+    for j, w in enumerate(widths):
+        if blocks and used + gap + w < R_WIDTH:
+            blocks[-1].append(j)
+            used += gap + w
+        else:
+            blocks.append([j])
+            used = rw + gap + w
+    out = []
+    for cols in blocks:
+        out.append(" " * rw + "".join(" " * gap + names[j].rjust(widths[j]) for j in cols) + " ")
+        for rn, r in zip(rownames, rows):
+            out.append(rn.ljust(rw) + "".join(" " * gap + r[j].rjust(widths[j]) for j in cols) + " ")
+    return out
+
+
+def _qm_line(test: str, QM: float, QM_df, QMp: float) -> str:
+    p = fmt_pval(QMp, showeq=True, sep=" ")
+    if test == "knha":
+        d2 = QM_df[1]
+        d2s = f"{d2:g}" if float(d2).is_integer() else f"{round(d2, 2)}"
+        return f"F(df1 = {int(QM_df[0])}, df2 = {d2s}) = {fcf(QM)}, p-val {p}"
+    return f"QM(df = {int(QM_df[0])}) = {fcf(QM)}, p-val {p}"
+
+
+def format_anova_wald(res) -> str:
+    """Render an engine.hypothesis.WaldTest as metafor's `print.anova.rma` does (types "Wald.btt" and "Wald.Xb")."""
+    L: list[str] = [""]
+    if res.Xb is None:
+        btt = [b + 1 for b in res.btt]
+        L.append(f"Test of Moderators (coefficient{' ' if res.m == 1 else 's '}{_format_btt(btt)}):")
+        L.append(_qm_line(res.test, res.QM, res.QM_df, res.QMp))
+        return "\n".join(L) + "\n"
+    rn = [f"{j + 1}:" for j in range(res.m)]
+    hyp = list(res.hyp)
+    rw, hw = max(len(r) for r in rn), max(len(h) for h in hyp)
+    L.append(("Hypothesis:" if res.m == 1 else "Hypotheses:") + " " * (rw + 1 + hw + 1))
+    L += [r.ljust(rw) + " " + h.rjust(hw) + " " for r, h in zip(rn, hyp)]
+    L += ["", "Results:"]
+    knha = res.test == "knha"
+    names = ["estimate", "se", "tval" if knha else "zval"] + (["df"] if knha else []) + ["pval"]
+    rows = []
+    for j in range(res.m):
+        r = [fcf(res.Xb[j]), fcf(res.se[j]), fcf(res.zval[j])]
+        if knha:
+            r.append(f"{round(float(res.ddf[j]), 2):g}")
+        r.append(fmt_pval(res.pval[j]))
+        rows.append(r)
+    L += _r_data_frame(rn, names, rows)
+    if not math.isnan(res.QM):
+        L += ["", "Test of Hypothesis:" if res.m == 1 else "Omnibus Test of Hypotheses:"]
+        L.append(_qm_line(res.test, res.QM, res.QM_df, res.QMp))
+    return "\n".join(L) + "\n"
+
+
+def format_anova_lrt(res) -> str:
+    """Render an engine.hypothesis.LikelihoodRatioTest as metafor's `print.anova.rma` does (type "LRT")."""
+    names = ["df", "AIC", "BIC", "AICc", "logLik", "LRT", "pval", "QE", "tau^2", "R^2"]
+    full = [str(res.parms_f), fcf(res.fit_stats_f[2]), fcf(res.fit_stats_f[3]), fcf(res.fit_stats_f[4]),
+            fcf(res.fit_stats_f[0]), "", "", fcf(res.QE_f), fcf(res.tau2_f), ""]
+    red = [str(res.parms_r), fcf(res.fit_stats_r[2]), fcf(res.fit_stats_r[3]), fcf(res.fit_stats_r[4]),
+           fcf(res.fit_stats_r[0]), fcf(res.LRT), fmt_pval(res.pval), fcf(res.QE_r), fcf(res.tau2_r),
+           f"{fcf(res.R2)}%"]
+    if res.method == "EE" or math.isnan(res.tau2_f) or math.isnan(res.tau2_r):
+        j = names.index("tau^2")
+        for row in (names, full, red):
+            del row[j]
+    return "\n".join(["", *_r_data_frame(["Full", "Reduced"], names, [full, red])]) + "\n"

@@ -27,6 +27,7 @@ import pytest
 
 from metaexercise.engine import kernels
 from metaexercise.engine.model import RedundantPredictorsWarning, coef_vector, rma
+from metaexercise.engine.model_inputs import NAOmittedWarning
 from metaexercise.engine.tau2 import Control, generalized_q
 from metaexercise.errors import ConvergenceError, MetaexerciseError
 
@@ -321,9 +322,11 @@ def test_rma_on_extreme_moderators(reference, case):
 
 
 def test_inf_and_nan_inputs_are_named_with_their_position():
+    # metafor 3.8 (na.action = "na.omit"): a missing value (NaN) omits the study with a warning; infinite or
+    # negative values stop with an error naming the argument and position; vi = 0 is fitted as metafor does
+    # (DL, HS, PM and EE refuse it, the others fit when tau^2 > 0; tests/engine/test_reference_formula.py)
     y, v = Y0.copy(), V0.copy()
-    for arg, bad in [("yi", np.nan), ("yi", np.inf), ("yi", -np.inf), ("vi", np.nan), ("vi", np.inf),
-                     ("vi", 0.0), ("vi", -0.1)]:
+    for arg, bad in [("yi", np.inf), ("yi", -np.inf), ("vi", np.inf), ("vi", -0.1)]:
         yy, vv = y.copy(), v.copy()
         (yy if arg == "yi" else vv)[3] = bad
         for method in METHODS:
@@ -331,10 +334,39 @@ def test_inf_and_nan_inputs_are_named_with_their_position():
             assert status == "error"
             assert_clear_error(out, f"{arg}={bad} {method}", match=arg)
             assert "[3]" in str(out) and "position" in str(out)
+    keep = np.arange(len(y)) != 3
+    for arg in ("yi", "vi"):
+        yy, vv = y.copy(), v.copy()
+        (yy if arg == "yi" else vv)[3] = np.nan
+        for method in METHODS:
+            with pytest.warns(NAOmittedWarning, match=r"positions \[3\]"):
+                status, out = guarded(lambda m=method, a=yy, b=vv: rma(a, b, method=m))
+            assert status == "ok", f"{arg}=nan {method}: {out}"
+            want = rma(y[keep], v[keep], method=method)
+            assert (out.k, out.k_all) == (7, 8) and out.positions.tolist() == np.flatnonzero(keep).tolist()
+            assert float(out.beta[0]) == want.estimate and out.tau2 == want.tau2
+    vv = v.copy()
+    vv[3] = 0.0
+    for method in METHODS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            status, out = guarded(lambda m=method: rma(y, vv, method=m))
+        if method in ("EE", "DL", "HS", "PM"):
+            assert status == "error", method
+            assert_clear_error(out, f"vi=0 {method}", match="vi = 0 at positions [3]")
+        elif status == "ok":
+            assert out.tau2 > 0 and not out.allvipos and np.isnan(out.QE) and np.isnan(out.I2), method
+        else:  # tau^2 estimated at 0: 1/vi is infinite for study 3, as in metafor
+            assert_clear_error(out, f"vi=0 {method}", match="Division by zero")
     M = np.column_stack([X1, Z])
     for bad in (np.nan, np.inf):
         MM = M.copy()
         MM[5, 1] = bad
+        if np.isnan(bad):  # a missing moderator value omits the study, as metafor's na.omit
+            with pytest.warns(NAOmittedWarning, match=r"positions \[5\]"):
+                status, out = guarded(lambda m=MM: rma(Y12, V12, mods=m))
+            assert status == "ok" and out.k == 11
+            continue
         status, out = guarded(lambda m=MM: rma(Y12, V12, mods=m))
         assert status == "error"
         assert_clear_error(out, f"mods={bad}", match="mods")

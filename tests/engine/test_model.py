@@ -12,6 +12,7 @@ import json
 import math
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,8 @@ import pytest
 import statsmodels.api as sm
 
 from metaexercise import Control, ConvergenceError, escalc, rma
-from metaexercise.engine.model import RedundantPredictorsWarning
+from metaexercise.engine.model import RedundantPredictorsWarning, refit
+from metaexercise.engine.model_inputs import NAOmittedWarning
 
 # dat.bcg: log risk ratios and variances, escalc("RR", ai=tpos, bi=tneg, ci=cpos, di=cneg, data=dat.bcg).
 TPOS = np.array([4, 6, 3, 62, 33, 180, 8, 505, 29, 17, 186, 5, 27])
@@ -113,16 +115,24 @@ def test_identical_effects_give_tau2_on_the_boundary():
 
 
 @pytest.mark.parametrize(
-    "vi, positions", [([0.1, 0.0, 0.2], "[1]"), ([0.1, -0.2, np.nan], "[1, 2]"), ([np.inf, 0.1, 0.1], "[0]")]
+    "vi, positions", [([0.1, 0.0, 0.2], "[1]"), ([0.1, -0.2, 0.2], "[1]"), ([np.inf, 0.1, 0.1], "[0]")]
 )
 def test_bad_variances_are_named_by_position(vi, positions):
-    with pytest.raises(ValueError, match=rf"positions {re.escape(positions)}"):
-        rma([0.1, 0.2, 0.3], vi)
+    # vi = 0 is allowed as in metafor, but here REML's tau^2 reaches 0 and 1/vi is infinite: metafor stops
+    # ("Division by zero when computing the inverse variance weights."); negative and infinite vi stop too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match=rf"positions {re.escape(positions)}"):
+            rma([0.1, 0.2, 0.3], vi)
 
 
-def test_missing_effect_is_named():
-    with pytest.raises(ValueError, match=r"yi is missing or non-finite at positions \[2\]"):
-        rma([0.1, 0.2, np.nan], [0.1, 0.1, 0.1])
+def test_missing_effect_is_omitted_and_an_infinite_one_named():
+    # metafor 3.8 (na.action = "na.omit"): "Studies with NAs omitted from model fitting."
+    with pytest.warns(NAOmittedWarning, match=r"positions \[2\]"):
+        fit = rma([0.1, 0.2, np.nan, 0.4], [0.1, 0.1, 0.1, 0.2])
+    assert (fit.k, fit.k_all) == (3, 4) and fit.estimate == rma([0.1, 0.2, 0.4], [0.1, 0.1, 0.2]).estimate
+    with pytest.raises(ValueError, match=r"yi is infinite at positions \[2\]"):
+        rma([0.1, 0.2, np.inf], [0.1, 0.1, 0.1])
 
 
 def test_nonconvergence_raises_with_remedies():
@@ -343,3 +353,22 @@ def test_influence_rows_of_unestimable_deletions_are_na_as_metafor():
     assert inf[["rstudent", "dffits", "cooks_d", "cov_r", "tau2_del", "QE_del"]].isna().all().all()
     assert inf["hat"].tolist() == pytest.approx([0.7402597403, 0.3412042503, 0.9185360094], abs=1e-10)
     assert not inf["inf"].any()
+
+
+def test_refit_keeps_design_weights_and_names():
+    # engine.model.refit (leave1out, cumul) refits the same design: no intercept, user weights, names kept
+    yi, vi = bcg()
+    x = np.linspace(10.0, 55.0, len(yi))
+    w = np.arange(1.0, len(yi) + 1)
+    fit = rma(yi, vi, mods=pd.DataFrame({"x": x}), intercept=False, weights=w)
+    keep = np.arange(len(yi)) != 4
+    r = refit(fit, keep)
+    want = rma(yi[keep], vi[keep], mods=pd.DataFrame({"x": x[keep]}), intercept=False, weights=w[keep])
+    assert r.coef_names == want.coef_names == ("x",) and not r.int_incl
+    assert np.allclose(r.beta, want.beta, rtol=1e-14) and np.allclose(r.vb, want.vb, rtol=1e-14)
+    assert np.allclose(r.weights, 100 * w[keep] / w[keep].sum(), rtol=1e-14)  # metafor's weights(): user weights
+
+
+def test_a_single_variance_is_recycled_as_metafor():
+    yi, vi = bcg()
+    assert rma(yi, 0.1).tau2 == rma(yi, np.full(len(yi), 0.1)).tau2
