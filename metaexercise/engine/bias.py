@@ -160,6 +160,8 @@ def regtest(
     if isinstance(x, RMAResult):
         if vi is not None or sei is not None:
             raise TypeError("regtest: 'vi'/'sei' are taken from the fitted model; do not pass them with a fit")
+        if not getattr(x, "int_incl", True) or getattr(x, "user_weights", None) is not None:
+            raise ValueError("regtest: models without an intercept or with user weights are not supported")
         yi, v, X = x.yi, x.vi, x.X
         method, test, level, control = x.method, x.test, x.level, x.control
         tau2 = x.tau2 if x.tau2_fixed else None

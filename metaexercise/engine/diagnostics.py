@@ -78,6 +78,9 @@ def influence(fit: RMAResult) -> pd.DataFrame:
     hat > 3p/k or any ``|DFBETAS|`` > 1), ``outlier`` (``|rstudent|`` ≥ z_{1−α/(2k)}, a Bonferroni rule) and
     ``influential`` (Cook's distance > median + 6·IQR); the last two as `reporter.rma.uni` states them.
     """
+    if getattr(fit, "user_weights", None) is not None:
+        raise ValueError("influence: fits with user weights (rma(..., weights=)) are not supported; metafor's "
+                         "influence() for them is not ported yet")
     import pandas as pd
 
     _require_fit("influence", fit)

@@ -179,6 +179,8 @@ def permutest(fit, *, exact: bool = False, iter: int = 1000, seed=None,
               comptol: float = COMPTOL) -> PermutationTestResult:
     """Permutation test of a fitted `rma` model (metafor's `permutest(x, exact, iter)`), refitted with the
     model's own method, test and control."""
+    if not getattr(fit, "int_incl", True) or getattr(fit, "user_weights", None) is not None:
+        raise ValueError("permutest: models without an intercept or with user weights are not supported")
     if getattr(fit, "tau2_fixed", False):
         raise ValueError("permutest: models with a fixed tau2 (rma(..., tau2=...)) are not supported")
     fc = getattr(fit, "control", None)

@@ -372,3 +372,18 @@ def test_refit_keeps_design_weights_and_names():
 def test_a_single_variance_is_recycled_as_metafor():
     yi, vi = bcg()
     assert rma(yi, 0.1).tau2 == rma(yi, np.full(len(yi), 0.1)).tau2
+
+
+def test_diagnostics_refuse_what_they_do_not_compute_yet():
+    """influence/regtest/permutest assume an intercept and weights 1/(vi + tau^2); fits with user weights or
+    without an intercept get a clear error instead of silently wrong numbers."""
+    import metaexercise as mx
+
+    y = np.array([0.1, 0.3, 0.2, 0.5, 0.4])
+    v = np.array([0.01, 0.02, 0.03, 0.02, 0.01])
+    weighted = mx.rma(y, v, weights=np.ones(5))
+    for verb in (mx.influence, mx.regtest):
+        with pytest.raises(ValueError, match="user weights"):
+            verb(weighted)
+    with pytest.raises(ValueError, match="without an intercept"):
+        mx.permutest(mx.rma(y, v, mods=np.arange(5.0), intercept=False))
