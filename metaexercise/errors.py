@@ -17,6 +17,11 @@ class SpecError(MetaexerciseError):
     """An analysis spec (analyses/*.yaml) is malformed."""
 
 
+class SourceError(MetaexerciseError, ValueError):
+    """A run was asked for a source the project does not have, or its sheets are of the other source (the
+    synthetic replica's sheets run as the real extraction, or the other way round)."""
+
+
 class SearchImportError(MetaexerciseError):
     """A search export (RIS, nbib, CSV) could not be imported; the message names file and line."""
 

@@ -19,6 +19,9 @@ The rules here:
   `unescape_cell(escape_cell(t)) == t`.
 - In XLSX, text is written with the string data type (openpyxl `data_type = "s"`), never as a formula
   (`write_xlsx_cell`).
+- In CSV, a carriage return inside a cell becomes a line feed (`one_line_ending`, applied by `csv_cell`,
+  `escape_row` and `escape_frame`): with LF between records a CSV writer does not quote a bare CR, and a
+  reader would split the record there.
 
 Limit: the escape protects the start of each cell. A comma-separated file opened by a spreadsheet set to
 another list separator (";" in many European locales) is split at other places; such a program
@@ -59,28 +62,68 @@ def unescape_cell(value: Any) -> Any:
     return value
 
 
+def one_line_ending(value: Any) -> Any:
+    """Text with its carriage returns (CR, CRLF) as line feeds. The toolkit's CSV files end records with LF,
+    and a CSV writer then quotes a cell holding LF but not one holding a bare CR, which a reader takes for
+    the end of the record: two records made of one."""
+    if isinstance(value, str) and "\r" in value:
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+    return value
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell ready for one of the toolkit's CSV files: `one_line_ending`, then `escape_cell`."""
+    return escape_cell(one_line_ending(value))
+
+
 def escape_row(values: list[Any] | tuple[Any, ...]) -> list[Any]:
-    """`escape_cell` applied to every cell of a row."""
-    return [escape_cell(v) for v in values]
+    """`csv_cell` applied to every cell of a row (a CSV row)."""
+    return [csv_cell(v) for v in values]
 
 
-def escape_frame(frame):
-    """A copy of a pandas DataFrame with `escape_cell` applied to every text cell (numeric columns are
-    left as they are)."""
+def _is_text_column(series) -> bool:
+    return series.dtype == object or str(series.dtype) in ("string", "str")
+
+
+def _map_text(frame, function, headers: bool):
+    """A copy of `frame` with `function` applied to every text cell (and to the column names when
+    `headers`). A column is replaced only where a cell changes, and keeps its dtype: mapping a column of
+    numbers stored as objects would otherwise turn it into floats and change how it is printed."""
+    import pandas as pd
+
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
-            out[column] = out[column].map(escape_cell)
+        values = out[column]
+        if not _is_text_column(values):
+            continue
+        mapped = [function(v) for v in values]
+        if any(a is not b for a, b in zip(mapped, values, strict=True)):
+            out[column] = pd.Series(mapped, index=out.index, dtype=values.dtype)
+    if headers:
+        out.columns = [function(c) for c in out.columns]
     return out
 
 
-def unescape_frame(frame):
-    """A copy of a pandas DataFrame with `unescape_cell` applied to every text cell."""
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
-            out[column] = out[column].map(unescape_cell)
-    return out
+def escape_frame(frame, *, headers: bool = False):
+    """A copy of a pandas DataFrame ready to be written as CSV: `csv_cell` (carriage returns as line feeds,
+    then `escape_cell`) applied to every text cell (numeric columns are left as they are), and to the column
+    names when `headers`."""
+    return _map_text(frame, csv_cell, headers)
+
+
+def unescape_frame(frame, *, headers: bool = False):
+    """A copy of a pandas DataFrame with `unescape_cell` applied to every text cell (and to the column names
+    when `headers`)."""
+    return _map_text(frame, unescape_cell, headers)
+
+
+def read_csv(source, **kwargs):
+    """`pandas.read_csv(source, **kwargs)` of a CSV file the toolkit wrote, with `unescape_frame` applied to
+    cells and column names: the table as it was before `escape_frame` (e.g. results/sof.csv's
+    "-0.55 (-0.81 to -0.30) ...")."""
+    import pandas as pd
+
+    return unescape_frame(pd.read_csv(source, **kwargs), headers=True)
 
 
 #: Characters an XLSX file cannot hold (C0 controls other than tab, line feed and carriage return).

@@ -60,3 +60,23 @@ def test_a_failed_write_leaves_nothing(tmp_path, umask):
         tmp.write_text("half", encoding="utf-8")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_a_replaced_folder_gets_the_umask_mode_and_keeps_a_chosen_one(tmp_path, umask, mask):
+    """`replace_folder` builds in a private staging folder; the folder swapped in gets the mode `mkdir` would
+    give (0777 less the umask), or the previous folder's own mode when one existed; its files the mode of a
+    newly written file."""
+    umask(mask)
+    target = tmp_path / "results"
+
+    def build(folder):
+        (folder / "a.csv").write_text("a\n", encoding="utf-8")
+
+    atomic.replace_folder(target, build)
+    assert _mode(target) == 0o777 & ~mask
+    assert _mode(target / "a.csv") == 0o666 & ~mask
+    os.chmod(target, 0o750)
+    atomic.replace_folder(target, build)
+    assert _mode(target) == 0o750
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]

@@ -3,6 +3,11 @@
 
 Every verb works on the project in the current directory (`extraction/`, `analyses/`, `results/`,
 `searches/`, `book/`); `--project DIR` points elsewhere.
+
+Exit codes: 0 done; 2 bad input (a file that cannot be read or does not follow its schema; the message on
+stderr names the file and where in it: sheet, row and column, or line and key), never a traceback; other
+codes as each verb documents. The readers locate their errors (`metaexercise.errors`); `main` turns any
+`MetaexerciseError` or unreadable file that reaches it into that one message and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 from pathlib import Path
 
 from metaexercise._version import __version__
+from metaexercise.errors import MetaexerciseError
 
 #: verb -> (module, one-line help). Modules are imported only when their verb runs, so `--help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -80,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except MetaexerciseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # a file that cannot be read or written: name it
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """`metaexercise import FORM.xlsx`: validate a filled extraction workbook and write its sheets as
-`extraction/*.csv`, all files or none. Nothing is written when the workbook has errors. The workbook is read
+`extraction/*.csv`, all files or none: the folder is rebuilt beside itself, its other files carried over,
+and swapped in atomically (`metaexercise.extraction.sheets.write_csv_folder`), so a crash leaves the
+previous sheets or the new ones. Nothing is written when the workbook has errors. The workbook is read
 with the project's vocabulary and instrument registry (`metaexercise.commands.validate.project_sheets`)."""
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from metaexercise import atomic
 from metaexercise.commands.search_counts import count_search_update
 from metaexercise.review import run as runner
 from metaexercise.review.project import project_from_args
@@ -20,6 +21,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     project = project_from_args(args)
+    # an `import` interrupted by a crash may have left extraction/ to finish (`atomic.recover_folder`)
+    atomic.recover_folder(project.extraction)
     output = runner.run_project(project, source=args.source, progress=not args.quiet,
                                 search_counter=count_search_update)
     for name in sorted(output.files):

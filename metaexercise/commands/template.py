@@ -23,6 +23,7 @@ from metaexercise.extraction.instruments import Registry, load_registry
 from metaexercise.extraction.schema import Column, form, type_text
 from metaexercise.extraction.sheets import Extraction, load_extraction
 from metaexercise.extraction.vocabulary import SheetVocabulary
+from metaexercise.spreadsheet_safety import write_xlsx_cell
 
 #: Rows of each data sheet that carry the drop-down lists and number checks.
 FORM_ROWS = 2000
@@ -77,9 +78,12 @@ def build_workbook(registry: Registry, vocabulary: SheetVocabulary | None = None
     readme.append(["sheet", "column", "required", "type / allowed values", "meaning", "example"])
     for cell in readme[3]:
         cell.font = Font(bold=True)
+    row = 3
     for sh in sheets:
         for c in sh.columns:
-            readme.append([sh.name, c.name, "yes" if c.required else "", type_text(c), c.description, c.example])
+            row += 1
+            _put_row(readme, row, [sh.name, c.name, "yes" if c.required else "", type_text(c), c.description,
+                                   c.example])
     for letter, width in zip("ABCDEF", (14, 28, 9, 50, 80, 30)):
         readme.column_dimensions[letter].width = width
 
@@ -93,9 +97,9 @@ def build_workbook(registry: Registry, vocabulary: SheetVocabulary | None = None
                 continue
             j += 1
             letter = get_column_letter(j)
-            lists.cell(1, j, c.name)
+            write_xlsx_cell(lists, 1, j, c.name)
             for i, v in enumerate(values, start=2):
-                lists.cell(i, j, v)
+                write_xlsx_cell(lists, i, j, v)
             list_refs[c.name] = f"{quote_sheetname('lists')}!${letter}$2:${letter}${len(values) + 1}"
     lists.sheet_state = "hidden"
 
@@ -103,8 +107,8 @@ def build_workbook(registry: Registry, vocabulary: SheetVocabulary | None = None
     inst.append(["id", "name", "outcome", "minimum", "maximum", "higher_is_worse", "rank", "source"])
     for cell in inst[1]:
         cell.font = Font(bold=True)
-    for i in sorted(registry.instruments.values(), key=lambda x: (x.outcome, x.rank, x.id)):
-        inst.append([i.id, i.name, i.outcome, i.minimum, i.maximum, i.higher_is_worse, i.rank, i.source])
+    for row, i in enumerate(sorted(registry.instruments.values(), key=lambda x: (x.outcome, x.rank, x.id)), start=2):
+        _put_row(inst, row, [i.id, i.name, i.outcome, i.minimum, i.maximum, i.higher_is_worse, i.rank, i.source])
     list_refs["instrument"] = f"{quote_sheetname('Instruments')}!$A$2:$A${len(registry.instruments) + 1}"
 
     head_fill = PatternFill("solid", fgColor="DDEBF7")
@@ -134,13 +138,22 @@ def _excel_value(v):
     return v
 
 
+def _put_row(ws, row: int, values) -> None:
+    """Write a row of cells, each through `spreadsheet_safety.write_xlsx_cell`: text is a string cell, never
+    a formula, and text a spreadsheet would run gets a leading `'` (the sheets' readers undo it); numbers
+    stay numbers."""
+    for column, value in enumerate(values, start=1):
+        write_xlsx_cell(ws, row, column, value)
+
+
 def fill_workbook(wb, extraction: Extraction) -> None:
-    """Append the extraction's rows under each sheet's header (typed cells: numbers as numbers)."""
+    """Append the extraction's rows under each sheet's header (typed cells: numbers as numbers; text
+    neutralised against formula injection, `_put_row`)."""
     for sh in extraction.form.sheets:
         frame = getattr(extraction, sh.name)[list(sh.column_names)].astype(object)
         ws = wb[sh.name]
-        for rec in frame.itertuples(index=False, name=None):
-            ws.append([_excel_value(v) for v in rec])
+        for row, rec in enumerate(frame.itertuples(index=False, name=None), start=2):
+            _put_row(ws, row, [_excel_value(v) for v in rec])
 
 
 def write_template(path: Path, registry: Registry, extraction: Extraction | None = None,

@@ -29,6 +29,7 @@ from metaexercise.extraction.vocabulary import DEFAULT_VOCABULARY, SheetVocabula
 from metaexercise.review.declaration import FILE_NAME as REVIEW_FILE
 from metaexercise.review.declaration import load_review
 from metaexercise.review.project import Project, project_from_args
+from metaexercise.spreadsheet_safety import escape_frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ def project_sheets(args) -> ProjectSheets:
     file. Raises SpecError (file, line, key) when the review.yaml or its moderators are wrong."""
     project = project_from_args(args)
     declared = project.root / REVIEW_FILE
+    if declared.exists() and not declared.is_file():
+        raise SpecError(f"{declared}: a folder, not the project file; move it away")
     vocabulary = load_review(declared).sheet_vocabulary() if declared.is_file() else DEFAULT_VOCABULARY
     try:
         form(vocabulary)
@@ -73,7 +76,8 @@ def run(args) -> int:
     read = {"registry": setup.instruments, "vocabulary": setup.vocabulary}
     problems = validate(path, **read)
     if args.csv_out is not None:
-        atomic.write_text(args.csv_out, problems.to_csv(index=False))
+        # the problem table quotes the cells it complains about: neutralise formulas (a title "=cmd|...")
+        atomic.write_text(args.csv_out, escape_frame(problems).to_csv(index=False, lineterminator="\n"))
     errors = int((problems["severity"] == Severity.ERROR).sum())
     warnings = len(problems) - errors
     print(format_problems(problems))

@@ -22,7 +22,7 @@ import yaml
 
 from metaexercise.errors import ExtractionError, SpecError
 from metaexercise.extraction.vocabulary import SheetVocabulary
-from metaexercise.strict_yaml import load_yaml
+from metaexercise.strict_yaml import line_of, load_yaml
 
 #: The project's registry file, in its extraction folder.
 FILE_NAME = "instruments.yaml"
@@ -103,34 +103,54 @@ def _number(value, where: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ExtractionError(f"{where}: expected a number or blank, got {value!r}")
+    if not math.isfinite(value):
+        raise ExtractionError(f"{where}: expected a finite number or blank, got {value!r}")
     return float(value)
 
 
 def _parse(entries, path: str, outcomes: tuple[str, ...] = ()) -> dict[str, Instrument]:
-    """The instruments of one file; `outcomes`: the declared outcome ids each must name (empty: any)."""
+    """The instruments of one file; `outcomes`: the declared outcome ids each must name (empty: any).
+    Errors name the file, the line (when read by `load_yaml`), the entry and the field."""
     if not isinstance(entries, list):
-        raise ExtractionError(f"{path}: expected a list of instruments (YAML '- id: ...' items)")
+        found = "a mapping" if isinstance(entries, dict) else f"a {type(entries).__name__}"
+        raise ExtractionError(f"{path}: expected a list of instruments (YAML '- id: ...' items), found {found}")
     out: dict[str, Instrument] = {}
     for i, e in enumerate(entries, start=1):
-        where = f"{path}, instrument #{i}"
+
+        def where(key: str | None = None, e=e, i=i) -> str:
+            line = line_of(e, key)  # the key's line, or the entry's
+            return f"{path}{f', line {line}' if line else ''}, instrument #{i}"
+
         if not isinstance(e, dict):
-            raise ExtractionError(f"{where}: expected a mapping with fields {', '.join(_FIELDS)}")
+            raise ExtractionError(f"{where()}: expected a mapping with fields {', '.join(_FIELDS)}, found "
+                                  f"{'a list' if isinstance(e, list) else repr(e)}")
         missing = [f for f in ("id", "name", "outcome", "higher_is_worse") if f not in e]
         if missing:
-            raise ExtractionError(f"{where}: missing field(s) {', '.join(missing)}")
-        unknown = sorted(set(e) - set(_FIELDS))
+            raise ExtractionError(f"{where()}: missing field(s) {', '.join(missing)}")
+        unknown = sorted(map(str, set(e) - set(_FIELDS)))
         if unknown:
-            raise ExtractionError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+            raise ExtractionError(f"{where(unknown[0]) if unknown[0] in e else where()}: unknown field(s) "
+                                  f"{', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
+        for key in ("id", "name"):
+            if not isinstance(e[key], str | int | float) or isinstance(e[key], bool) or not str(e[key]).strip():
+                raise ExtractionError(f"{where(key)}: {key} must be a non-empty text, not {e[key]!r}")
         if not isinstance(e["outcome"], str) or not e["outcome"].strip():
-            raise ExtractionError(f"{where}: outcome must be the text of an outcome id, not {e['outcome']!r}")
+            raise ExtractionError(f"{where('outcome')}: outcome must be the text of an outcome id, not "
+                                  f"{e['outcome']!r}")
         if outcomes and e["outcome"] not in outcomes:
-            raise ExtractionError(f"{where}: outcome {e['outcome']!r} is not one of the declared outcomes "
-                                  f"{', '.join(outcomes)}")
+            raise ExtractionError(f"{where('outcome')}: outcome {e['outcome']!r} is not one of the declared "
+                                  f"outcomes {', '.join(outcomes)}")
         if not isinstance(e["higher_is_worse"], bool):
-            raise ExtractionError(f"{where}: higher_is_worse must be true or false")
-        lo, hi = _number(e.get("minimum"), where), _number(e.get("maximum"), where)
+            raise ExtractionError(f"{where('higher_is_worse')}: higher_is_worse must be true or false")
+        lo, hi = _number(e.get("minimum"), where("minimum")), _number(e.get("maximum"), where("maximum"))
         if lo is not None and hi is not None and not lo < hi:
-            raise ExtractionError(f"{where}: minimum {lo:g} is not below maximum {hi:g}")
+            raise ExtractionError(f"{where('minimum')}: minimum {lo:g} is not below maximum {hi:g}")
+        rank = e.get("rank")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int)):
+            raise ExtractionError(f"{where('rank')}: rank must be a whole number, not {rank!r}")
+        source = e.get("source")
+        if source is not None and not isinstance(source, str):
+            raise ExtractionError(f"{where('source')}: source must be text, not {source!r}")
         inst = Instrument(
             id=str(e["id"]),
             name=str(e["name"]),
@@ -138,11 +158,11 @@ def _parse(entries, path: str, outcomes: tuple[str, ...] = ()) -> dict[str, Inst
             minimum=lo,
             maximum=hi,
             higher_is_worse=e["higher_is_worse"],
-            rank=int(e.get("rank") or 99),
-            source=str(e.get("source") or ""),
+            rank=int(rank or 99),
+            source=str(source or ""),
         )
         if inst.id in out:
-            raise ExtractionError(f"{where}: duplicate instrument id {inst.id!r}")
+            raise ExtractionError(f"{where('id')}: duplicate instrument id {inst.id!r}")
         out[inst.id] = inst
     return out
 
@@ -164,7 +184,7 @@ def load_registry(extra: str | Path | None = None, vocabulary: SheetVocabulary |
     when it exists; an id in `extra` replaces the built-in one. With a `vocabulary` that declares outcomes,
     every instrument of `extra` must name one of them (ExtractionError names the file and the entry)."""
     reg = dict(builtin_registry().instruments)
-    if extra is not None and Path(extra).is_file():
+    if extra is not None and Path(extra).exists():  # a folder of that name is an error, not an absence
         try:
             data = load_yaml(extra, what="instrument registry")
         except SpecError as exc:  # strict: no aliases, no duplicate keys, size limit; located text kept

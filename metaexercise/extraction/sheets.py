@@ -12,12 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import zipfile
+import zlib
 from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pandas as pd
 
@@ -39,6 +42,7 @@ from metaexercise.extraction.schema import (
     form,
 )
 from metaexercise.extraction.vocabulary import DEFAULT_VOCABULARY, SheetVocabulary
+from metaexercise.spreadsheet_safety import csv_cell, unescape_cell
 
 PROBLEM_COLUMNS = ("file", "sheet", "row", "column", "value", "problem", "severity")
 
@@ -51,6 +55,8 @@ class Severity(StrEnum):
     WARNING = "warning"
     ERROR = "error"
 
+#: Largest merged range whose top-left value is spread over its cells (larger ones are an error).
+MAX_MERGED_CELLS = 100_000
 #: Workbook sheets that the template writes for people, not data; never reported as extra.
 HELPER_SHEETS = ("README", "Instruments", "lists")
 #: An estimate further than this fraction of its CI's width from the CI's centre breaks the "CI is
@@ -143,7 +149,18 @@ def _read_csv_file(path: Path, sheet: str, out: _Problems) -> _Raw | None:
     if "\x00" in text:
         out.add(path, sheet, None, None, None, "file contains NUL bytes: not a text CSV file")
         return None
-    records = list(csv.reader(io.StringIO(text, newline="")))
+    records = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for record in reader:
+            records.append(record)
+    except csv.Error as exc:  # a field past the reader's size limit: almost always a quote never closed
+        line = reader.line_num
+        out.add(path, sheet, line, None, None,
+                f"cannot read the CSV from line {line} on ({exc}); a cell longer than "
+                f"{csv.field_size_limit():,} characters is not extraction data: is a closing quote missing "
+                "on this line or above?")
+        return None
     while records and not any(c.strip() for c in records[-1]):
         records.pop()
     if not records:
@@ -177,6 +194,9 @@ def _read_csv_folder(folder: Path, out: _Problems) -> dict[str, _Raw]:
     raws: dict[str, _Raw] = {}
     for name in SHEET_NAMES:
         path = folder / csv_name(name)
+        if path.is_dir():
+            out.add(path, name, None, None, None, f"{csv_name(name)} is a folder, not a CSV file (sheet {name!r})")
+            continue
         if not path.is_file():
             out.add(path, name, None, None, None, f"missing file {csv_name(name)} (sheet {name!r})")
             continue
@@ -186,7 +206,26 @@ def _read_csv_folder(folder: Path, out: _Problems) -> dict[str, _Raw]:
     return raws
 
 
+#: What openpyxl and the zip reader raise on a damaged workbook: a truncated file (BadZipFile, zlib.error,
+#: EOFError), a missing or broken part (KeyError, XML errors, which are SyntaxError subclasses in both
+#: ElementTree and lxml), values that do not fit their declared type (ValueError, TypeError, IndexError, ...).
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, OSError, ValueError, TypeError,
+            SyntaxError, AttributeError, OverflowError)
+_SPREADSHEETML = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+#: The start of a formula (<f>) or of a merged range (<mergeCell>) in a worksheet's XML, any namespace prefix.
+_FORMULA_OR_MERGE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:f|mergeCell)[\s/>]")
+
+
+def _damaged(exc: BaseException) -> str:
+    return (f"the workbook is damaged ({type(exc).__name__}: {exc}); open it in Excel or LibreOffice and save "
+            "it again")
+
+
 def _read_workbook(path: Path, out: _Problems) -> dict[str, _Raw]:
+    """The data sheets of a workbook, in one pass: openpyxl reads each sheet once, streaming (read-only,
+    saved values), and a light scan of the same sheet's XML (`_formulas_and_merges`) finds formula cells
+    and merged ranges, which read-only mode does not report. (Loading the workbook twice, with and without
+    saved values, took 2 minutes and 3 GB for 100,000 rows.)"""
     import openpyxl
 
     data = path.read_bytes()
@@ -195,59 +234,135 @@ def _read_workbook(path: Path, out: _Problems) -> dict[str, _Raw]:
                 "not an XLSX workbook (not a zip container; an old .xls, CSV or other file renamed?)")
         return {}
     try:
-        values = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
-        formulas = openpyxl.load_workbook(io.BytesIO(data), data_only=False)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except _DAMAGED as exc:
         out.add(path, None, None, None, None, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})")
         return {}
-    known = set(SHEET_NAMES)
-    for name in values.sheetnames:
-        if name not in known and name not in HELPER_SHEETS:
-            out.add(path, name, None, None, None,
-                    f"extra sheet {name!r} ignored; expected sheets: {', '.join(sorted(known))}",
-                    Severity.WARNING)
     raws: dict[str, _Raw] = {}
-    for name in SHEET_NAMES:
-        if name not in values.sheetnames:
-            out.add(path, name, None, None, None, f"missing sheet {name!r}")
-            continue
-        raws[name] = _read_worksheet(path, values[name], formulas[name], out)
+    try:
+        known = set(SHEET_NAMES)
+        for name in book.sheetnames:
+            if name not in known and name not in HELPER_SHEETS:
+                out.add(path, name, None, None, None,
+                        f"extra sheet {name!r} ignored; expected sheets: {', '.join(sorted(known))}",
+                        Severity.WARNING)
+        for name in SHEET_NAMES:
+            if name not in book.sheetnames:
+                out.add(path, name, None, None, None, f"missing sheet {name!r}")
+                continue
+            try:
+                ws = book[name]
+                raws[name] = _read_worksheet(path, ws, _formulas_and_merges(archive, ws), out)
+            except _DAMAGED as exc:
+                out.add(path, name, None, None, None, f"sheet {name!r} cannot be read: {_damaged(exc)}")
+    finally:
+        book.close()
+        archive.close()
     return {k: v for k, v in raws.items() if v is not None}
 
 
-def _read_worksheet(path: Path, ws, ws_formulas, out: _Problems) -> _Raw | None:
-    from openpyxl.utils import get_column_letter
+def _formulas_and_merges(archive: zipfile.ZipFile, ws) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """The formula cells (row, column, formula as openpyxl writes it, "=...") and the merged ranges
+    ("E2:E3") of a read-only worksheet, from its XML part. The part is first scanned as bytes, in
+    chunks; only a sheet that has a formula or a merged range is parsed (ElementTree, streaming)."""
+    from openpyxl.formula.translate import Translator
+    from openpyxl.utils.cell import coordinate_to_tuple, get_column_letter
 
-    grid = [list(r) for r in ws.iter_rows(values_only=True)]
-    for rng in ws.merged_cells.ranges:
-        top = ws.cell(rng.min_row, rng.min_col).value
-        out.add(path, ws.title, rng.min_row, None, rng.coord,
-                f"merged cells {rng.coord}: the top-left value is used for every cell of the range; "
-                "unmerge them", Severity.WARNING)
-        for r in range(rng.min_row, rng.max_row + 1):
-            for c in range(rng.min_col, rng.max_col + 1):
-                if r - 1 < len(grid) and c - 1 < len(grid[r - 1]):
-                    grid[r - 1][c - 1] = top
-    for row in ws_formulas.iter_rows():
-        for cell in row:
-            if cell.data_type == "f":
-                cached = ws.cell(cell.row, cell.column).value
-                where = f"{get_column_letter(cell.column)}{cell.row}"
-                if cached is None:
-                    out.add(path, ws.title, cell.row, None, cell.value,
-                            f"cell {where} holds a formula with no saved value; open and save the workbook "
-                            "in Excel or LibreOffice, or type the value")
+    part = ws._worksheet_path  # openpyxl's read-only worksheet keeps its part name (tests/sheets checks it)
+    with archive.open(part) as fh:
+        tail = b""
+        while chunk := fh.read(1 << 20):
+            if _FORMULA_OR_MERGE.search(tail + chunk):
+                break
+            tail = chunk[-64:]
+        else:
+            return [], []
+    formulas: list[tuple[int, int, str]] = []
+    merged: list[str] = []
+    shared: dict[str, Translator] = {}
+    row_number = column = 0
+    with archive.open(part) as fh:
+        for event, element in ElementTree.iterparse(fh, events=("start", "end")):
+            tag = element.tag.rsplit("}", 1)[-1]
+            if event == "start":
+                if tag == "row":
+                    row_number = int(element.get("r") or row_number + 1)
+                    column = 0
+                continue
+            if tag == "c":
+                reference = element.get("r")
+                if reference:
+                    row_number, column = coordinate_to_tuple(reference)
                 else:
-                    out.add(path, ws.title, cell.row, None, cell.value,
-                            f"cell {where} holds a formula; its saved value {cached!r} is read",
-                            Severity.WARNING)
+                    column += 1
+                    reference = f"{get_column_letter(column)}{row_number}"
+                f = element.find(f"{_SPREADSHEETML}f")
+                if f is None:
+                    f = next((child for child in element if child.tag.rsplit("}", 1)[-1] == "f"), None)
+                if f is not None:
+                    text = "=" + (f.text or "")
+                    if f.get("t") == "shared":  # as openpyxl's WorkSheetParser.parse_formula
+                        index = f.get("si")
+                        if index in shared:
+                            text = shared[index].translate_formula(reference)
+                        elif text != "=":
+                            shared[index] = Translator(text, reference)
+                    formulas.append((row_number, column, text))
+                element.clear()
+            elif tag == "row":
+                element.clear()
+            elif tag == "mergeCell" and element.get("ref"):
+                merged.append(element.get("ref"))
+    return formulas, merged
+
+
+def _read_worksheet(path: Path, ws, extras: tuple[list[tuple[int, int, str]], list[str]],
+                    out: _Problems) -> _Raw | None:
+    from openpyxl.utils import get_column_letter, range_boundaries
+
+    formulas, merged = extras
+    ws.reset_dimensions()  # read every row, whatever the (often wrong) <dimension> the writer saved
+    grid = [list(r) for r in ws.iter_rows(values_only=True)]
+
+    def value(row: int, column: int):
+        return grid[row - 1][column - 1] if row <= len(grid) and column <= len(grid[row - 1]) else None
+
+    saved = [value(r, c) for r, c, _ in formulas]
+    for coord in merged:
+        min_col, min_row, max_col, max_row = range_boundaries(coord)
+        cells = (max_row - min_row + 1) * (max_col - min_col + 1)
+        if cells > MAX_MERGED_CELLS:  # a whole-sheet merge: spreading its value would fill memory
+            out.add(path, ws.title, min_row, None, coord,
+                    f"merged cells {coord} span {cells:,} cells; unmerge them")
+            continue
+        top = value(min_row, min_col)
+        out.add(path, ws.title, min_row, None, coord,
+                f"merged cells {coord}: the top-left value is used for every cell of the range; "
+                "unmerge them", Severity.WARNING)
+        while len(grid) < max_row:
+            grid.append([])
+        for r in range(min_row, max_row + 1):
+            row = grid[r - 1]
+            row.extend([None] * (max_col - len(row)))
+            for c in range(min_col, max_col + 1):
+                row[c - 1] = top
+    for (row, column, formula), cached in zip(formulas, saved, strict=True):
+        where = f"{get_column_letter(column)}{row}"
+        if cached is None:
+            out.add(path, ws.title, row, None, formula,
+                    f"cell {where} holds a formula with no saved value; open and save the workbook "
+                    "in Excel or LibreOffice, or type the value")
+        else:
+            out.add(path, ws.title, row, None, formula,
+                    f"cell {where} holds a formula; its saved value {cached!r} is read", Severity.WARNING)
     grid = [[_cell_text(v) for v in r] for r in grid]
     while grid and not any(grid[-1]):
         grid.pop()
     if not grid:
         out.add(path, ws.title, None, None, None, "empty sheet: no header row")
         return None
-    header = grid[0]
+    header = list(grid[0])
     while header and not header[-1]:
         header.pop()
     width = len(header)
@@ -289,6 +404,8 @@ def _parse_cell(col: Column, text: str):
     """(typed value or None, problem text or None) for one cell."""
     if text == "":
         return None, None
+    if col.type in ("str", "code"):  # a leading ' that neutralises a formula start is not part of the text
+        text = unescape_cell(text)
     if col.type == "str":
         return text, None
     if col.type == "code":
@@ -378,6 +495,9 @@ class _Context:
     out: _Problems
     default_file: str
     vocabulary: SheetVocabulary
+    #: False when the project's instruments file could not be read (its error is reported once; the
+    #: instruments it would have declared are then not reported as unknown, row after row).
+    registry_read: bool = True
 
     def report(self, sheet: str, row, column, value, problem, severity: Severity = Severity.ERROR) -> None:
         file = self.raws[sheet].file if sheet in self.raws else self.default_file
@@ -521,7 +641,7 @@ def _check_outcome_row(ctx: _Context, r) -> None:
             if not _blank(r.outcome) and inst.outcome != r.outcome:
                 ctx.report("outcomes", r.source_row, "instrument", r.instrument,
                            f"instrument {r.instrument!r} measures {inst.outcome}, the row says {r.outcome}")
-        else:
+        elif ctx.registry_read:
             ctx.report("outcomes", r.source_row, "instrument", r.instrument,
                        f"unknown instrument{_suggest(r.instrument, reg.known())}; known: {', '.join(reg.known())}"
                        f"; add it to extraction/{INSTRUMENTS_FILE}")
@@ -609,17 +729,18 @@ def _collect(path: Path, registry: Registry | str | Path | None, vocabulary: She
     path = Path(path)
     vocabulary = DEFAULT_VOCABULARY if vocabulary is None else vocabulary
     sheets = form(vocabulary).sheets
+    registry_read = True
     if not isinstance(registry, Registry):
         extra = Path(registry) if registry is not None else (path if path.is_dir() else path.parent) / INSTRUMENTS_FILE
         try:
             registry = load_registry(extra, vocabulary)
         except ExtractionError as exc:
             out.add(extra, None, None, None, None, str(exc))
-            registry = load_registry(None)
+            registry, registry_read = load_registry(None), False
     raws = _read_any(path, out)
     frames = {sh.name: _typed_frame(sh, raws.get(sh.name), out) for sh in sheets}
     if raws:
-        ctx = _Context(raws, frames, registry, out, str(path), vocabulary)
+        ctx = _Context(raws, frames, registry, out, str(path), vocabulary, registry_read)
         for sh in sheets:
             _check_duplicates(ctx, sh)
         _check_references(ctx)
@@ -684,28 +805,30 @@ def _csv_text(value) -> str:
 
 
 def write_csv_folder(extraction: Extraction, folder: str | Path) -> list[Path]:
-    """Write the extraction as one CSV file per sheet (schema column order) into `folder`: every file is
-    written to a temporary name first and all are renamed only when all were written."""
-    from contextlib import ExitStack
-
-    from metaexercise.atomic import atomic_path
+    """Write the extraction as one CSV file per sheet (schema column order) into `folder`, as one set: the
+    folder is rebuilt beside itself with the new sheets and every other file it holds (instruments.yaml,
+    notes, ...) carried over, then swapped in atomically (`metaexercise.atomic.replace_folder`), so a crash
+    leaves the previous sheets or the new ones, never a mix. Text a spreadsheet would run as a formula gets
+    a leading `'` (`metaexercise.spreadsheet_safety.csv_cell`; the readers here undo it), a carriage return
+    in a cell becomes a line feed; numbers stay numbers."""
+    from metaexercise.atomic import replace_folder
 
     folder = Path(folder)
     frames = {"studies": extraction.studies, "arms": extraction.arms, "outcomes": extraction.outcomes,
               "risk_of_bias": extraction.risk_of_bias}
-    written = []
-    with ExitStack() as stack:
-        for sh in extraction.form.sheets:
-            target = folder / csv_name(sh.name)
-            tmp = stack.enter_context(atomic_path(target))
+    names = [csv_name(sh.name) for sh in extraction.form.sheets]
+
+    def build(staging: Path) -> None:
+        for sh, name in zip(extraction.form.sheets, names, strict=True):
             df = frames[sh.name].astype(object)
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            with open(staging / name, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh, lineterminator="\n")
                 w.writerow(sh.column_names)
                 for rec in df[list(sh.column_names)].itertuples(index=False, name=None):
-                    w.writerow([_csv_text(v) for v in rec])
-            written.append(target)
-    return written
+                    w.writerow([csv_cell(_csv_text(v)) for v in rec])
+
+    replace_folder(folder, build, keep=lambda name: name not in names)
+    return [folder / name for name in names]
 
 
 COMPARE_COLUMNS = ("sheet", "key", "column", "value_a", "value_b", "row_a", "row_b", "difference")

@@ -411,6 +411,9 @@ def load_review(path: str | Path) -> Review:
     """The review declared in the project file at `path` (usually PROJECT/review.yaml)."""
     path = Path(path)
     doc = load_yaml(path, what="project file")
+    if doc is None:
+        raise SpecError(f"{path}: the project file is empty; it declares at least the review's title and outcomes "
+                        "(`metaexercise init` writes one; schema: metaexercise/review/declaration.py)")
     r = _Reader(path)
     top = r.mapping(doc, None, "the project file", _TOP, ("title", "outcomes"))
 

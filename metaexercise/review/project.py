@@ -29,6 +29,9 @@ class Project:
     def review(self) -> Review:
         """The review the project declares in `review.yaml` (read once; `SpecError` naming the file, line and
         key when it is missing or bad)."""
+        if self.declaration.is_dir():
+            raise SpecError(f"{self.declaration}: a folder, not the project file; move it away and write the "
+                            "review's declaration there (`metaexercise init` writes one)")
         if not self.declaration.is_file():
             raise SpecError(f"{self.declaration}: no project file. Every project declares its review (outcomes, "
                             "comparators, follow-up windows, ...) in review.yaml at its root; `metaexercise init` "

@@ -1,6 +1,6 @@
 """`metaexercise run`: execute every analysis spec and write `results/` (the replica: `results/replica/`).
 
-Files written (all computed first, then each replaced atomically; `manifest.json` last):
+Files written (all computed first, then the results folder replaced as a whole, `write`):
 
 * ``analyses.csv``  one row per analysis (`metaexercise.review.analyses.ANALYSIS_COLUMNS`)
 * ``studies.csv``   the per-study rows behind each analysis (`STUDY_COLUMNS`)
@@ -33,11 +33,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import platform
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +43,9 @@ import pandas as pd
 import scipy
 from tqdm import tqdm
 
+from metaexercise import atomic
 from metaexercise._version import __version__
-from metaexercise.errors import MetaexerciseError
+from metaexercise.errors import MetaexerciseError, SourceError
 from metaexercise.extraction.sheets import load_extraction
 from metaexercise.review import exhibits, replica
 from metaexercise.review.analyses import (
@@ -65,6 +63,7 @@ from metaexercise.review.declaration import Review
 from metaexercise.review.project import Project
 from metaexercise.review.specs import load_specs
 from metaexercise.review.vocabulary import AnalysisKind, main_ids
+from metaexercise.spreadsheet_safety import escape_frame, read_csv
 from metaexercise.vocabulary import DataSource, codes
 
 Source = DataSource
@@ -83,8 +82,8 @@ class RunOutput:
     files: dict[str, bytes]
 
     def frame(self, name: str) -> pd.DataFrame:
-        """One of the written tables, read back (e.g. `frame("analyses")`)."""
-        return pd.read_csv(io.BytesIO(self.files[f"{name}.csv"]))
+        """One of the written tables, read back (e.g. `frame("analyses")`; formula escapes undone)."""
+        return read_csv(io.BytesIO(self.files[f"{name}.csv"]))
 
     def summary(self) -> str:
         """One line for the run, then one per analysis: status, k and what was left out (excluded.csv)."""
@@ -151,7 +150,11 @@ def _inputs(project: Project, folder: Path, *more: Path) -> dict[str, str]:
 
 
 def _csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT).encode("utf-8")
+    """The table as CSV bytes; text a spreadsheet would run as a formula (e.g. "-0.55 (-0.81 to -0.30)"),
+    in a cell or a column name, gets a leading `'` (`metaexercise.spreadsheet_safety`); numbers stay
+    numbers. `RunOutput.frame` and `spreadsheet_safety.read_csv` read it back unescaped."""
+    text = escape_frame(frame, headers=True).to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
+    return text.encode("utf-8")
 
 
 def _json(content: dict) -> bytes:
@@ -271,7 +274,7 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
     review = project.review
     if source.synthetic:
         if not review.components.replica:
-            raise ValueError(f"{project.declaration}: this project declares no replica (components.replica); "
+            raise SourceError(f"{project.declaration}: this project declares no replica (components.replica); "
                              "run the extraction instead")
         replica.write(replica.generate(review=review), folder)
         inputs = _inputs(project, folder, *input_folders)
@@ -280,7 +283,7 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
     extraction = _load_sheets(folder, review)
     synthetic = check_not_mixed(extraction.studies, str(folder))
     if synthetic != source.synthetic:
-        raise ValueError(
+        raise SourceError(
             f"{folder}: the sheets are {'synthetic' if synthetic else 'real'} but were run as source "
             f"'{source}'; real data live in extraction/, the replica in replica/extraction/"
         )
@@ -320,30 +323,32 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
 
 
 def write(output: RunOutput) -> list[Path]:
-    """Write every file of `output`, whole or not at all: all files are first written to a temporary
-    folder beside the results, then renamed into place (the manifest last, so a manifest always
-    describes a complete set). A file the previous manifest listed but this run no longer writes (e.g.
-    validation.csv once the fixtures are gone) is removed, so no page shows a stale exhibit; other files in the
-    results folder (e.g. `replica/`) are left alone."""
+    """Write every file of `output` as one set (`metaexercise.atomic.replace_folder`): the complete new
+    results folder is built beside the current one and swapped in atomically, so after a crash at any moment
+    the folder holds the previous set or the new set, never a mix, and the next write removes what the crash
+    left (staging and previous folders, and the `.run-*` staging folders of earlier versions). A file the
+    previous manifest listed but this run no longer writes (e.g. validation.csv once the fixtures are gone)
+    is left out, so no page shows a stale exhibit; every other entry of the results folder (e.g. `replica/`,
+    another command's file) is carried over unchanged. Writing the replica's results replaces
+    `results/replica/` alone."""
     folder = output.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(n for n in output.files if n != "manifest.json") + ["manifest.json"]
+    atomic.recover_folder(folder)  # the manifest read below is that of a whole set
     try:
         previous = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("outputs", {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         previous = {}
-    stale = sorted(n for n in previous if n not in output.files and Path(n).name == n)
-    staging = Path(tempfile.mkdtemp(prefix=".run-", dir=folder))
-    try:
-        for name in names:
-            (staging / name).write_bytes(output.files[name])
-        for name in stale:
-            (folder / name).unlink(missing_ok=True)
-        for name in names:
-            os.replace(staging / name, folder / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [folder / name for name in names]
+    owned = set(output.files) | {n for n in previous if isinstance(n, str)}
+
+    def build(staging: Path) -> None:
+        for name, data in output.files.items():
+            (staging / name).write_bytes(data)
+
+    def keep(name: str) -> bool:
+        return name not in owned and not (name.startswith(".run-") and (folder / name).is_dir())
+
+    atomic.replace_folder(folder, build, keep=keep)
+    return [folder / name for name in sorted(n for n in output.files if n != "manifest.json")] + [
+        folder / "manifest.json"]
 
 
 def run_project(project: Project, *, source: DataSource | str = DataSource.EXTRACTION,

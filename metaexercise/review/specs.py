@@ -356,11 +356,19 @@ def load_spec_file(path: str | Path, *, review: Review) -> tuple[AnalysisSpec, .
     """Read one spec file strictly and validate every analysis in it against `review`."""
     path = Path(path)
     data = load_yaml(path, what="analysis spec file")
+    if data is None:
+        raise SpecError(f"{path}: the file is empty; it must hold one top-level key 'analyses' (a list)")
     if not isinstance(data, dict) or set(data) != {"analyses"}:
-        found = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise SpecError(f"{path.name}: the file must hold exactly one top-level key 'analyses', found {found}")
+        if isinstance(data, dict):
+            found = ", ".join(sorted(map(str, data))) or "nothing"
+            extra = sorted((k for k in data if k != "analyses"), key=str)
+        else:
+            found, extra = f"a {type(data).__name__}, not a mapping", []
+        line = line_of(data, extra[0]) if extra else line_of(data)
+        raise SpecError(f"{path}{f', line {line}' if line else ''}: the file must hold exactly one top-level key "
+                        f"'analyses', found {found}")
     if not isinstance(data["analyses"], list):
-        raise SpecError(f"{path.name}, line {line_of(data, 'analyses')}: 'analyses' must be a list")
+        raise SpecError(f"{path}, line {line_of(data, 'analyses')}: 'analyses' must be a list")
     return tuple(parse_spec(item, path.name, i, review=review) for i, item in enumerate(data["analyses"], start=1))
 
 
