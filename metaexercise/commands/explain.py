@@ -16,6 +16,7 @@ from pathlib import Path
 from metaexercise.atomic import write_bytes
 from metaexercise.errors import MetaexerciseError
 from metaexercise.review.project import project_from_args
+from metaexercise.spreadsheet_safety import escape_frame
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,8 @@ def run(args) -> int:
     if args.all:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     if args.csv is not None:
-        write_bytes(args.csv, table.to_csv(index=False, float_format="%.12g").encode("utf-8"))
+        text = escape_frame(table, headers=True).to_csv(index=False, lineterminator="\n", float_format="%.12g")
+        write_bytes(args.csv, text.encode("utf-8"))
         print(f"wrote {args.csv}", file=sys.stderr)
     return 0
 

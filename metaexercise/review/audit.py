@@ -40,6 +40,7 @@ from metaexercise.review.published import (
     Scale,
     load_published,
 )
+from metaexercise.spreadsheet_safety import escape_frame
 from metaexercise.vocabulary import codes
 
 log = logging.getLogger(__name__)
@@ -736,5 +737,6 @@ def run_audit(project) -> pd.DataFrame:
         Path(project.analyses) / "published.yaml"
     registry = load_published(path, project.review)
     frame = findings_frame(audit_registry(registry))
-    write_text(Path(project.results) / "audit.csv", frame.to_csv(index=False, lineterminator="\n"))
+    write_text(Path(project.results) / "audit.csv",
+               escape_frame(frame, headers=True).to_csv(index=False, lineterminator="\n"))
     return frame

@@ -38,6 +38,7 @@ import yaml
 from metaexercise.errors import MetaexerciseError
 from metaexercise.extraction import schema
 from metaexercise.extraction.vocabulary import SheetVocabulary
+from metaexercise.spreadsheet_safety import csv_cell
 
 #: Columns of the arms table, in the order a reviewer writes them.
 COLUMNS = ("study", "arm", "role", "outcome", "timepoint", "n", "mean", "sd")
@@ -304,7 +305,7 @@ def _csv_text(sheet: schema.Sheet, rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(sheet.column_names), lineterminator="\n", extrasaction="raise")
     w.writeheader()
     for r in rows:
-        w.writerow({c: _text(r.get(c)) for c in sheet.column_names})
+        w.writerow({c: csv_cell(_text(r.get(c))) for c in sheet.column_names})  # OWASP: no live formulas
     return buf.getvalue()
 
 
