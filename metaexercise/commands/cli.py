@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("metaexercise.commands.search", "update the literature search: import, dedupe, screen, status"),
     "simulate": ("metaexercise.commands.simulate", "simulation study of tau^2 estimators and interval methods"),
     "replica": ("metaexercise.commands.replica", "generate the labelled synthetic replica of the review"),
+    "multiverse": ("metaexercise.commands.multiverse",
+                   "every combination of defensible analytic choices for one meta-analysis (results/multiverse/)"),
+    "explain": ("metaexercise.commands.explain",
+                "which convention (effect basis, tau^2 estimator, CI, I^2, PI) reproduces a published pooled number"),
 }
 
 

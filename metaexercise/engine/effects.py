@@ -28,7 +28,7 @@ columns any argument may name). A generic effect may also be given with a Wald c
 
 Missing values follow metafor: a study with a missing input gets a missing effect (its other value kept when
 computable); ±Inf, or NaN arising in the computation, makes both yi and vi missing (NaN); a negative vi is
-missing. Bad input (negative counts or SDs, |r| > 1, unknown options) raises ValueError/TypeError naming the
+missing. Bad input (negative counts or SDs, ``|r|`` > 1, unknown options) raises ValueError/TypeError naming the
 argument and the 0-based positions.
 """
 

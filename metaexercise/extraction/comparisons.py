@@ -78,17 +78,28 @@ def _time(x: dict) -> float | None:
 SKIPPED_COLUMNS = ["study_id", "arm_id", "reason"]
 
 
+#: How a window picks one of the time points inside it (`FollowUpWindow.rule`): the one closest to its target
+#: (the default), or the latest or the earliest one (other defensible readings, e.g. for a multiverse).
+WINDOW_RULES = ("closest", "latest", "earliest")
+
+
 @dataclass(frozen=True, slots=True)
 class FollowUpWindow:
     """Which time point serves a window: the one closest to `target` within [lower, upper] (`lower_open`
-    excludes the lower bound); ties go to the `later` or `earlier` time point. Units: the project's
-    `timepoint_unit`."""
+    excludes the lower bound); ties go to the `later` or `earlier` time point. With `rule` "latest" or
+    "earliest", the latest or earliest time point inside the window instead (the target then plays no part).
+    Units: the project's `timepoint_unit`."""
 
     target: float
     lower: float
     upper: float
     lower_open: bool = False
     tie: Literal["later", "earlier"] = "later"
+    rule: Literal["closest", "latest", "earliest"] = "closest"
+
+    def __post_init__(self) -> None:
+        if self.rule not in WINDOW_RULES:
+            raise ValueError(f"FollowUpWindow: rule {self.rule!r} is not one of {', '.join(WINDOW_RULES)}")
 
     def contains(self, t: float) -> bool:
         above = t > self.lower if self.lower_open else t >= self.lower
@@ -99,6 +110,8 @@ class FollowUpWindow:
         inside = sorted({float(w) for w in times if self.contains(float(w))})
         if not inside:
             return None
+        if self.rule != "closest":
+            return inside[-1] if self.rule == "latest" else inside[0]
         key = (lambda w: (abs(w - self.target), -w)) if self.tie == "later" else (lambda w: (abs(w - self.target), w))
         return min(inside, key=key)
 

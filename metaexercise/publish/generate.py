@@ -1,7 +1,8 @@
 """The book's sources, generated from the project: one page per analysis (or per `group` the specs declare),
 the general pages (overview, studies, methods, risk of bias; sensitivity and meta-regression where such
-analyses exist; validation where the project has metafor fixtures), the pages of the declared `components`
-(reproduced vs published, guidelines, replica), `_toc.yml`, and `_config.yml` when the project has none.
+analyses exist; the multiverse where `metaexercise multiverse` has stored one; validation where the project
+has metafor fixtures), the pages of the declared `components` (reproduced vs published, guidelines, replica),
+`_toc.yml`, and `_config.yml` when the project has none.
 
 A page in `book/` that lacks the `GENERATED` marker is the project's own (written by hand) and is never
 overwritten; a generated page is rewritten on every build. The templates are general: every word about the
@@ -197,6 +198,45 @@ def sensitivity_page(d: BookDeclaration, ids: list[str]) -> Page:
                         'if fig is None else bp.figure(fig, "sensitivity_forest_real", "Scenario estimates"))'))
 
 
+def _multiverse_ids(project: Project, synthetic: bool) -> list[str]:
+    """Analyses with a stored multiverse (results/multiverse/*.csv, or results/replica/multiverse/), the
+    declared analyses first in their order."""
+    folder = (project.results / "replica" if synthetic else project.results) / "multiverse"
+    stored = {p.stem for p in folder.glob("*.csv")} if folder.is_dir() else set()
+    declared = [a.id for a in load_analyses(project) if a.id in stored]
+    return declared + sorted(stored - set(declared))
+
+
+def multiverse_page(d: BookDeclaration, labels: dict[str, str], real: list[str], replica: list[str]) -> Page:
+    """Every stored multiverse (`metaexercise multiverse ANALYSIS [--source replica]`): per analysis its shares,
+    main specification and specification curve, the real extraction's first, then the replica's."""
+    parts = ["# Multiverse\n",
+             "How much does each conclusion depend on the analytic choices? `metaexercise multiverse ANALYSIS` "
+             "refits an analysis under every combination of defensible choices (the τ² estimator; the CI "
+             "method: z, Knapp–Hartung or t(k−1); the prediction interval: z, t(k−1) or t(k−2); the correlation "
+             "that imputes missing change-score SDs; which time point of the follow-up window; outliers; "
+             "studies at high risk of bias; multi-arm trials combined or split; Hedges' g exact, RevMan 5's "
+             "approximate g or Cohen's d) and writes one row per specification to "
+             "`results/multiverse/ANALYSIS.csv` with its summary beside it. The specification that is the "
+             "analysis as declared is marked and carries the numbers of `results/analyses.csv`. The "
+             "specification curve (Simonsohn, Simmons & Nelson 2020, *Nat Hum Behav* 4:1208) sorts the "
+             "estimates; the panel under it shows which value of each choice every specification uses.\n"]
+    for synthetic, ids in ((False, real), (True, replica)):
+        if not ids:
+            continue
+        source = "replica" if synthetic else "real"
+        if real and replica:
+            parts.append("## " + ("Synthetic replica" if synthetic else "Real extraction") + "\n")
+        if synthetic:
+            parts.append(_cell(_IMPORT, "display(bp.synthetic_banner())"))
+        level = "###" if real and replica else "##"
+        for aid in ids:
+            parts.append(f"\n{level} {_md(labels.get(aid, aid))}\n")
+            parts.append(_cell(_IMPORT, f'for shown in bp.multiverse_report("{aid}", "{source}"):',
+                               "    display(shown)"))
+    return Page("multiverse", "Multiverse", "\n".join(parts))
+
+
 def metaregression_page(d: BookDeclaration, ids: list[str]) -> Page:
     return Page("metaregression", "Meta-regression",
                 "# Meta-regression\n\nEvery meta-regression in `analyses/` (`results/metareg.csv`) as metafor "
@@ -288,6 +328,10 @@ def plan_book(project: Project) -> BookPlan:
     if regressions:
         add(metaregression_page(d, regressions))
         robust.append("metaregression")
+    universes = (_multiverse_ids(project, False), _multiverse_ids(project, True))
+    if any(universes):
+        add(multiverse_page(d, {a.id: a.label for a in analyses}, *universes))
+        robust.append("multiverse")
     if d.has("grade_judgements"):
         add(grade_page(d))
         robust.append("grade")

@@ -12,6 +12,7 @@ Files go to `book/generated/{figures,tables}/`, which Sphinx copies to `_static/
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from metaexercise.atomic import write_text
 from metaexercise.plots.style import save_figure
 from metaexercise.review.project import Project
 from metaexercise.review.vocabulary import StatusKind
+from metaexercise.spreadsheet_safety import read_csv
 from metaexercise.vocabulary import REAL, SYNTHETIC_LABEL, DataSource
 
 PROJECT_ENV = "METAEXERCISE_PROJECT"
@@ -427,9 +429,10 @@ def read_table(name: str, source: str = REAL, *, text: bool = False) -> pd.DataF
     if not path.is_file():
         command = "metaexercise run" + (f" --source {DataSource.REPLICA}" if DataSource.parse(source).synthetic else "")
         raise FileNotFoundError(f"{path} missing; run `{command}` first")
+    # results/ is written with OWASP formula neutralisation (a leading ' before =, +, -, @ text); undo it here
     if text:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    return pd.read_csv(path)
+        return read_csv(path, dtype=str, keep_default_na=False)
+    return read_csv(path)
 
 
 def coverage_banner() -> _HTML:
@@ -652,7 +655,7 @@ def read_results(source: str = REAL) -> tuple[pd.DataFrame, pd.DataFrame]:
     missing = [p.name for p in (folder / "analyses.csv", folder / "studies.csv") if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: {', '.join(missing)} missing; run `metaexercise run` first")
-    return pd.read_csv(folder / "analyses.csv"), pd.read_csv(folder / "studies.csv")
+    return read_csv(folder / "analyses.csv"), read_csv(folder / "studies.csv")
 
 
 def _analysis(source: str, analysis_id: str):
@@ -776,10 +779,10 @@ def rows_report(analysis_id: str, source: str = REAL) -> _HTML | None:
     pooled = studies[studies["analysis_id"] == analysis_id]
     if not path.is_file():
         return None
-    ex = pd.read_csv(path, dtype=str, keep_default_na=False)
+    ex = read_csv(path, dtype=str, keep_default_na=False)
     ex = ex[ex["analysis_id"] == analysis_id]
     chars = results_dir(source) / "characteristics.csv"
-    names = (pd.read_csv(chars, dtype=str, keep_default_na=False).set_index("study_id")["study"].to_dict()
+    names = (read_csv(chars, dtype=str, keep_default_na=False).set_index("study_id")["study"].to_dict()
              if chars.is_file() else {})
     combined = ex[ex["category"] == "multi-arm combined"]
     left = ex[(ex["category"] != "multi-arm combined") & ~ex["study_id"].isin(pooled["study_id"])]
@@ -1079,7 +1082,7 @@ def audit_findings() -> pd.DataFrame:
     path = project().results / "audit.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing; run `metaexercise audit` first")
-    return pd.read_csv(path)
+    return read_csv(path)
 
 
 # --------------------------------------------------------------------------- sensitivity, regression
@@ -1113,7 +1116,7 @@ def metareg_table(source: str = REAL) -> pd.DataFrame:
     path = results_dir(source) / "metareg.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing; run `metaexercise run` first")
-    return pd.read_csv(path)
+    return read_csv(path)
 
 
 def _pval(p) -> str:
@@ -1397,7 +1400,7 @@ def grade_status(source: str = REAL) -> pd.DataFrame:
     analyses, _ = read_results(source)
     by_id = analyses.set_index("analysis_id")
     grade_path = results_dir(source) / "grade.csv"
-    grade = pd.read_csv(grade_path) if grade_path.is_file() else pd.DataFrame(columns=["analysis_id", "domain"])
+    grade = read_csv(grade_path) if grade_path.is_file() else pd.DataFrame(columns=["analysis_id", "domain"])
     rows = []
     for a in _main_infos():
         g = grade[grade["analysis_id"] == a.id]
@@ -1545,7 +1548,7 @@ def grade_report(source: str = REAL) -> list:
     path = results_dir(source) / "grade.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing; run `metaexercise run` first")
-    grade = pd.read_csv(path)
+    grade = read_csv(path)
     analyses, _ = read_results(source)
     by_id = analyses.set_index("analysis_id")
     status = grade_status(source)
@@ -1604,7 +1607,7 @@ def validation_report() -> list:
         return [note(f"No metafor reference fixtures in {project().reference_folder}/ of this project, so "
                      "`metaexercise run` wrote no results/validation.csv and the engine's agreement with metafor "
                      "is not shown.", "warning")]
-    agreement = pd.read_csv(path)
+    agreement = read_csv(path)
     first = agreement.iloc[0]
     summary = (f"{int(first['fits'])} metafor results compared ({first['files']}); largest relative difference "
                f"{agreement['max_rel_diff'].max():.2e}; {int(first['failed_fits'])} fits could not be refitted. "
@@ -1625,10 +1628,94 @@ def simulation_report() -> list:
     path = project().results / "simulation.csv"
     if not path.is_file():
         return [note("No simulation results yet: `metaexercise book` writes results/simulation.csv.")]
-    sim = pd.read_csv(path)
+    sim = read_csv(path)
     cols = ["estimator", "target", "interval", "reps", "failure_rate", "bias", "bias_mcse", "rmse", "coverage",
             "coverage_mcse", "width"]
     return [table(sim[[c for c in cols if c in sim]], "simulation", "Simulation study, review preset "
                   f"(k = {int(sim['k'].iloc[0])}, I² = {sim['I2'].iloc[0]:.0f}%, μ = {sim['mu'].iloc[0]})"),
             figure(plot_simulation(sim), "simulation", "Coverage of confidence and prediction intervals and RMSE "
                    "of τ² by estimator (simulated data)")]
+
+
+# --------------------------------------------------------------------------- multiverse
+def multiverse_ids(source: str = REAL) -> list[str]:
+    """The analyses with a stored multiverse (results/multiverse/*.csv; results/replica/multiverse/ for the
+    replica), the main analyses first in their declared order."""
+    folder = results_dir(source) / "multiverse"
+    stored = {p.stem for p in folder.glob("*.csv")} if folder.is_dir() else set()
+    first = [i for i in main_ids() if i in stored] if stored else []
+    return first + sorted(stored - set(first))
+
+
+def _share_text(part: dict) -> str:
+    if part["share"] is None:
+        return f"not computable ({part.get('not_computable') or 'no specification with such a number'})"
+    return f"{100 * part['share']:.1f}% ({part['count']:,} of {part['of']:,})"
+
+
+def multiverse_report(analysis_id: str, source: str = REAL) -> list:
+    """One stored multiverse (`metaexercise multiverse`): the shares from its summary JSON, the main
+    specification's row (the analysis as declared, with analyses.csv's numbers), the specification curve drawn
+    from the CSV, and per choice the median estimate and the share of CIs excluding 0."""
+    from metaexercise.plots.specification_curve import specification_curve
+    from metaexercise.review.multiverse_columns import (
+        CHOICE_COLUMNS,
+        CHOICE_LABELS,
+        CHOICE_PLURALS,
+        OK,
+        curve_options,
+    )
+    from metaexercise.spreadsheet_safety import read_csv
+
+    src = DataSource.parse(source)
+    what = src.description
+    folder = results_dir(source) / "multiverse"
+    info = json.loads((folder / f"{analysis_id}.json").read_text(encoding="utf-8"))
+    t = read_csv(folder / f"{analysis_id}.csv")
+    tag = f"{analysis_id}_{src.book_name}"
+    sizes = " × ".join(f"{len(v)} {CHOICE_PLURALS[c] if len(v) > 1 else CHOICE_LABELS[c]}" for c, v in
+                       sorted(info["choices"].items(), key=lambda kv: CHOICE_COLUMNS.index(kv[0])))
+    head = (f"{info['specifications']:,} specifications ({sizes}), {info['fitted']:,} fitted, from the "
+            f"{what}.")
+    out: list = []
+    if not info["fitted"]:
+        why = "; ".join(f"{n:,} specifications: {status}" for status, n in info["not_fitted"].items())
+        out.append(note(f"{head} No specification could be fitted ({why}).", "warning"))
+        return out
+    mid = info["reaches_mid"]
+    how = ("an MD on the common scale is in points" if info.get("measure") == "MD" else
+           "points = SMD × each data set's pooled baseline SD, as the analysis pages' VAS points")
+    mid_words = (f"effect reaches the minimal important difference of {mid['mid']:g} points in the direction "
+                 f"of benefit ({how}): {_share_text(mid)}" if mid["mid"] is not None else
+                 "minimal important difference: none declared for this outcome")
+    est = info["estimate"]
+    items = [f"95% CI excludes 0: {_share_text(info['ci_excludes_0'])}",
+             f"95% prediction interval excludes 0: {_share_text(info['pi_excludes_0'])}",
+             mid_words,
+             f"estimates from {est['min']:.3f} to {est['max']:.3f} (median {est['median']:.3f})"]
+    items += [f"not fitted: {n:,} specifications, {status}" for status, n in info["not_fitted"].items()]
+    body = f"<p>{escape(head)}</p><ul style=\"margin-bottom:0\">" + "".join(
+        f"<li>{escape(i[0].upper() + i[1:])}</li>" for i in items) + "</ul>"
+    out.append(_admonition("How many specifications support the result", body))
+    main = t.loc[t["is_main"].astype(bool), [*CHOICE_COLUMNS, "k", "estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub",
+                                             "tau2", "vas_points", "status"]]
+    out.append(table(main.rename(columns={c: CHOICE_LABELS[c] for c in CHOICE_COLUMNS}), f"multiverse_main_{tag}",
+                     f"The main specification: the analysis as declared, the numbers of results/analyses.csv ({what})"))
+    fig = specification_curve(t, CHOICE_LABELS, **curve_options(t, info, info.get("measure", "SMD")))
+    out.append(figure(fig, f"multiverse_{tag}", f"Specification curve: {info['label']} ({what}); the main "
+                      "analysis in red, below it which value of each choice every specification uses"))
+    ok = t[t["status"].eq(OK)]
+    rows = []
+    for c in CHOICE_COLUMNS:
+        for value in info["choices"][c]:
+            sel = ok[ok[c].astype(str).eq(str(value))]
+            excl = ((sel["ci_lb"] > 0) | (sel["ci_ub"] < 0)).mean() if len(sel) else np.nan
+            rows.append({"choice": CHOICE_LABELS[c], "value": value, "specifications": len(sel),
+                         "median estimate": sel["estimate"].median() if len(sel) else np.nan,
+                         "CI excludes 0 (%)": 100 * excl})
+    by_choice = table(pd.DataFrame(rows), f"multiverse_choices_{tag}",
+                      f"Median estimate and share of 95% CIs excluding 0 among the fitted specifications that "
+                      f"use each value ({what})")
+    out.append(_HTML("<details><summary>By choice: which values move the estimate</summary>"
+                     f"{by_choice.html}</details>"))
+    return out

@@ -24,6 +24,7 @@ from metaexercise.atomic import atomic_path
 from metaexercise.errors import MetaexerciseError
 from metaexercise.review.project import Project
 from metaexercise.review.vocabulary import StatusKind
+from metaexercise.spreadsheet_safety import read_csv
 from metaexercise.vocabulary import SYNTHETIC_LABEL
 
 REVIEW_JSON = "review.json"
@@ -72,9 +73,10 @@ def _read(results: Path, name: str, *, text: bool = False) -> pd.DataFrame | Non
     path = results / name
     if not path.is_file():
         return None
+    # results/ is written with OWASP formula neutralisation (a leading ' before =, +, -, @ text); undo it here
     if text:
-        return _real(pd.read_csv(path, dtype=str, keep_default_na=False))
-    return _real(pd.read_csv(path))
+        return _real(read_csv(path, dtype=str, keep_default_na=False))
+    return _real(read_csv(path))
 
 
 def check_results(project: Project) -> Path:
