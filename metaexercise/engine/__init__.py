@@ -91,6 +91,13 @@ _EXPORTS: dict[str, str] = {
     "logLik": "extractors",
     "NAOmittedWarning": "model",
     "NonPositiveVariancesWarning": "model",
+    "rma_mv": "mv",
+    "RMAMVResult": "mv",
+    "RMAMVWarning": "mv",
+    "MVControl": "mv",
+    "vcalc": "sampling_vcov",
+    "gleser_olkin_smd_cov": "sampling_vcov",
+    "MVConfint": "mv_confint",
 }
 
 #: Optional third-party packages behind some verbs, and the extra that installs them.
@@ -103,6 +110,7 @@ __all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/t
     "robust", "RobustResult", "wald_test", "RobustWaldTest",
     "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
     "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
+    "rma_mv", "RMAMVResult", "RMAMVWarning", "MVControl", "vcalc", "gleser_olkin_smd_cov", "MVConfint",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
@@ -132,7 +140,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         RMAResult,
         rma,
     )
+    from metaexercise.engine.mv import MVControl, RMAMVResult, RMAMVWarning, rma_mv
+    from metaexercise.engine.mv_confint import MVConfint
     from metaexercise.engine.permutation import permutest, permutest_arrays
+    from metaexercise.engine.sampling_vcov import gleser_olkin_smd_cov, vcalc
     from metaexercise.engine.simulate import run_simulation
     from metaexercise.engine.transf import (
         transf_abt,
