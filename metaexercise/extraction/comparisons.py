@@ -57,6 +57,9 @@ from metaexercise.extraction.schema import (
 from metaexercise.extraction.sheets import Extraction, records
 
 MultiArm = Literal["combine", "split"]
+#: With `multiarm="split"`, what a shared arm's n becomes: divided among its comparisons (no participant counted
+#: twice, Handbook 23.3.4), or kept whole for a model of the comparisons' sampling covariance (Gleser & Olkin 2009).
+SharedN = Literal["divide", "keep"]
 #: Effect bases: change scores, final values, or either (change preferred; only for MD).
 BASES = ("change", "final", "either")
 #: Effect measures: Hedges' g or the raw mean difference (metafor's escalc "SMD" / "MD").
@@ -527,11 +530,13 @@ def _contrast_effect(row: dict, inst: Instrument, arms_by_id: dict,
 def build_comparisons(extraction: Extraction, *, outcome: str, comparators: set[str], rules: ComparisonRules,
                       window: str | None = None, timepoint: float | None = None, multiarm: MultiArm = "combine",
                       statuses: tuple[str, ...] = (InclusionStatus.INCLUDED,),
-                      correlation: float | None = None) -> pd.DataFrame:
+                      correlation: float | None = None, shared_n: SharedN = "divide") -> pd.DataFrame:
     """One row per study (per experimental-control pair with `multiarm="split"`, where a shared arm's n is
     divided among its comparisons), no participant counted twice, for control arms whose `control_type` is
-    in `comparators`. `window` names one of `rules.windows` (required exactly when the review declares
-    windows); without windows each study's single time point serves, or `timepoint` when given.
+    in `comparators`. With `multiarm="split"` and `shared_n="keep"` a shared arm keeps its whole n on each of
+    its comparisons: participants then count more than once, so the comparisons are dependent and only a model
+    of their sampling covariance may pool them (`metaexercise.review.dependence`). `window` names one of
+    `rules.windows` (required exactly when the review declares windows); without windows each study's single time point serves, or `timepoint` when given.
     Studies and arms left out are listed in `result.attrs["skipped"]` (`SKIPPED_COLUMNS`) with the reason;
     arms combined into one group are listed there too."""
     if rules.windows and window not in rules.windows:
@@ -540,6 +545,8 @@ def build_comparisons(extraction: Extraction, *, outcome: str, comparators: set[
         raise ValueError(f"window {window!r}: the review declares no follow-up windows")
     if multiarm not in ("combine", "split"):
         raise ValueError(f"multiarm {multiarm!r} is not 'combine' or 'split'")
+    if shared_n not in ("divide", "keep"):
+        raise ValueError(f"shared_n {shared_n!r} is not 'divide' or 'keep'")
     follow = select_followup(extraction, outcome=outcome, rules=rules, statuses=statuses, timepoint=timepoint)
     if correlation is None:
         r, r_note = estimate_change_correlation(extraction, outcome=outcome)
@@ -574,7 +581,7 @@ def build_comparisons(extraction: Extraction, *, outcome: str, comparators: set[
             continue
         made, skips = _study_comparisons(extraction, studies[sid], arms_by_study.get(sid, []),
                                          rows_by_study[sid], pairs_by_study.get(sid, set()), tp, comparators,
-                                         multiarm, r, r_note, rules, study_columns)
+                                         multiarm, r, r_note, rules, study_columns, shared_n)
         rows += made
         skipped += [(sid, arm, why) for arm, why in skips]
     df = pd.DataFrame(rows, columns=[*_COLUMNS, *(c for c in study_columns if c not in _COLUMNS)])
@@ -593,7 +600,7 @@ _NOT_COPIED = {"study_id", "first_author", "source", "location", "extractor", "n
 
 
 def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparators, multiarm, r, r_note,
-                       rules: ComparisonRules, study_columns):
+                       rules: ComparisonRules, study_columns, shared_n: SharedN = "divide"):
     """(comparison rows, [(arm_id or "", reason)] for what was left out or combined)."""
     at_tp = [x for x in orows if _time(x) == tp]
     if not at_tp:
@@ -640,10 +647,14 @@ def _study_comparisons(extraction, study, arms, orows, named_pairs, tp, comparat
                 arms_ = []
                 for a in g:
                     arm = got[a["arm_id"]]
-                    if uses[a["arm_id"]] > 1:
+                    if uses[a["arm_id"]] > 1 and shared_n == "divide":
                         arm = _Arm(arm.arm_ids, arm.n / uses[a["arm_id"]], arm.mean, arm.sd,
                                    [*arm.notes, f"{a['arm_id']}: shared arm, n divided by {uses[a['arm_id']]} "
                                                 "(Handbook 23.3.4)"])
+                    elif uses[a["arm_id"]] > 1:
+                        arm = _Arm(arm.arm_ids, arm.n, arm.mean, arm.sd,
+                                   [*arm.notes, f"{a['arm_id']}: shared by {uses[a['arm_id']]} comparisons, n kept "
+                                                "(their covariance is modelled)"])
                     arms_.append(arm)
                 parts.append(_combine(arms_))
                 if len(arms_) > 1:

@@ -85,12 +85,26 @@ def analysis_page(d: BookDeclaration, analyses: list[AnalysisInfo], name: str, t
         if replica:
             parts.append(("#" * (2 if len(analyses) == 1 else 3)) + f" {real}\n")
         parts.append(_cell(_IMPORT, f'for shown in bp.contrast_report("{a.id}", "real"):', "    display(shown)"))
+        depth = (2 if len(analyses) == 1 else 3) + (1 if replica else 0)
+        parts.append(_dependence_part(a.id, "real", depth))
         if replica:
             parts.append("\n" + ("#" * (2 if len(analyses) == 1 else 3)) + " Synthetic replica\n")
             parts.append(_cell("display(bp.synthetic_banner())",
                                f'for shown in bp.contrast_report("{a.id}", "replica"):', "    display(shown)"))
+            parts.append(_dependence_part(a.id, "replica", depth))
         parts.append("")
     return Page(name, title, "\n".join(parts))
+
+
+#: The heading of the dependence sections (contrast pages, sensitivity page; `pages.dependence_report`).
+DEPENDENCE_TITLE = "Modelling dependence: multi-arm and multi-time-point trials"
+
+
+def _dependence_part(analysis_id: str, source: str, depth: int) -> str:
+    """A contrast page's dependence section for one source (`pages.dependence_report`), after its main result."""
+    return (f"\n{'#' * depth} {DEPENDENCE_TITLE}" + (" (synthetic replica)" if source == "replica" else "") + "\n\n"
+            + _cell(_IMPORT, f'for shown in bp.dependence_report("{analysis_id}", "{source}"):',
+                    "    display(shown)"))
 
 
 def _favours_what(d: BookDeclaration) -> str:
@@ -195,7 +209,20 @@ def sensitivity_page(d: BookDeclaration, ids: list[str]) -> Page:
                         'display(bp.table(bp.scenario_table("real", ids=ids), "sensitivity_real", "Sensitivity analyses"))',
                         'fig = bp.scenario_forest("real", ids=ids)',
                         'display(bp.note("No scenario can be computed yet, so no forest is drawn.", "warning") '
-                        'if fig is None else bp.figure(fig, "sensitivity_forest_real", "Scenario estimates"))'))
+                        'if fig is None else bp.figure(fig, "sensitivity_forest_real", "Scenario estimates"))')
+                + dependence_section(d.has("replica")))
+
+
+def dependence_section(replica: bool) -> str:
+    """The sensitivity page's dependence section (`pages.dependence_overview`): the real extraction's rows,
+    then, when the project has one, the synthetic replica's (under its banner)."""
+    sources = ("real", "replica") if replica else ("real",)
+    return (f"\n## {DEPENDENCE_TITLE}\n\n"
+            "Every main contrast refitted with a model of the dependence between a trial's comparisons "
+            "(`results/dependence.csv`): the real extraction's rows"
+            + (", then the synthetic replica's" if replica else "") + ".\n\n"
+            + _cell(_IMPORT, f"for source in {sources!r}:", "    for shown in bp.dependence_overview(source):",
+                    "        display(shown)"))
 
 
 def _multiverse_ids(project: Project, synthetic: bool) -> list[str]:
@@ -269,7 +296,12 @@ def reproduced_page(d: BookDeclaration) -> Page:
                 "extraction, the verdict first: *reproduced* (within the rounding of the printed digits), "
                 "*differs*, or *cannot be compared* with the reason (too few rows, a different number of "
                 "comparisons k, ...).\n\n" + _cell(_IMPORT, "for shown in bp.reproduced_report():",
-                                                    "    display(shown)"))
+                                                    "    display(shown)")
+                + "\n\n## Which convention reproduces each published number\n\nPer published pooled effect, the "
+                "effect basis, tau^2 estimator, CI, I^2 and PI conventions that reproduce its printed digits from "
+                "the extraction (`metaexercise explain`).\n\n"
+                + _cell(_IMPORT, 'bp.table(bp.conventions_table(), "conventions", '
+                                 '"Conventions that reproduce the published pooled numbers")'))
 
 
 # ------------------------------------------------------------------------------------------ the book

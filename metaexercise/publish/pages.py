@@ -1085,6 +1085,20 @@ def audit_findings() -> pd.DataFrame:
     return read_csv(path)
 
 
+def conventions_table() -> pd.DataFrame:
+    """results/explain.csv (the audit's section on conventions) as a reader's table: per published pooled
+    number, whether some convention reproduces its printed digits from the extraction and which options
+    survive."""
+    path = project().results / "explain.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing; run `metaexercise run` (with a published registry) first")
+    t = read_csv(path, dtype=str, keep_default_na=False)
+    cols = {"entry": "published number", "k_printed": "k printed", "k_data": "k in the extraction",
+            "status": "verdict", "conventions": "conventions reproducing it", "tau2_estimator": "tau^2 estimator",
+            "effect_basis": "effect basis", "ci": "CI", "i2": "I^2", "closest": "closest convention", "note": "note"}
+    return t[[c for c in cols if c in t]].rename(columns=cols)
+
+
 # --------------------------------------------------------------------------- sensitivity, regression
 def main_ids() -> list[str]:
     return [cid for cid, _ in main_contrasts()]
@@ -1635,6 +1649,140 @@ def simulation_report() -> list:
                   f"(k = {int(sim['k'].iloc[0])}, I² = {sim['I2'].iloc[0]:.0f}%, μ = {sim['mu'].iloc[0]})"),
             figure(plot_simulation(sim), "simulation", "Coverage of confidence and prediction intervals and RMSE "
                    "of τ² by estimator (simulated data)")]
+
+
+# --------------------------------------------------------------------------- dependence (contrast, sensitivity)
+def dependence_rows(source: str = REAL) -> pd.DataFrame | None:
+    """results/dependence.csv (`metaexercise.review.dependence`), or None when this run wrote none."""
+    path = results_dir(source) / "dependence.csv"
+    return read_table("dependence.csv", source) if path.is_file() else None
+
+
+def _dependence_source() -> str:
+    """The declared source of the assumed correlation across windows (results/review.json)."""
+    return str((_review_doc().get("dependence") or {}).get("source") or "")
+
+
+def dependence_method_text(rho_time: float | None = None) -> str:
+    """The method in one paragraph (plain text; `rho_time` from dependence.csv)."""
+    rho = f"ρ = {rho_time:g}" if rho_time is not None and np.isfinite(rho_time) else "the declared ρ"
+    shared = ("correlate as Gleser & Olkin (2009) give for standardised mean differences" if
+              declaration().measure == "SMD" else "covary by the variance of the shared arm's mean (SD²/n)")
+    return ("The main analysis keeps one comparison per trial and window (a multi-arm trial's arms combined) and "
+            "pools each window alone. Here every experimental–control pair at every window is an effect, shared "
+            f"arms keep their whole n, and the dependence is modelled: effects of one window that share an arm "
+            f"{shared}; one trial's effects at two "
+            f"windows with the assumed correlation {rho}. Random effects for trials and for effects within trials "
+            "and one coefficient per window (the correlated and hierarchical effects model of Pustejovsky & Tipton "
+            "2022; metafor's rma.mv) pool them; CR2 cluster-robust inference by trial, with Satterthwaite degrees "
+            "of freedom, stays valid when this working model is wrong.")
+
+
+def _small(text: str) -> _HTML:
+    """A small-print paragraph under a table (its own margins: `.me-table-note` sits inside a table's box)."""
+    return _HTML(f'<p style="font-size:0.85rem;color:#444;margin:0.2rem 0 1rem">{escape(text)}</p>')
+
+
+def _interval(row, est: str, lo: str, hi: str) -> str:
+    if pd.isna(row.get(lo)):
+        return ""
+    head = f"{_fmt(row[est])} " if est else ""
+    return f"{head}[{_fmt(row[lo])}, {_fmt(row[hi])}]"
+
+
+def dependence_report(analysis_id: str, source: str = REAL) -> list:
+    """A contrast page's dependence section for one source: what the model adds, then the main analysis, the
+    multilevel model and its CR2-robust inference side by side (results/dependence.csv), or why there is none."""
+    what = DataSource.parse(source).description
+    rows = dependence_rows(source)
+    if rows is None:
+        command = "metaexercise run" + (" --source replica" if DataSource.parse(source).synthetic else "")
+        return [note(f"No results/dependence.csv for the {what} yet: run `{command}`.", "warning")]
+    mine = rows[rows["analysis_id"] == analysis_id]
+    if mine.empty:
+        return [note(f"results/dependence.csv ({what}) has no row for {analysis_id}.", "warning")]
+    r = mine.iloc[0]
+    arms, times = int(r["k_multiarm"]), int(r["k_multitime"])
+    counts = (f"In this window: {int(r['k_effects'])} effect{'' if r['k_effects'] == 1 else 's'} from "
+              f"{int(r['k_studies'])} trial{'' if r['k_studies'] == 1 else 's'}; {arms} "
+              f"give{'s' if arms == 1 else ''} more than one comparison, {times} also "
+              f"report{'s' if times == 1 else ''} another window.")
+    # the method once per page: with the real extraction's rows (the replica's section follows it)
+    synthetic = DataSource.parse(source).synthetic
+    method = "" if synthetic else f"<p>{escape(dependence_method_text(r['rho_time']))}</p>"
+    out: list = [_HTML(f'<div class="me-dependence">{method}<p>{escape(counts)}</p></div>')]
+    if r["status"] != StatusKind.OK:
+        out.append(note(f"Multilevel model: {r['status']}" + (f" ({r['notes']})" if pd.notna(r["notes"]) and r["notes"]
+                                                            else "") + ".", "warning"))
+        return out
+    analyses, _ = read_results(source)
+    main = analyses[analyses["analysis_id"] == analysis_id]
+    main_k = int(main["k"].iloc[0]) if len(main) and pd.notna(main["k"].iloc[0]) else None
+    df = f"{r['robust_df']:.1f}" if pd.notna(r["robust_df"]) else ""
+    effect = f"{declaration().measure} [95% CI]"
+    frame = pd.DataFrame([
+        {"model": "main analysis (one comparison per trial and window)", "effects": main_k, "trials": main_k,
+         effect: _interval(r, "main_estimate", "main_ci_lb", "main_ci_ub") or "not pooled", "p": np.nan,
+         "df": ""},
+        {"model": f"multilevel model (ρ = {r['rho_time']:g})", "effects": int(r["k_effects"]),
+         "trials": int(r["k_studies"]), effect: _interval(r, "estimate", "ci_lb", "ci_ub"), "p": r["pval"],
+         "df": ""},
+        {"model": "same, CR2 cluster-robust", "effects": int(r["k_effects"]), "trials": int(r["k_studies"]),
+         effect: _interval(r, "estimate", "robust_ci_lb", "robust_ci_ub") or "not computed",
+         "p": r["robust_pval"], "df": df},
+    ])
+    if not df:
+        frame = frame.drop(columns="df")
+    if frame["p"].isna().all():
+        frame = frame.drop(columns="p")
+    stem = f"dependence_{analysis_id}_{DataSource.parse(source).book_name}"
+    out.append(table(frame, stem, f"Main analysis and multilevel model ({what})"))
+    source_text = _dependence_source()
+    extra = (f"Variance components: σ² between trials {_fmt(r['sigma2_study'], '.4f')}, within trials "
+             f"{_fmt(r['sigma2_es'], '.4f')}." + (f" Notes: {r['notes']}." if pd.notna(r["notes"]) and r["notes"]
+                                                   else "")
+             + (f" ρ = {r['rho_time']:g} from: {source_text}." if source_text and not synthetic else ""))
+    out.append(_small(extra))
+    return out
+
+
+def dependence_overview(source: str = REAL) -> list:
+    """The sensitivity page's dependence table: one row per main contrast, the main analysis beside the
+    multilevel model and its CR2-robust interval (results/dependence.csv); the replica under its banner."""
+    synthetic = DataSource.parse(source).synthetic
+    what = DataSource.parse(source).description
+    out: list = [synthetic_banner()] if synthetic else []
+    rows = dependence_rows(source)
+    if rows is None:
+        command = "metaexercise run" + (" --source replica" if synthetic else "")
+        return [*out, note(f"No results/dependence.csv for the {what} yet: run `{command}`.", "warning")]
+    measure = declaration().measure
+    frame = pd.DataFrame({
+        "contrast": [short_label(a) for a in rows["analysis_id"]],
+        "effects (trials)": [f"{int(e)} ({int(k)})" for e, k in zip(rows["k_effects"], rows["k_studies"], strict=True)],
+        "multi-arm / multi-time trials": [f"{int(a)} / {int(t)}" for a, t in
+                                          zip(rows["k_multiarm"], rows["k_multitime"], strict=True)],
+        f"main {measure} [95% CI]": [_interval(r, "main_estimate", "main_ci_lb", "main_ci_ub") or "not pooled"
+                              for _, r in rows.iterrows()],
+        f"multilevel {measure} [95% CI]": [_interval(r, "estimate", "ci_lb", "ci_ub") or str(r["status"])
+                                    for _, r in rows.iterrows()],
+        "CR2 95% CI (df)": [(_interval(r, "", "robust_ci_lb", "robust_ci_ub") + f" ({r['robust_df']:.1f})")
+                            if pd.notna(r["robust_ci_lb"]) else "" for _, r in rows.iterrows()],
+    })
+    rho = rows["rho_time"].dropna()
+    out.append(table(frame, f"dependence_{DataSource.parse(source).book_name}",
+                     f"Main analyses and multilevel models ({what}; results/dependence.csv)"))
+    if not synthetic:
+        rho_value = float(rho.iloc[0]) if len(rho) else None
+        out.insert(0, _HTML(f"<p>{escape(dependence_method_text(rho_value))}</p>"))
+        source_text = _dependence_source()
+        if source_text and rho_value is not None:
+            out.append(_small(f"ρ = {rho_value:g} from: {source_text}."))
+    missing = rows[rows["status"] == StatusKind.OK]["robust_ci_lb"].isna().sum()
+    if missing:
+        out.append(note(f"{missing} fitted model{'s have' if missing > 1 else ' has'} no CR2 interval: cluster-robust "
+                        "inference needs more trials than coefficients (see the notes in results/dependence.csv)."))
+    return out
 
 
 # --------------------------------------------------------------------------- multiverse

@@ -36,6 +36,8 @@ Layout (keys marked * are required; everything else has the default shown in `Re
     risk_of_bias: {tool: "…", domains: [{id, label}], judgements: [low, some concerns, high]}
     grade: {rob_high_share, i2_moderate, i2_considerable, bias_min_k, bias_p, alpha, power}
     prisma_previous: {records_identified, …, source}   # the previous edition's counts (updated reviews)
+    dependence: {rho_time: 0.6, source: "…"}   # the dependence sensitivity analysis (review.dependence): the
+                                     # assumed correlation of a trial's effects at two follow-up windows
     components: {published, grade_judgements, guidelines, replica, simulation}
 
 Unknown keys, wrong types and values outside their allowed set raise `SpecError` naming the file, the line
@@ -154,6 +156,21 @@ class GradeDecl:
     power: float = 0.8
 
 
+#: Where the default within-study correlation across follow-up windows comes from.
+RHO_TIME_SOURCE = ("Pustejovsky JE, Tipton E. Meta-analysis with robust variance estimation: expanding the range "
+                   "of working models. Prev Sci 2022;23:425-438 (the correlated-and-hierarchical-effects working "
+                   "model with an assumed within-study correlation of 0.6)")
+
+
+@dataclass(frozen=True, slots=True)
+class DependenceDecl:
+    """The dependence sensitivity analysis (`metaexercise.review.dependence`): `rho_time`, the assumed
+    correlation between one trial's effects at two follow-up windows (0 <= rho_time < 1), and its source."""
+
+    rho_time: float = 0.6
+    source: str = RHO_TIME_SOURCE
+
+
 @dataclass(frozen=True, slots=True)
 class Labels:
     experimental: str = "Experimental"
@@ -194,6 +211,7 @@ class Review:
     prisma_previous: dict[str, Any] | None = None
     components: Components = Components()
     path: str = FILE_NAME
+    dependence: DependenceDecl = DependenceDecl()
 
     # ---------------------------------------------------------------------------------- look-ups
     def outcome(self, outcome_id: str) -> OutcomeDecl:
@@ -285,6 +303,7 @@ class Review:
             # paths (relative to the project) for the declared files, flags for the generated parts
             "components": {"published": c.published, "grade_judgements": c.grade_judgements,
                            "guidelines": c.guidelines, "replica": c.replica, "simulation": c.simulation},
+            "dependence": {"rho_time": self.dependence.rho_time, "source": self.dependence.source},
         }
 
     @property
@@ -404,7 +423,7 @@ class _Reader:
 
 _TOP = {"title", "citation", "question", "effect", "labels", "arm_roles", "outcomes", "comparators",
         "control_types", "timepoint_unit", "windows", "moderators", "risk_of_bias", "grade", "prisma_previous",
-        "components"}
+        "components", "dependence"}
 
 
 def load_review(path: str | Path) -> Review:
@@ -514,6 +533,15 @@ def load_review(path: str | Path) -> Review:
         guidelines=r.text(comp, "guidelines"), replica=r.flag(comp, "replica", False),
         simulation=r.flag(comp, "simulation", False))
 
+    dep = r.mapping(top.get("dependence"), top, "dependence", {"rho_time", "source"})
+    default_dep = DependenceDecl()  # class attributes of a slots dataclass are descriptors, not the defaults
+    rho_time = r.number(dep, "rho_time", default_dep.rho_time)
+    if not 0 <= rho_time < 1:
+        r.fail(dep, "rho_time", f"must be a correlation in [0, 1), not {rho_time:g}")
+    if "rho_time" in dep and not r.text(dep, "source"):
+        r.fail(dep, None, "dependence.source is required with rho_time (where the assumed correlation comes from)")
+    dependence = DependenceDecl(rho_time, r.text(dep, "source") or default_dep.source)
+
     return Review(
         title=r.text(top, "title", required=True), outcomes=tuple(outcomes), citation=r.text(top, "citation"),
         question=question, measure=measure, basis=basis, labels=labels,
@@ -521,7 +549,7 @@ def load_review(path: str | Path) -> Review:
         role_control=r.text(roles, "control", "control"), comparators=tuple(comparators),
         control_types=control_types, timepoint_unit=r.text(top, "timepoint_unit", "weeks"),
         windows=tuple(windows), moderators=tuple(moderators), risk_of_bias=risk, grade=grade,
-        prisma_previous=prisma, components=components, path=str(path),
+        prisma_previous=prisma, components=components, path=str(path), dependence=dependence,
     )
 
 

@@ -268,3 +268,46 @@ def explain_entry(project, label: str, *, level: float = 95) -> Explanation:
         note = (f"the paper pooled k = {entry.k.text} studies, the extraction gives {len(studies)}: a convention "
                 "that reproduces the printed digits from other studies would be a coincidence")
     return explain_numbers(entry.id, studies.reset_index(drop=True), printed, level=level, note=note)
+
+
+#: Columns of results/explain.csv, the audit's section on conventions.
+EXPLAIN_COLUMNS = ("entry", "contrast", "k_printed", "k_data", "status", "conventions", "tried",
+                   "effect_basis", "tau2_estimator", "ci", "i2", "pi", "closest", "note")
+
+
+def explain_registry(project, results) -> pd.DataFrame:
+    """results/explain.csv: for every pooled-effect entry of the published registry whose analysis ran on the real
+    extraction (`results`: the run's `AnalysisResult`s), which conventions reproduce its printed digits; status
+    "insufficient data" where the extraction gives fewer than 2 studies. The audit's section on conventions."""
+    by_id = {r.spec.id: r for r in results}
+    by_alias = {alias: r for r in results for alias in r.spec.published_as}
+    rows = []
+    for entry in registry_effects(project):
+        result = by_id.get(entry.contrast) or by_alias.get(entry.contrast)
+        row = dict.fromkeys(EXPLAIN_COLUMNS, "")
+        row.update(entry=entry.id, contrast=entry.contrast or "",
+                   k_printed=entry.k.text if entry.k is not None else "")
+        if result is None or result.regression is not None:
+            rows.append({**row, "status": "no analysis declared for this contrast"})
+            continue
+        studies = result.studies
+        if len(studies) and "excluded_as_outlier" in studies:
+            studies = studies[~studies["excluded_as_outlier"].astype(bool)]
+        row["k_data"] = len(studies)
+        if len(studies) < 2:
+            rows.append({**row, "status": f"insufficient data (k={len(studies)})"})
+            continue
+        ex = explain_numbers(entry.id, studies.reset_index(drop=True), printed_numbers(entry))
+        if entry.k is not None and entry.k.value != len(studies):
+            row["note"] = (f"the paper pooled k = {entry.k.text}, the extraction gives {len(studies)}: a match would "
+                           "be a coincidence")
+        m = ex.matches
+        row.update(conventions=len(m), tried=len(ex.table),
+                   status="reproduced" if len(m) else "not reproduced by any convention tried",
+                   closest=_describe(ex.table.iloc[0]))
+        if len(m):
+            for col, choice in (("effect_basis", "basis"), ("tau2_estimator", "method"), ("ci", "ci"),
+                                ("i2", "i2_def"), ("pi", "pi")):
+                row[col] = "; ".join(ex.surviving()[choice])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(EXPLAIN_COLUMNS))

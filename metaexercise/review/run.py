@@ -10,10 +10,15 @@ Files written (all computed first, then the results folder replaced as a whole, 
 * ``sof.csv``       summary of findings (GRADEpro layout) for the main analyses (`vocabulary.main_ids`); for
   the real extraction the review's own certainty beside ours (never for the replica)
 * ``excluded.csv``  every study or arm an analysis left out, with the reason (`analyses.EXCLUDED_COLUMNS`)
+* ``dependence.csv`` per main analysis, the sensitivity analysis that models multi-arm and multi-time-point
+  trials (multilevel model with shared-arm covariance, CR2-robust inference; `metaexercise.review.dependence`)
 * ``review.json``   the project's declaration (review.yaml) as plain data, for the book: title, labels,
   outcomes with labels and MIDs, comparators, windows, moderators, which components exist, main analyses
 * ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.review.audit`; real
   extraction only: the replica is never set beside the published numbers)
+* ``explain.csv``   the audit's section on conventions: for each published pooled number, which effect basis,
+  τ² estimator, CI, I² and PI convention reproduces its printed digits from the extraction
+  (`metaexercise.review.explain`; real extraction only, with the published registry)
 * what the book's pages show besides (`metaexercise.review.exhibits`): ``characteristics.csv``,
   ``risk_of_bias.csv``, ``forest.csv``, ``bubble_studies.csv``, ``bubble_lines.csv``; for the real extraction
   also ``vas_published.csv``, ``prisma_update.json`` (when searches/ exists) and ``validation.csv`` (when the
@@ -47,7 +52,7 @@ from metaexercise import atomic
 from metaexercise._version import __version__
 from metaexercise.errors import MetaexerciseError, SourceError
 from metaexercise.extraction.sheets import load_extraction
-from metaexercise.review import exhibits, replica
+from metaexercise.review import dependence, exhibits, replica
 from metaexercise.review.analyses import (
     ANALYSIS_COLUMNS,
     EXCLUDED_COLUMNS,
@@ -60,6 +65,7 @@ from metaexercise.review.analyses import (
     run_analysis,
 )
 from metaexercise.review.declaration import Review
+from metaexercise.review.explain import explain_registry
 from metaexercise.review.project import Project
 from metaexercise.review.specs import load_specs
 from metaexercise.review.vocabulary import AnalysisKind, main_ids
@@ -294,7 +300,8 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
                                 disable=not progress)]
     tables = _tables(results, data_label)
     tables["grade"], tables["sof"] = _grade(project, results, synthetic, main)
-    for name in ("grade", "sof"):
+    tables["dependence"] = dependence.dependence_table(specs, results, extraction, review, main)
+    for name in ("grade", "sof", "dependence"):
         tables[name].insert(0, "data", data_label)
     files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
     for name, content in exhibits.build(project, results, extraction, source=source, data_label=data_label,
@@ -304,6 +311,8 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
         audit = _audit(project)
         if audit is not None:
             files["audit.csv"] = _csv(audit)
+            # the audit's section on conventions: which one reproduces each published pooled number
+            files["explain.csv"] = _csv(explain_registry(project, results))
     files["review.json"] = _json(review_json(review, main))
     manifest = {
         "toolkit": {"name": "metaexercise", "version": __version__},

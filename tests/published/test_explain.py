@@ -95,3 +95,28 @@ def test_no_match_names_the_closest_convention_and_what_it_misses():
     ex = explain_numbers("off", arms.assign(yi=np.nan, vi=np.nan), _printed({"estimate": 3.0}, {"estimate": 2}))
     assert ex.matches.empty
     assert "misses estimate" in ex.summary()
+
+
+def test_explain_registry_on_this_project_says_what_the_extraction_can_and_cannot_explain():
+    """results/explain.csv for the repository's own review: the public extraction holds 0-2 of the 15-32 trials
+    the paper pooled, so no published number is explained, and each row says why (k of the data vs k printed)."""
+    from pathlib import Path
+
+    from metaexercise.extraction.sheets import load_extraction
+    from metaexercise.review.analyses import run_analysis
+    from metaexercise.review.explain import EXPLAIN_COLUMNS, explain_registry
+    from metaexercise.review.project import Project
+    from metaexercise.review.specs import load_specs
+
+    project = Project(Path(__file__).resolve().parents[2])
+    review = project.review
+    extraction = load_extraction(project.extraction, vocabulary=review.sheet_vocabulary())
+    results = [run_analysis(s, extraction, review, {}) for s in load_specs(project.analyses, review=review)]
+    table = explain_registry(project, results)
+    assert list(table.columns) == list(EXPLAIN_COLUMNS)
+    assert (table["entry"] == "pain_active_short.results").any()
+    for row in table.itertuples():
+        if str(row.status).startswith("insufficient data"):
+            assert int(row.k_data) < 2
+        elif row.k_printed:
+            assert "coincidence" in row.note  # k of the data differs from k printed
