@@ -32,6 +32,7 @@ __all__ = [
     "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
     "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
     "rma_mv", "RMAMVResult", "RMAMVWarning", "MVControl", "vcalc", "gleser_olkin_smd_cov", "MVConfint",
+    "bayesmeta", "BayesMetaResult", "predictive_intervals", "pi_coverage", "PICoverageResult",
 ]
 
 #: The names of `__all__` that come from the engine.

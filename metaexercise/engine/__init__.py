@@ -98,6 +98,11 @@ _EXPORTS: dict[str, str] = {
     "vcalc": "sampling_vcov",
     "gleser_olkin_smd_cov": "sampling_vcov",
     "MVConfint": "mv_confint",
+    "bayesmeta": "bayes",
+    "BayesMetaResult": "bayes",
+    "predictive_intervals": "bayes",
+    "pi_coverage": "prediction_coverage",
+    "PICoverageResult": "prediction_coverage",
 }
 
 #: Optional third-party packages behind some verbs, and the extra that installs them.
@@ -111,10 +116,12 @@ __all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/t
     "transf_rtoz", "transf_ztor", "transf_ztor_int", "transf_exp", "transf_exp_int", "transf_logit", "transf_ilogit", "transf_ilogit_int", "transf_arcsin", "transf_iarcsin", "transf_pft", "transf_ipft", "transf_ipft_hm", "transf_isqrt", "transf_irft", "transf_iirft", "transf_ahw", "transf_iahw", "transf_abt", "transf_iabt", "transf_dtou1", "transf_dtou2", "transf_dtou3", "transf_dtocles", "transf_dtorpb", "transf_dtobesd", "transf_dtomd", "transf_logortord", "transf_logortorr", "rma_mh", "rma_peto", "MHResult",
     "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
     "rma_mv", "RMAMVResult", "RMAMVWarning", "MVControl", "vcalc", "gleser_olkin_smd_cov", "MVConfint",
+    "bayesmeta", "BayesMetaResult", "predictive_intervals", "pi_coverage", "PICoverageResult",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from metaexercise.engine.batch import BatchControl, BatchResult, cumul_batch, leave1out_batch, rma_batch
+    from metaexercise.engine.bayes import BayesMetaResult, bayesmeta, predictive_intervals
     from metaexercise.engine.bias import fsn, ranktest, regtest, trimfill
     from metaexercise.engine.cluster_robust import RobustResult, RobustWaldTest, robust, wald_test
     from metaexercise.engine.diagnostics import cumul, influence, leave1out
@@ -143,6 +150,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from metaexercise.engine.mv import MVControl, RMAMVResult, RMAMVWarning, rma_mv
     from metaexercise.engine.mv_confint import MVConfint
     from metaexercise.engine.permutation import permutest, permutest_arrays
+    from metaexercise.engine.prediction_coverage import PICoverageResult, pi_coverage
     from metaexercise.engine.sampling_vcov import gleser_olkin_smd_cov, vcalc
     from metaexercise.engine.simulate import run_simulation
     from metaexercise.engine.transf import (
