@@ -86,14 +86,27 @@ def analysis_page(d: BookDeclaration, analyses: list[AnalysisInfo], name: str, t
             parts.append(("#" * (2 if len(analyses) == 1 else 3)) + f" {real}\n")
         parts.append(_cell(_IMPORT, f'for shown in bp.contrast_report("{a.id}", "real"):', "    display(shown)"))
         depth = (2 if len(analyses) == 1 else 3) + (1 if replica else 0)
+        parts.append(_bayes_part(a.id, "real", depth))
         parts.append(_dependence_part(a.id, "real", depth))
         if replica:
             parts.append("\n" + ("#" * (2 if len(analyses) == 1 else 3)) + " Synthetic replica\n")
             parts.append(_cell("display(bp.synthetic_banner())",
                                f'for shown in bp.contrast_report("{a.id}", "replica"):', "    display(shown)"))
+            parts.append(_bayes_part(a.id, "replica", depth))
             parts.append(_dependence_part(a.id, "replica", depth))
         parts.append("")
     return Page(name, title, "\n".join(parts))
+
+
+#: The heading of the Bayesian sections of the contrast pages (`pages.bayes_report`).
+BAYES_TITLE = "Bayesian random-effects model"
+
+
+def _bayes_part(analysis_id: str, source: str, depth: int) -> str:
+    """A contrast page's Bayesian section for one source (`pages.bayes_report`), beside its main result."""
+    return (f"\n{'#' * depth} {BAYES_TITLE} (bayesmeta" + (", synthetic replica" if source == "replica" else "")
+            + ")\n\n"
+            + _cell(_IMPORT, f'for shown in bp.bayes_report("{analysis_id}", "{source}"):', "    display(shown)"))
 
 
 #: The heading of the dependence sections (contrast pages, sensitivity page; `pages.dependence_report`).
@@ -172,9 +185,13 @@ $y_i = \mu + u_i + e_i$, $u_i \sim N(0,\tau^2)$, $e_i \sim N(0, v_i)$, with $\ta
 maximum likelihood (REML), $\hat\mu = \sum w_i y_i / \sum w_i$ with $w_i = 1/(v_i + \hat\tau^2)$. Heterogeneity:
 Cochran's $Q$; $I^2 = 100\,\hat\tau^2 / (\hat\tau^2 + \tilde v)$ with the typical within-study variance
 $\tilde v$ (Higgins & Thompson 2002), as metafor computes it; a Q-profile confidence interval for $\tau^2$. The
-95% prediction interval is $\hat\mu \pm z_{0.975}\sqrt{\mathrm{SE}(\hat\mu)^2 + \hat\tau^2}$ (metafor
-`predict.rma`).
+95% prediction interval, $\hat\mu \pm c\,\sqrt{\mathrm{SE}(\hat\mu)^2 + \hat\tau^2}$ (metafor
+`predict.rma`), takes the critical value $c$ the project declares ({doc}`prediction_intervals`):
 
+""" + _cell(_IMPORT, "bp.prediction_interval_statement()") + r"""
+## Bayesian random-effects model
+
+""" + _cell(_IMPORT, "bp.bayes_method()") + r"""
 ## Outliers and small-study effects
 
 Outliers: studentised deleted residuals beyond $\Phi^{-1}(1 - 0.05/(2k))$; influential studies: Cook's distance
@@ -187,6 +204,30 @@ test (metafor `regtest`) and the rank correlation test (`ranktest`), shown with 
              "2002;21:1539. · Viechtbauer W. J Educ Behav Stat 2005;30:261; J Stat Softw 2010;36(3). · "
              "Viechtbauer W, Cheung MW-L. Res Synth Methods 2010;1:112. · Egger M, et al. BMJ 1997;315:629.\n")
     return Page("methods", "Methods", text)
+
+
+def prediction_intervals_page(d: BookDeclaration) -> Page:
+    """Which prediction interval the project reports and why (review.yaml ``prediction_interval``), how often
+    each method holds a new study's effect at small k (results/pi_coverage.csv), and the reported interval
+    beside the Bayesian predictive one for every main contrast (results/bayes.csv)."""
+    sources = ("real", "replica") if d.has("replica") else ("real",)
+    text = ("# Prediction intervals\n\nA 95% prediction interval says where the true effect of a new study like "
+            "those pooled is expected to lie: it adds the heterogeneity τ² to the uncertainty of the pooled mean "
+            "(Higgins, Thompson & Spiegelhalter 2009, *J R Stat Soc A* 172:137; IntHout et al. 2016, *BMJ Open* "
+            "6:e010247). Its critical value is a choice, and with few studies the choice matters: τ² is then "
+            "poorly estimated, often as 0, and the interval is too narrow. Methods compared here: the normal "
+            "quantile (z, metafor's default), Student's t with k−1 or k−2 degrees of freedom, Knapp–Hartung's "
+            "standard error with t(k−1), and the Bayesian posterior predictive interval, which integrates over "
+            "the uncertainty in τ under a prior.\n\n"
+            + _cell(_IMPORT, "bp.prediction_interval_statement()")
+            + "\n## Coverage at small k\n\n"
+            + _cell(_IMPORT, "for shown in bp.pi_coverage_report():", "    display(shown)")
+            + "\n## The main contrasts\n\nThe interval the review reports beside the Bayesian predictive interval "
+            "(`results/bayes.csv`), per main contrast" + (": the real extraction, then the synthetic replica"
+                                                         if len(sources) > 1 else "") + ".\n\n"
+            + _cell(_IMPORT, f"for source in {sources!r}:", "    for shown in bp.prediction_overview(source):",
+                    "        display(shown)"))
+    return Page("prediction_intervals", "Prediction intervals", text)
 
 
 def risk_of_bias_page(d: BookDeclaration) -> Page:
@@ -344,7 +385,8 @@ def plan_book(project: Project) -> BookPlan:
     has_data = bool(analyses)
     add(index_page(d, chapters, has_data))
     add(methods_page(d))
-    review_part = ["methods"]
+    add(prediction_intervals_page(d))
+    review_part = ["methods", "prediction_intervals"]
     if has_data:
         add(studies_page(d))
         add(risk_of_bias_page(d))
@@ -379,7 +421,7 @@ def plan_book(project: Project) -> BookPlan:
         checks.append("validation")
     if d.has("replica") and "replica" in own:
         checks.append("replica")
-    reference = [name for name in ("api", "api_review", "api_figures", "changelog") if name in own]
+    reference = [name for name in ("api", "api_engine", "api_review", "api_figures", "changelog") if name in own]
 
     parts = [("The review", review_part), ("Analyses", [p.name for p in chapters]),
              ("Robustness and certainty", robust), ("Checks", checks), ("Reference", reference)]
