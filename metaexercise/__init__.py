@@ -33,6 +33,7 @@ __all__ = [
     "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
     "rma_mv", "RMAMVResult", "RMAMVWarning", "MVControl", "vcalc", "gleser_olkin_smd_cov", "MVConfint",
     "bayesmeta", "BayesMetaResult", "predictive_intervals", "pi_coverage", "PICoverageResult",
+    "gosh", "GoshResult", "selmodel", "SelmodelResult", "pet_peese", "PetPeeseResult",
 ]
 
 #: The names of `__all__` that come from the engine.

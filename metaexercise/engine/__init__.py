@@ -103,6 +103,12 @@ _EXPORTS: dict[str, str] = {
     "predictive_intervals": "bayes",
     "pi_coverage": "prediction_coverage",
     "PICoverageResult": "prediction_coverage",
+    "gosh": "gosh_subsets",
+    "GoshResult": "gosh_subsets",
+    "selmodel": "selection_models",
+    "SelmodelResult": "selection_models",
+    "pet_peese": "petpeese",
+    "PetPeeseResult": "petpeese",
 }
 
 #: Optional third-party packages behind some verbs, and the extra that installs them.
@@ -117,6 +123,7 @@ __all__ = [  # = list(_EXPORTS), spelled out for static analysis (tests/engine/t
     "anova", "WaldTest", "LikelihoodRatioTest", "LRTWarning", "blup", "ranef", "rstandard", "residuals", "vcov", "hatvalues", "fitstats", "logLik", "NAOmittedWarning", "NonPositiveVariancesWarning",
     "rma_mv", "RMAMVResult", "RMAMVWarning", "MVControl", "vcalc", "gleser_olkin_smd_cov", "MVConfint",
     "bayesmeta", "BayesMetaResult", "predictive_intervals", "pi_coverage", "PICoverageResult",
+    "gosh", "GoshResult", "selmodel", "SelmodelResult", "pet_peese", "PetPeeseResult",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
@@ -136,6 +143,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         rstandard,
         vcov,
     )
+    from metaexercise.engine.gosh_subsets import GoshResult, gosh
     from metaexercise.engine.hypothesis import LikelihoodRatioTest, LRTWarning, WaldTest, anova
     from metaexercise.engine.metaregression import MetaRegression, metareg
     from metaexercise.engine.mh import MHResult, rma_mh, rma_peto
@@ -150,8 +158,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from metaexercise.engine.mv import MVControl, RMAMVResult, RMAMVWarning, rma_mv
     from metaexercise.engine.mv_confint import MVConfint
     from metaexercise.engine.permutation import permutest, permutest_arrays
+    from metaexercise.engine.petpeese import PetPeeseResult, pet_peese
     from metaexercise.engine.prediction_coverage import PICoverageResult, pi_coverage
     from metaexercise.engine.sampling_vcov import gleser_olkin_smd_cov, vcalc
+    from metaexercise.engine.selection_models import SelmodelResult, selmodel
     from metaexercise.engine.simulate import run_simulation
     from metaexercise.engine.transf import (
         transf_abt,
