@@ -750,8 +750,8 @@ class BayesMetaResult:
 
     def prob_exceeds(self, threshold: float, parameter: str = "mu", direction: str | None = None) -> float:
         """Posterior probability that the effect is beyond a threshold such as the minimal important
-        difference: P(mu > threshold) for direction "greater", P(mu < threshold) for "less", P(|mu| >
-        |threshold|) for "two-sided". By default the direction is the threshold's sign (a MID of -0.5 on a
+        difference: P(mu > threshold) for direction "greater", P(mu < threshold) for "less", P(abs(mu) >
+        abs(threshold)) for "two-sided". By default the direction is the threshold's sign (a MID of -0.5 on a
         scale where lower is better asks for P(mu < -0.5)). parameter: "mu", "theta" (a new study's effect)
         or "tau"."""
         t = float(threshold)

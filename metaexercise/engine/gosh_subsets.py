@@ -213,6 +213,14 @@ def gosh(fit: RMAResult, subsets: float | None = None, seed=None) -> GoshResult:
     w = 1.0 / vi
     sw0, sw20 = _subset_sums(incl, np.column_stack([w, w * w])).T
 
+    if method in ("EE", "DL") and not fit.tau2_fixed:
+        # closed form, vectorised over subsets (no iteration to batch): metafor's own shortcut for these two
+        qe, tau2, est = _closed_form(incl, yi, vi, method, ks)
+        ok = np.ones(n, dtype=bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            i2 = np.where(ks > 1, np.maximum(0.0, 100 * (qe - (ks - 1)) / qe), 0.0)  # Q = 0: max(0, -Inf)
+            h2 = np.where(ks > 1, qe / (ks - 1), 1.0)
+        return _result(incl, ks, qe, i2, h2, tau2, est, ok, k, method, exact, fit)
     # The fixed-effect Q (and every estimator's fit) from the batched engine; DL also for EE/fixed τ², whose
     # estimates and I^2 do not need τ^2 estimated but whose Q the engine computes accurately (no cancellation).
     batch_method = method if method in kernels.BATCH_METHODS and not (fit.tau2_fixed and method != "DL") else "DL"
@@ -244,6 +252,38 @@ def gosh(fit: RMAResult, subsets: float | None = None, seed=None) -> GoshResult:
             s2 = (ks - 1) * sw0 / (sw0 * sw0 - sw20)
             i2 = np.where(ks > 1, 100 * tau2 / (s2 + tau2), 0.0)
             h2 = np.where(ks > 1, tau2 / s2 + 1, 1.0)
+    return _result(incl, ks, qe, i2, h2, tau2, est, ok, k, method, exact, fit)
+
+
+def _closed_form(incl: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str, ks: np.ndarray):
+    """(Q, τ², estimate) of every subset for EE and DL, a chunk of subsets at a time: Q by the two-pass sum
+    Σ wᵢ (yᵢ − μ̂)² (no cancellation), DerSimonian & Laird's (1986) τ² = max(0, (Q − (k − 1)) / (Σw − Σw²/Σw))
+    (0 for one study), and the weighted mean with 1/(vᵢ + τ²)."""
+    n = incl.shape[0]
+    qe, tau2, est = np.empty(n), np.zeros(n), np.empty(n)
+    w = 1.0 / vi
+    for start in range(0, n, CHUNK_ROWS):
+        m = incl[start:start + CHUNK_ROWS].astype(np.float64)
+        W = m * w
+        sw = W.sum(axis=1)
+        mu = (W @ yi) / sw
+        r = yi[None, :] - mu[:, None]
+        q = np.einsum("ij,ij->i", W, r * r)
+        qe[start:start + CHUNK_ROWS] = q
+        if method == "EE":
+            est[start:start + CHUNK_ROWS] = mu
+            continue
+        kk = ks[start:start + CHUNK_ROWS]
+        c = sw - (W * w).sum(axis=1) / sw
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(kk > 1, np.maximum(0.0, (q - (kk - 1)) / c), 0.0)
+        tau2[start:start + CHUNK_ROWS] = t
+        Wre = m / (vi[None, :] + t[:, None])
+        est[start:start + CHUNK_ROWS] = (Wre @ yi) / Wre.sum(axis=1)
+    return qe, tau2, est
+
+
+def _result(incl, ks, qe, i2, h2, tau2, est, ok, k, method, exact, fit) -> GoshResult:
     cols = {"QE": qe, "I2": i2, "H2": h2, "tau2": tau2, "estimate": est}
     for x in cols.values():
         ok &= np.isfinite(x)

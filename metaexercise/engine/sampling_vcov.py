@@ -102,7 +102,7 @@ def vcalc(vi, cluster, obs=None, type=None, time1=None, time2=None, grp1=None, g
     (with ``rho``): different constructs correlate by ``rho``; with both, ``rho`` is a pair (within-construct,
     between-construct). A ``rho`` may also be a pandas DataFrame labelled by the ``obs``/``type`` levels.
     ``time1`` (and ``time2`` for the second group), with ``phi``: measurements at different time points correlate by
-    φ^|Δt|. ``grp1``, ``grp2`` (group labels of the two groups an effect contrasts) and ``w1``, ``w2`` (their sizes):
+    φ^abs(Δt). ``grp1``, ``grp2`` (group labels of the two groups an effect contrasts) and ``w1``, ``w2`` (their sizes):
     effects sharing a group (e.g. a control arm) correlate as in the module docstring. ``subgroup``: splits clusters.
     ``checkpd``: warn about clusters whose matrix is not positive definite. Returns a dense k × k array, or a
     scipy.sparse CSR matrix with ``sparse=True``.

@@ -3,7 +3,7 @@
 The observed effect sizes are a selected sample: study i, with true mean yhatᵢ = xᵢ'β and variance
 vᵢ + τ², is published with a probability proportional to w(pᵢ), a function of its one- or two-sided
 p-value pᵢ (metafor's `.selmodel.pval`: "greater": pᵢ = 1 − Φ(yᵢ/√vᵢ), "less": Φ(yᵢ/√vᵢ), "two.sided":
-2(1 − Φ(|yᵢ|/√vᵢ))). The log-likelihood (metafor's `.selmodel.ll.cont` and `.selmodel.ll.stepfun`) is
+2(1 − Φ(abs(yᵢ)/√vᵢ))). The log-likelihood (metafor's `.selmodel.ll.cont` and `.selmodel.ll.stepfun`) is
 
     ll = Σᵢ [ log w(pᵢ) + log φ(yᵢ; yhatᵢ, vᵢ + τ²) − log Aᵢ ],   Aᵢ = ∫ w(p(y)) φ(y; yhatᵢ, vᵢ + τ²) dy,
 

@@ -158,7 +158,10 @@ def studies_page(d: BookDeclaration) -> Page:
     return Page("studies", "Studies", "\n".join(parts))
 
 
-def methods_page(d: BookDeclaration) -> Page:
+def methods_page(d: BookDeclaration, *, prediction_page: bool = True) -> Page:
+    """The methods: effect sizes, the random-effects model with the prediction interval the project reports
+    (and a link to the prediction-interval page when the book has one), the Bayesian model, outliers and tests,
+    the simulation study."""
     text = f"""# Methods
 
 The engine follows R's metafor 3.8 (Viechtbauer 2010, *J Stat Softw* 36(3), doi:10.18637/jss.v036.i03), whose
@@ -186,7 +189,8 @@ maximum likelihood (REML), $\hat\mu = \sum w_i y_i / \sum w_i$ with $w_i = 1/(v_
 Cochran's $Q$; $I^2 = 100\,\hat\tau^2 / (\hat\tau^2 + \tilde v)$ with the typical within-study variance
 $\tilde v$ (Higgins & Thompson 2002), as metafor computes it; a Q-profile confidence interval for $\tau^2$. The
 95% prediction interval, $\hat\mu \pm c\,\sqrt{\mathrm{SE}(\hat\mu)^2 + \hat\tau^2}$ (metafor
-`predict.rma`), takes the critical value $c$ the project declares ({doc}`prediction_intervals`):
+`predict.rma`), takes the critical value $c$ the project declares""" + (
+        " (coverage at small k: {doc}`prediction_intervals`)" if prediction_page else "") + r""":
 
 """ + _cell(_IMPORT, "bp.prediction_interval_statement()") + r"""
 ## Bayesian random-effects model
@@ -384,13 +388,14 @@ def plan_book(project: Project) -> BookPlan:
 
     has_data = bool(analyses)
     add(index_page(d, chapters, has_data))
-    add(methods_page(d))
-    add(prediction_intervals_page(d))
-    review_part = ["methods", "prediction_intervals"]
+    add(methods_page(d, prediction_page=has_data))
+    review_part = ["methods"]
     if has_data:
         add(studies_page(d))
         add(risk_of_bias_page(d))
         review_part += ["studies", "risk_of_bias"]
+        add(prediction_intervals_page(d))
+        review_part.append("prediction_intervals")
     for p in chapters:
         add(p)
     robust: list[str] = []

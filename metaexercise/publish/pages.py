@@ -1785,6 +1785,287 @@ def dependence_overview(source: str = REAL) -> list:
     return out
 
 
+# --------------------------------------------------------------------------- Bayesian random effects (contrast pages)
+def bayes_rows(source: str = REAL) -> pd.DataFrame | None:
+    """results/bayes.csv (`metaexercise.review.bayes_summary`), or None when this run wrote none."""
+    path = results_dir(source) / "bayes.csv"
+    return read_table("bayes.csv", source) if path.is_file() else None
+
+
+def _text(value) -> str:
+    return "" if _is_blank(value) else str(value)
+
+
+def _bayes_prior_text(r: pd.Series) -> str:
+    """The priors of one row of bayes.csv, in words (the distribution and the declared name; the sources are
+    on the methods page)."""
+    label, name = _text(r["tau_prior_label"]), _text(r["tau_prior"])
+    tau = f"{label} ({name})" if label and label != name else name
+    return f"Prior of τ: {tau}. Prior of μ: {_text(r['mu_prior'])}."
+
+
+def _probability(p) -> str:
+    """A posterior probability with three decimals; "> 0.999" and "< 0.001" at the ends."""
+    if _is_blank(p):
+        return ""
+    return "> 0.999" if p > 0.999 else "< 0.001" if p < 0.001 else _fmt(p, ".3f")
+
+
+def _tau_ci(analysis_id: str, source: str) -> tuple[float, float] | None:
+    """The Q-profile 95% CI of tau^2 of one fitted analysis (results/forest.csv), or None."""
+    path = results_dir(source) / "forest.csv"
+    if not path.is_file():
+        return None
+    forest = read_table("forest.csv", source)
+    row = forest[forest["analysis_id"] == analysis_id]
+    if row.empty or row[["tau2_ci_lb", "tau2_ci_ub"]].isna().any(axis=None):
+        return None
+    return float(row["tau2_ci_lb"].iloc[0]), float(row["tau2_ci_ub"].iloc[0])
+
+
+def bayes_report(analysis_id: str, source: str = REAL) -> list:
+    """A contrast page's Bayesian section for one source: the frequentist fit of analyses.csv and the posterior
+    of the normal-normal hierarchical model under the declared priors side by side (results/bayes.csv): μ, τ,
+    the prediction interval of a new study's effect, and the probabilities that μ lies beyond 0 and beyond the
+    minimal important difference in the direction of benefit; or why there is none."""
+    what = DataSource.parse(source).description
+    synthetic = DataSource.parse(source).synthetic
+    rows = bayes_rows(source)
+    if rows is None:
+        command = "metaexercise run" + (" --source replica" if synthetic else "")
+        return [note(f"No results/bayes.csv for the {what} yet: run `{command}`.", "warning")]
+    mine = rows[rows["analysis_id"] == analysis_id]
+    if mine.empty:
+        return [note(f"results/bayes.csv ({what}) has no row for {analysis_id}.", "warning")]
+    r = mine.iloc[0]
+    if r["status"] != StatusKind.OK:
+        why = f" ({r['notes']})" if _text(r["notes"]) else ""
+        return [note(f"Bayesian random-effects model ({what}): {r['status']}{why}.", "warning" if
+                     r["status"] == "not computed" else "note")]
+    lower = str(r["benefit"]).startswith("mu <")
+    sign = "<" if lower else ">"
+    measure = declaration().measure
+    mid = r["mid_effect"]
+    mid_quantity = (f"P(μ {sign} {_fmt(-mid if lower else mid)}: the MID, {r['mid_points']:g} points)"
+                    if pd.notna(mid) else "P(μ beyond the MID)")
+    tau = _fmt(np.sqrt(r["freq_tau2"])) if pd.notna(r["freq_tau2"]) else ""
+    tau_ci = _tau_ci(analysis_id, source)
+    if tau and tau_ci is not None:
+        tau += f" [{_fmt(np.sqrt(tau_ci[0]))}, {_fmt(np.sqrt(tau_ci[1]))}]"
+    frame = pd.DataFrame([
+        {"quantity": f"{measure} μ [95% interval]",
+         "frequentist (REML)": _interval(r, "freq_estimate", "freq_ci_lb", "freq_ci_ub"),
+         "Bayesian (bayesmeta)": _interval(r, "mu_median", "mu_lb", "mu_ub")},
+        {"quantity": "τ [95% interval]", "frequentist (REML)": tau,
+         "Bayesian (bayesmeta)": _interval(r, "tau_median", "tau_lb", "tau_ub")},
+        {"quantity": "95% prediction interval",
+         "frequentist (REML)": f"{_interval(r, '', 'freq_pi_lb', 'freq_pi_ub')} ({r['freq_pi_method']})",
+         "Bayesian (bayesmeta)": _interval(r, "", "theta_lb", "theta_ub")},
+        {"quantity": f"P(μ {sign} 0)", "frequentist (REML)": "—", "Bayesian (bayesmeta)": _probability(r["p_benefit"])},
+        {"quantity": mid_quantity, "frequentist (REML)": "—",
+         "Bayesian (bayesmeta)": _probability(r["p_mid"]) if pd.notna(r["p_mid"]) else "not available"},
+    ])
+    stem = f"bayes_{analysis_id}_{DataSource.parse(source).book_name}"
+    out: list = [table(frame, stem, f"Frequentist and Bayesian random-effects model ({what})")]
+    mid_note = _text(r["mid_note"])
+    words = (_bayes_prior_text(r) + " Bayesian: posterior median and shortest 95% credible interval; the "
+             "prediction interval is the posterior predictive interval of a new study's effect; numerical "
+             "integration as R's bayesmeta 3.4 (Röver 2020, J Stat Softw 93(6)). Frequentist: the fit of "
+             "analyses.csv (μ̂ with its 95% CI; τ̂ = √τ̂² with the Q-profile interval)." + (f" MID: {_no_period(mid_note)}." if mid_note else "")
+             + (f" Note: {_no_period(_text(r['notes']))}." if _text(r["notes"]) else ""))
+    out.append(_HTML(f'<p style="font-size:0.85rem;color:#444;margin:0.2rem 0 1rem">{escape(words)} The priors '
+                     'and their sources: <a href="methods.html#bayesian-random-effects-model">Methods</a>.</p>'))
+    return out
+
+
+def _declared_priors() -> list[tuple[str, dict]]:
+    """(outcome label, declared tau prior) per outcome, in the declaration's order (results/review.json)."""
+    bayes = _review_doc().get("bayes") or {}
+    per = bayes.get("tau_priors") or {}
+    default = bayes.get("tau_prior") or {}
+    return [(o.label, per.get(o.id) or default) for o in declaration().outcomes]
+
+
+def bayes_method_text() -> str:
+    """The methods page's paragraph on the Bayesian model and its prior of mu (results/review.json)."""
+    mu = (_review_doc().get("bayes") or {}).get("mu_prior")
+    mu_text = ("flat (the improper uniform prior, bayesmeta's default)" if not mu else
+               f"normal with mean {mu['mean']:g} and SD {mu['sd']:g} ({_no_period(mu.get('source') or '')})")
+    return ("Beside each main contrast's frequentist fit stands the Bayesian normal-normal hierarchical model "
+            "(the same random-effects model, y_i ~ N(θ_i, v_i), θ_i ~ N(μ, τ²)), integrated numerically as R's "
+            "bayesmeta does it (Röver 2020, J Stat Softw 93(6)), on the same studies (results/bayes.csv). With "
+            "few studies the prior of τ carries information the data lack, and the posterior of μ widens by the "
+            "uncertainty in τ that the REML fit ignores. The posterior median and the shortest 95% credible "
+            f"intervals are shown, and the probability that μ lies beyond 0 and beyond the minimal important "
+            f"difference in the direction of benefit. Prior of μ: {mu_text}. Priors of τ, as review.yaml "
+            "declares them:")
+
+
+def bayes_method() -> _HTML:
+    """`bayes_method_text` and a list of the declared priors of tau, one per outcome, with their sources."""
+    items = []
+    for label, p in _declared_priors():
+        name = str(p.get("name") or "")
+        shown = f"{name}(scale={p['scale']:g})" if p.get("scale") is not None else name
+        dist = str(p.get("label") or shown)
+        items.append(f"<li><strong>{escape(label)}</strong>: {escape(dist)}"
+                     + (f" ({escape(shown)})" if dist != shown else "")
+                     + (f"; {escape(_no_period(p['source']))}." if p.get("source") else "") + "</li>")
+    return _HTML(f"<p>{escape(bayes_method_text())}</p><ul>{''.join(items)}</ul>")
+
+
+# --------------------------------------------------------------------------- prediction intervals
+#: How each prediction-interval method is written on the pages (pi_coverage.csv's ``method``).
+PI_METHOD_WORDS = {
+    "z": "z: μ̂ ± 1.96 √(SE² + τ̂²), the normal quantile (metafor's predict.rma under test=\"z\")",
+    "t(k-1)": "t(k−1): μ̂ ± t(0.975; k−1) √(SE² + τ̂²)",
+    "t(k-2)": "t(k−2): μ̂ ± t(0.975; k−2) √(SE² + τ̂²) (Higgins, Thompson & Spiegelhalter 2009)",
+    "knha": "Knapp–Hartung: μ̂ ± t(0.975; k−1) √(SE²(KH) + τ̂²) (metafor's predict.rma under test=\"knha\")",
+    "bayes": "Bayesian: the central 95% posterior predictive interval (bayesmeta)",
+}
+#: The methods' names in the coverage figure's legend.
+_PI_LEGEND = {"z": "z", "t(k-1)": "t(k−1)", "t(k-2)": "t(k−2)", "knha": "Knapp–Hartung", "bayes": "Bayesian"}
+
+
+def prediction_interval_statement() -> _HTML:
+    """Which prediction interval the project reports and why (review.yaml ``prediction_interval``)."""
+    pi = _review_doc().get("prediction_interval") or {}
+    method = str(pi.get("method") or "z")
+    why = str(pi.get("why") or "")
+    body = (f"<p><strong>{escape(PI_METHOD_WORDS.get(method, method))}</strong></p>"
+            + (f"<p>{escape(why)}</p>" if why else ""))
+    return _admonition("The prediction interval this review reports", body, "important")
+
+
+def pi_coverage_rows() -> pd.DataFrame | None:
+    """results/pi_coverage.csv (written by `metaexercise run` for the real extraction), or None."""
+    path = results_dir(REAL) / "pi_coverage.csv"
+    return read_table("pi_coverage.csv", REAL) if path.is_file() else None
+
+
+def pi_coverage_figure(cov: pd.DataFrame, column: str = "coverage_expected"):
+    """Coverage of each prediction-interval method against k, one panel per true τ², the nominal 95% dashed;
+    the method the project reports drawn thick."""
+    from matplotlib.lines import Line2D
+
+    from metaexercise.plots.style import INK, MUTED, PREDICTION, new_figure, plot_style
+
+    tau2s = sorted(cov["tau2"].unique())
+    methods = list(dict.fromkeys(cov["method"]))
+    styles = {"z": ("o", "-"), "t(k-1)": ("s", "--"), "t(k-2)": ("^", "-."), "knha": ("D", ":"),
+              "bayes": ("v", (0, (5, 1, 1, 1)))}
+    declared = set(cov.loc[cov["declared"].astype(bool), "method"])
+    ncol = 2 if len(tau2s) > 2 else len(tau2s)
+    nrow = -(-len(tau2s) // ncol)
+    with plot_style():
+        fig = new_figure(7.6, 2.9 * nrow + 0.6)
+        grid = fig.subplots(nrow, ncol, sharey=True, sharex=True, squeeze=False)
+        axes = grid.reshape(-1)[: len(tau2s)]
+        for ax in grid.reshape(-1)[len(tau2s):]:
+            ax.set_visible(False)
+        lo = min(float(cov[column].min()), 0.95) - 0.02
+        for ax, t2 in zip(axes, tau2s, strict=True):
+            sub = cov[cov["tau2"] == t2]
+            for m in methods:
+                s = sub[sub["method"] == m].sort_values("k")
+                marker, ls = styles.get(m, ("o", "-"))
+                colour = PREDICTION if m == "bayes" else INK
+                ax.plot(s["k"], s[column], marker=marker, ls=ls, color=colour, ms=3.5, mfc="white",
+                        lw=2.0 if m in declared else 0.9)
+            ax.axhline(0.95, color=MUTED, ls="--", lw=0.8)
+            ax.set_xscale("log")
+            ks = sorted(cov["k"].unique())
+            ax.set_xticks(ks, [str(int(k)) for k in ks])
+            ax.minorticks_off()
+            ax.set_title(f"true τ² = {t2:g}", fontsize=9)
+            ax.set_ylim(lo, 1.005)
+        for ax in grid[-1]:
+            ax.set_xlabel("number of studies k")
+        for ax in grid[:, 0]:
+            ax.set_ylabel("coverage")
+        handles = [Line2D([], [], marker=styles.get(m, ("o", "-"))[0], ls=styles.get(m, ("o", "-"))[1],
+                          color=PREDICTION if m == "bayes" else INK, mfc="white", ms=4,
+                          lw=2.0 if m in declared else 0.9,
+                          label=_PI_LEGEND.get(m, m) + (" (reported)" if m in declared else "")) for m in methods]
+        handles.append(Line2D([], [], color=MUTED, ls="--", lw=0.8, label="nominal 0.95"))
+        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=8,
+                   bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.1 / nrow, 1, 1))
+    return fig
+
+
+def pi_coverage_report() -> list:
+    """The prediction-interval page's coverage study (results/pi_coverage.csv): what was simulated, the figure,
+    the coverage per k, τ² and method (unfolded on demand), and how far below 95% the reported method falls at
+    the k of the review's contrasts."""
+    cov = pi_coverage_rows()
+    if cov is None:
+        return [note("No results/pi_coverage.csv yet: `metaexercise run` writes it when review.yaml declares the "
+                     "simulation component.")]
+    reps = int(cov["n_rep"].iloc[0])
+    seed = int(cov["seed"].iloc[0])
+    prior = next((p for p in cov["bayes_prior"] if _text(p)), "")
+    ks = sorted(int(k) for k in cov["k"].unique())
+    tau2s = ", ".join(f"{t:g}" for t in sorted(cov["tau2"].unique()))
+    intro = (f"Simulated meta-analyses (not the trials' data): {reps:,} per scenario (seed {seed}), k = "
+             f"{', '.join(map(str, ks))} studies with the review's trial sizes (total n log-normal, median 121), "
+             f"true τ² = {tau2s} on the SMD scale, μ = 0; τ² by REML; the Bayesian interval under the prior "
+             f"{prior or 'half-normal(0.5)'}. Coverage is the mean over replicates of the probability that the "
+             "interval holds a new study's effect, P(θ_new ∈ PI | PI), the estimator of the share of intervals "
+             "that hold it with the smaller Monte Carlo error (both are in the CSV, with their Monte Carlo SEs).")
+    out: list = [_HTML(f"<p>{escape(intro)}</p>"),
+                 figure(pi_coverage_figure(cov), "pi_coverage",
+                        "Coverage of 95% prediction intervals by number of studies and true τ² (simulated data)")]
+    wide = cov.pivot_table(index=["tau2", "k"], columns="method", values="coverage_expected", sort=False)
+    wide = wide.reset_index().rename(columns={"tau2": "τ²"})
+    wide.columns.name = None
+    shown = table(wide, "pi_coverage", "Coverage of 95% prediction intervals (simulated data; "
+                  "results/pi_coverage.csv)", float_format="{:.3f}")
+    out.append(_HTML(f'<details class="me-more-columns"><summary>The coverage table ({len(wide)} rows)</summary>'
+                     f"{shown.html}</details>"))
+    declared = cov[cov["declared"].astype(bool)]
+    if len(declared):
+        m = str(declared["method"].iloc[0])
+        small = declared[declared["k"] == min(ks)]
+        worst = small.loc[small["coverage_expected"].idxmin()]
+        out.append(_small(f"The reported interval ({m}) covers a new study's effect in as few as "
+                          f"{worst['coverage_expected']:.0%} of meta-analyses of k = {min(ks)} studies (τ² = "
+                          f"{worst['tau2']:g}), and in "
+                          f"{declared.loc[declared['k'] == max(ks), 'coverage_expected'].min():.0%} at worst with "
+                          f"k = {max(ks)}, against the nominal 95%."))
+    return out
+
+
+def prediction_overview(source: str = REAL) -> list:
+    """The prediction-interval page's table of one source: per main contrast, k, the frequentist prediction
+    interval (with its method) and the Bayesian predictive interval (results/bayes.csv); the replica under its
+    banner."""
+    synthetic = DataSource.parse(source).synthetic
+    what = DataSource.parse(source).description
+    out: list = [synthetic_banner()] if synthetic else []
+    rows = bayes_rows(source)
+    if rows is None:
+        command = "metaexercise run" + (" --source replica" if synthetic else "")
+        return [*out, note(f"No results/bayes.csv for the {what} yet: run `{command}`.", "warning")]
+    ok = rows["status"] == StatusKind.OK
+    frame = pd.DataFrame({
+        "contrast": [short_label(a) for a in rows["analysis_id"]],
+        "k": rows["k"].astype(int),
+        "prediction interval (reported)": [
+            (f"{_interval(r, '', 'freq_pi_lb', 'freq_pi_ub')} ({r['freq_pi_method']})" if pd.notna(r["freq_pi_lb"])
+             else str(r["status"])) for _, r in rows.iterrows()],
+        "Bayesian predictive interval": [_interval(r, "", "theta_lb", "theta_ub") if is_ok else str(r["status"])
+                                         for (_, r), is_ok in zip(rows.iterrows(), ok, strict=True)],
+        "width ratio (Bayesian / reported)": [
+            (r["theta_ub"] - r["theta_lb"]) / (r["freq_pi_ub"] - r["freq_pi_lb"])
+            if is_ok and pd.notna(r["freq_pi_lb"]) and r["freq_pi_ub"] > r["freq_pi_lb"] else np.nan
+            for (_, r), is_ok in zip(rows.iterrows(), ok, strict=True)],
+    })
+    out.append(table(frame, f"prediction_{DataSource.parse(source).book_name}",
+                     f"Prediction intervals of the main contrasts ({what})", float_format="{:.2f}"))
+    return out
+
+
 # --------------------------------------------------------------------------- multiverse
 def multiverse_ids(source: str = REAL) -> list[str]:
     """The analyses with a stored multiverse (results/multiverse/*.csv; results/replica/multiverse/ for the

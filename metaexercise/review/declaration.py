@@ -38,7 +38,19 @@ Layout (keys marked * are required; everything else has the default shown in `Re
     prisma_previous: {records_identified, …, source}   # the previous edition's counts (updated reviews)
     dependence: {rho_time: 0.6, source: "…"}   # the dependence sensitivity analysis (review.dependence): the
                                      # assumed correlation of a trial's effects at two follow-up windows
+    bayes:                           # the Bayesian random-effects model beside each main contrast
+      tau_prior: {name: halfnormal, scale: 0.5, source: "…"}   # prior of tau for every outcome not listed
+      tau_priors: {pain: {name: "Rhodes2015:pain:non-pharmacological:placebo", source: "…"}}   # per outcome
+      mu_prior: flat                 # flat (improper uniform) | {mean: 0, sd: 1, source: "…"}
+    prediction_interval: {method: z, why: "…"}   # the PI the run reports (z | t(k-1) | t(k-2) | knha), and why
     components: {published, grade_judgements, guidelines, replica, simulation}
+
+A `bayes` prior's `name` is any `tau_prior` name of `metaexercise.engine.bayes.bayesmeta` ("halfnormal",
+"halfcauchy", "exponential" and "uniform" with `scale`: the scale, the mean, the upper bound; bayesmeta's
+reference priors; "Rhodes2015[:outcome:comparator1:comparator2[:area]]", the empirical priors of Rhodes et al.
+2015 for standardised mean differences); Turner et al. 2015's priors are for log odds ratios and are refused,
+Rhodes et al.'s too when the review pools mean differences. The default, a half-normal prior with scale 0.5, is
+on the SMD scale (`TAU_PRIOR_SOURCE`); a review of mean differences declares its own.
 
 Unknown keys, wrong types and values outside their allowed set raise `SpecError` naming the file, the line
 and the key. The Handbook's rule on change and final values (Cochrane Handbook 6.5.2.8, 10.5.2): they may be
@@ -49,6 +61,7 @@ only with measure MD.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,6 +184,78 @@ class DependenceDecl:
     source: str = RHO_TIME_SOURCE
 
 
+#: Where the default prior of the heterogeneity tau comes from (on the SMD scale).
+TAU_PRIOR_SOURCE = ("Friede T, Roever C, Wandel S, Neuenschwander B. Meta-analysis of two studies in the presence of "
+                    "heterogeneity with applications in rare diseases. Biom J 2017;59(4):658-671, "
+                    "doi:10.1002/bimj.201500236; Roever C. Bayesian random-effects meta-analysis using the bayesmeta "
+                    "R package. J Stat Softw 2020;93(6), doi:10.18637/jss.v093.i06: a half-normal prior with scale "
+                    "0.5 for tau, weakly informative (95% of its mass below tau = 0.98) on the scale of "
+                    "standardised mean differences")
+#: The prediction-interval methods a project may state it reports (`PredictionIntervalDecl`).
+PI_METHODS = ("z", "t(k-1)", "t(k-2)", "knha")
+#: Why the default is what it is.
+PI_WHY = ("metafor's default: predict.rma under test='z' takes the normal quantile, mu-hat +/- z sqrt(SE^2 + "
+          "tau^2-hat) (Viechtbauer W. J Stat Softw 2010;36(3); metafor 3.8 predict.rma)")
+#: Empirical priors of tau for log odds ratios (Turner et al. 2015): not for the effects this toolkit pools.
+_LOG_OR_PRIORS = ("turner2015",)
+
+
+@dataclass(frozen=True, slots=True)
+class TauPriorDecl:
+    """A prior of the heterogeneity tau for `metaexercise.engine.bayes.bayesmeta` (its `tau_prior` name and
+    `tau_prior_scale`), with its source."""
+
+    name: str = "halfnormal"
+    scale: float | None = 0.5
+    source: str = TAU_PRIOR_SOURCE
+
+    def describe(self) -> str:
+        """"halfnormal(scale=0.5)", or the name of a prior without a scale."""
+        return f"{self.name}(scale={self.scale:g})" if self.scale is not None else self.name
+
+    @property
+    def label(self) -> str:
+        """The distribution as bayesmeta prints it ("half-normal(scale=0.5)", "log-Student-t(location=-1.510,
+        scale=1.135, d.f.=5)"; a reference prior by its name)."""
+        import numpy as np
+
+        from metaexercise.engine.bayes_priors import resolve_tau_prior
+
+        return resolve_tau_prior(self.name, self.scale, np.array([0.05, 0.1, 0.2])).label
+
+
+@dataclass(frozen=True, slots=True)
+class MuPriorDecl:
+    """A normal prior of the overall effect mu (bayesmeta's mu.prior.mean, mu.prior.sd), with its source."""
+
+    mean: float
+    sd: float
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BayesDecl:
+    """The Bayesian random-effects model shown beside each main contrast (`metaexercise.review.bayes_summary`):
+    the tau prior of every outcome (`tau_priors`: (outcome id, prior) pairs; others get `tau_prior`) and the
+    prior of mu (None: the improper flat prior, bayesmeta's default)."""
+
+    tau_prior: TauPriorDecl = TauPriorDecl()
+    tau_priors: tuple[tuple[str, TauPriorDecl], ...] = ()
+    mu_prior: MuPriorDecl | None = None
+
+    def tau_prior_for(self, outcome_id: str) -> TauPriorDecl:
+        return dict(self.tau_priors).get(outcome_id, self.tau_prior)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionIntervalDecl:
+    """Which 95% prediction interval the project reports (one of `PI_METHODS`: mu-hat +/- c sqrt(SE^2 + tau^2)
+    with c from N(0, 1), t(k-1) or t(k-2), or "knha": t(k-1) with the Knapp-Hartung SE) and why."""
+
+    method: str = "z"
+    why: str = PI_WHY
+
+
 @dataclass(frozen=True, slots=True)
 class Labels:
     experimental: str = "Experimental"
@@ -212,6 +297,8 @@ class Review:
     components: Components = Components()
     path: str = FILE_NAME
     dependence: DependenceDecl = DependenceDecl()
+    bayes: BayesDecl = BayesDecl()
+    prediction_interval: PredictionIntervalDecl = PredictionIntervalDecl()
 
     # ---------------------------------------------------------------------------------- look-ups
     def outcome(self, outcome_id: str) -> OutcomeDecl:
@@ -278,6 +365,9 @@ class Review:
                 out["instrument"] = s.instrument
             return out
 
+        def tau_prior(p: TauPriorDecl) -> dict:
+            return {"name": p.name, "scale": p.scale, "label": p.label, "source": p.source}
+
         c = self.components
         return {
             "title": self.title, "citation": self.citation, "question": dict(self.question),
@@ -304,6 +394,12 @@ class Review:
             "components": {"published": c.published, "grade_judgements": c.grade_judgements,
                            "guidelines": c.guidelines, "replica": c.replica, "simulation": c.simulation},
             "dependence": {"rho_time": self.dependence.rho_time, "source": self.dependence.source},
+            "bayes": {"tau_prior": tau_prior(self.bayes.tau_prior),
+                      "tau_priors": {o.id: tau_prior(self.bayes.tau_prior_for(o.id)) for o in self.outcomes},
+                      "mu_prior": (None if self.bayes.mu_prior is None else
+                                   {"mean": self.bayes.mu_prior.mean, "sd": self.bayes.mu_prior.sd,
+                                    "source": self.bayes.mu_prior.source})},
+            "prediction_interval": {"method": self.prediction_interval.method, "why": self.prediction_interval.why},
         }
 
     @property
@@ -423,7 +519,7 @@ class _Reader:
 
 _TOP = {"title", "citation", "question", "effect", "labels", "arm_roles", "outcomes", "comparators",
         "control_types", "timepoint_unit", "windows", "moderators", "risk_of_bias", "grade", "prisma_previous",
-        "components", "dependence"}
+        "components", "dependence", "bayes", "prediction_interval"}
 
 
 def load_review(path: str | Path) -> Review:
@@ -542,6 +638,13 @@ def load_review(path: str | Path) -> Review:
         r.fail(dep, None, "dependence.source is required with rho_time (where the assumed correlation comes from)")
     dependence = DependenceDecl(rho_time, r.text(dep, "source") or default_dep.source)
 
+    bayes = _bayes(r, top, measure, [o.id for o in outcomes])
+    pi = r.mapping(top.get("prediction_interval"), top, "prediction_interval", {"method", "why"})
+    pi_method = r.choice(pi, "method", PI_METHODS, PredictionIntervalDecl().method)
+    if "method" in pi and not r.text(pi, "why"):
+        r.fail(pi, None, "prediction_interval.why is required with method (why the project reports this interval)")
+    prediction_interval = PredictionIntervalDecl(pi_method, r.text(pi, "why") or PredictionIntervalDecl().why)
+
     return Review(
         title=r.text(top, "title", required=True), outcomes=tuple(outcomes), citation=r.text(top, "citation"),
         question=question, measure=measure, basis=basis, labels=labels,
@@ -549,8 +652,56 @@ def load_review(path: str | Path) -> Review:
         role_control=r.text(roles, "control", "control"), comparators=tuple(comparators),
         control_types=control_types, timepoint_unit=r.text(top, "timepoint_unit", "weeks"),
         windows=tuple(windows), moderators=tuple(moderators), risk_of_bias=risk, grade=grade,
-        prisma_previous=prisma, components=components, path=str(path), dependence=dependence,
+        prisma_previous=prisma, components=components, path=str(path), dependence=dependence, bayes=bayes,
+        prediction_interval=prediction_interval,
     )
+
+
+def _tau_prior(r: _Reader, value, where, key: str, measure: str) -> TauPriorDecl:
+    """One declared tau prior: a name `bayesmeta` resolves (checked here, on placeholder variances), the scale
+    a scaled family needs, and a source."""
+    import numpy as np
+
+    from metaexercise.engine.bayes_priors import resolve_tau_prior
+
+    m = r.mapping(value, where, key, {"name", "scale", "source"}, ("name", "source"))
+    name = r.text(m, "name", required=True)
+    scale = r.number(m, "scale")
+    head = name.split(":")[0].strip().lower()
+    if head in _LOG_OR_PRIORS:
+        r.fail(m, "name", f"{name!r}: Turner et al. (2015)'s priors are for log odds ratios; this review pools "
+                          f"{'standardised mean differences' if measure == 'SMD' else 'mean differences'} "
+                          "(Rhodes2015:... are the empirical priors for SMDs)")
+    if head == "rhodes2015" and measure != "SMD":
+        r.fail(m, "name", f"{name!r}: Rhodes et al. (2015)'s priors are for standardised mean differences; this "
+                          "review pools mean differences (declare a prior on the scale of its points)")
+    try:
+        resolve_tau_prior(name, scale, np.array([0.05, 0.1, 0.2]))
+    except (TypeError, ValueError) as exc:
+        r.fail(m, "name", str(exc).removeprefix("bayesmeta: "))
+    return TauPriorDecl(name, scale, r.text(m, "source"))
+
+
+def _bayes(r: _Reader, top: dict, measure: str, outcome_ids: list[str]) -> BayesDecl:
+    """The `bayes` block (`BayesDecl`): a default tau prior, tau priors per declared outcome, the mu prior."""
+    b = r.mapping(top.get("bayes"), top, "bayes", {"tau_prior", "tau_priors", "mu_prior"})
+    default = BayesDecl()  # class attributes of a slots dataclass are descriptors, not the defaults
+    tau_prior = (_tau_prior(r, b["tau_prior"], b, "tau_prior", measure) if b.get("tau_prior") is not None
+                 else default.tau_prior)
+    per = r.mapping(b.get("tau_priors"), b, "tau_priors", set(outcome_ids))
+    tau_priors = tuple((str(o), _tau_prior(r, v, per, str(o), measure)) for o, v in per.items())
+    mu = b.get("mu_prior")
+    mu_prior = None
+    if isinstance(mu, str):
+        if mu.strip() != "flat":
+            r.fail(b, "mu_prior", f"{mu!r} is not 'flat' or a mapping {{mean, sd, source}}")
+    elif mu is not None:
+        mm = r.mapping(mu, b, "mu_prior", {"mean", "sd", "source"}, ("mean", "sd", "source"))
+        mean, sd = r.number(mm, "mean", required=True), r.number(mm, "sd", required=True)
+        if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
+            r.fail(mm, "sd", f"needs a finite mean and a positive finite sd, not mean {mean:g}, sd {sd:g}")
+        mu_prior = MuPriorDecl(mean, sd, r.text(mm, "source"))
+    return BayesDecl(tau_prior, tau_priors, mu_prior)
 
 
 def _unique(r: _Reader, where, key: str, ids: list[str]) -> None:

@@ -21,6 +21,8 @@ where they come from the extraction):
   line, which may, passes its counter (`metaexercise.searches.workflow.run_status`) to `run_project`
 * ``validation.csv``       real run only, when the project has metafor reference fixtures
   (`Project.reference`): `metaexercise.engine.validation.metafor_agreement`, per quantity
+* ``pi_coverage.csv``      real run only, when review.yaml declares the simulation component: the coverage of
+  prediction intervals at small k (`pi_coverage_table`; seeded, the same bytes on every run)
 """
 
 from __future__ import annotations
@@ -316,6 +318,61 @@ def build(project: Project, results: Sequence[AnalysisResult], extraction: Extra
         if agreement is not None:
             tables["validation.csv"] = agreement
     return tables
+
+
+#: The prediction-interval coverage study of the methods page (results/pi_coverage.csv): numbers of studies,
+#: true tau^2 on the SMD scale (the fitted main contrasts' REML tau^2 lie between 0 and about 0.25), replicates
+#: per scenario and the seed, fixed so that every run writes the same bytes.
+PI_COVERAGE_K = (3, 5, 7, 10, 15, 20, 30)
+PI_COVERAGE_TAU2 = (0.0, 0.03, 0.1, 0.25)
+PI_COVERAGE_REPS = 1000
+PI_COVERAGE_SEED = 20150115
+#: pi_coverage's method codes by the names review.yaml's prediction_interval uses, and "bayes".
+PI_COVERAGE_METHODS = {"z": "z", "t(k-1)": "t_k-1", "t(k-2)": "t_k-2", "knha": "knha", "bayes": "bayes"}
+PI_COVERAGE_COLUMNS = (
+    "k", "tau2", "method", "method_code", "declared", "bayes_prior", "n_rep", "n_used", "failure_rate", "coverage",
+    "coverage_mcse", "coverage_expected", "coverage_expected_mcse", "width", "width_mcse", "seed",
+)
+
+
+def coverage_prior(review: Review):
+    """The tau prior of the coverage study's Bayesian intervals: the one every outcome of the review declares
+    (review.yaml ``bayes``) when they all resolve to one proper prior with a quantile function (what
+    `predictive_intervals` integrates over), else the engine's default, half-normal(0.5)."""
+    from metaexercise.engine.bayes_priors import resolve_tau_prior
+    from metaexercise.engine.prediction_coverage import BAYES_PRIOR
+
+    priors = {}
+    for o in review.outcomes:
+        decl = review.bayes.tau_prior_for(o.id)
+        try:
+            prior = resolve_tau_prior(decl.name, decl.scale, np.array([0.05, 0.1, 0.2]))
+        except ValueError:
+            return BAYES_PRIOR
+        priors[(prior.label, tuple(sorted((k, str(v)) for k, v in prior.parameters.items())))] = prior
+    if len(priors) != 1:
+        return BAYES_PRIOR
+    (prior,) = priors.values()
+    return prior if prior.proper and prior.ppf is not None and prior.cdf is not None else BAYES_PRIOR
+
+
+def pi_coverage_table(review: Review, reps: int = PI_COVERAGE_REPS, seed: int = PI_COVERAGE_SEED) -> pd.DataFrame:
+    """Coverage of 95% prediction intervals (z, t(k-1), t(k-2), Knapp-Hartung and the Bayesian predictive
+    interval under `coverage_prior`) over `PI_COVERAGE_K` x `PI_COVERAGE_TAU2`, simulated by
+    `metaexercise.engine.prediction_coverage.pi_coverage` in this process with a fixed seed (trial sizes of the
+    review: `review_vi_sampler`); ``declared`` marks the method review.yaml says the project reports."""
+    from metaexercise.engine.prediction_coverage import pi_coverage
+
+    codes = {v: k for k, v in PI_COVERAGE_METHODS.items()}
+    prior = coverage_prior(review)
+    result = pi_coverage(k_values=PI_COVERAGE_K, tau2_grid=PI_COVERAGE_TAU2, n_rep=reps, seed=seed,
+                         methods=tuple(PI_COVERAGE_METHODS.values()), bayes_prior=prior)
+    table = result.table.rename(columns={"method": "method_code"})
+    table["method"] = table["method_code"].map(codes)
+    table["declared"] = table["method"] == review.prediction_interval.method
+    table["bayes_prior"] = np.where(table["method_code"] == "bayes", prior.label, "")
+    table["seed"] = seed
+    return table.reindex(columns=list(PI_COVERAGE_COLUMNS))
 
 
 def write_simulation(project: Project, reps: int, seed: int) -> Path:

@@ -12,6 +12,10 @@ Files written (all computed first, then the results folder replaced as a whole, 
 * ``excluded.csv``  every study or arm an analysis left out, with the reason (`analyses.EXCLUDED_COLUMNS`)
 * ``dependence.csv`` per main analysis, the sensitivity analysis that models multi-arm and multi-time-point
   trials (multilevel model with shared-arm covariance, CR2-robust inference; `metaexercise.review.dependence`)
+* ``bayes.csv``     per main analysis, the Bayesian random-effects model (bayesmeta) with the priors review.yaml
+  declares, beside the frequentist numbers of the same fit (`metaexercise.review.bayes_summary`)
+* ``pi_coverage.csv`` real extraction only, when review.yaml declares the simulation component: the coverage
+  study of prediction intervals at small k (`metaexercise.review.exhibits.pi_coverage_table`, seeded)
 * ``review.json``   the project's declaration (review.yaml) as plain data, for the book: title, labels,
   outcomes with labels and MIDs, comparators, windows, moderators, which components exist, main analyses
 * ``audit.csv``     the consistency audit of the review's published numbers (`metaexercise.review.audit`; real
@@ -52,7 +56,7 @@ from metaexercise import atomic
 from metaexercise._version import __version__
 from metaexercise.errors import MetaexerciseError, SourceError
 from metaexercise.extraction.sheets import load_extraction
-from metaexercise.review import dependence, exhibits, replica
+from metaexercise.review import bayes_summary, dependence, exhibits, replica
 from metaexercise.review.analyses import (
     ANALYSIS_COLUMNS,
     EXCLUDED_COLUMNS,
@@ -301,13 +305,16 @@ def execute(project: Project, *, source: DataSource | str = DataSource.EXTRACTIO
     tables = _tables(results, data_label)
     tables["grade"], tables["sof"] = _grade(project, results, synthetic, main)
     tables["dependence"] = dependence.dependence_table(specs, results, extraction, review, main)
-    for name in ("grade", "sof", "dependence"):
+    tables["bayes"] = bayes_summary.bayes_table(results, review, main)
+    for name in ("grade", "sof", "dependence", "bayes"):
         tables[name].insert(0, "data", data_label)
     files = {f"{name}.csv": _csv(frame) for name, frame in tables.items()}
     for name, content in exhibits.build(project, results, extraction, source=source, data_label=data_label,
                                         main_ids=main, cache=cache, search_counter=search_counter).items():
         files[name] = _csv(content) if isinstance(content, pd.DataFrame) else _json(content)
     if not source.synthetic:
+        if review.components.simulation:  # once per build: the study does not depend on the source's rows
+            files["pi_coverage.csv"] = _csv(exhibits.pi_coverage_table(review))
         audit = _audit(project)
         if audit is not None:
             files["audit.csv"] = _csv(audit)

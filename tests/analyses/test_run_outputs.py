@@ -52,9 +52,9 @@ def test_real_extraction_run_writes_every_file_and_status_rows(tmp_path, capsys)
     assert main(["run", "--project", str(project.root), "--quiet"]) == 0
     assert "8 analyses from extraction: 1 fitted, 7 with insufficient data" in capsys.readouterr().out
     names = sorted(p.name for p in project.results.iterdir())
-    assert names == ["analyses.csv", "bubble_lines.csv", "bubble_studies.csv", "characteristics.csv", "dependence.csv",
+    assert names == ["analyses.csv", "bayes.csv", "bubble_lines.csv", "bubble_studies.csv", "characteristics.csv", "dependence.csv",
                      "excluded.csv",
-                     "forest.csv", "grade.csv", "manifest.json", "metareg.csv", "replica", "review.json",
+                     "forest.csv", "grade.csv", "manifest.json", "metareg.csv", "pi_coverage.csv", "replica", "review.json",
                      "risk_of_bias.csv", "sof.csv", "studies.csv"]  # no staging folder left behind; results/replica untouched
     # no analyses/published.yaml, searches/ or reference fixtures in this project: none of their exhibits
     assert (project.results / "replica" / "keep.txt").exists()

@@ -23,8 +23,8 @@ from engine_reference import ATOL, CONTROL, RTOL, check_all, fixture, mismatch
 from scipy import sparse
 
 from metaexercise import rma
-from metaexercise.engine.model import Coef
 from metaexercise.engine.cluster_robust import RobustResult, robust, wald_test
+from metaexercise.engine.model import Coef
 
 REF = fixture("robust")
 RMA_CASES = REF["rma_cases"]
