@@ -12,45 +12,12 @@ import math
 
 import numpy as np
 
-from metaexercise.engine.printing import SIGNIF_LEGEND, fcf, fmt_pval, signif_stars
-
-WIDTH = 80  # R's getOption("width")
+from metaexercise.engine.printing import _vector_table as vector_lines
+from metaexercise.engine.printing import coefficient_lines, fcf, fmt_pval, matrix_lines
 
 
 def _fcf_vec(values, digits: int = 4) -> list[str]:
     return [fcf(float(v), digits) for v in np.atleast_1d(values)]
-
-
-def matrix_lines(rownames: list[str], colnames: list[str], rows: list[list[str]], gap: int = 2,
-                 right: bool = True) -> list[str]:
-    """R's print of a character matrix (quote=FALSE), wrapped at WIDTH, each line + one space (.print.table)."""
-    rw = max((len(r) for r in rownames), default=0)
-    widths = [max(len(c), *(len(r[j]) for r in rows)) if rows else len(c) for j, c in enumerate(colnames)]
-    chunks, cur, used = [], [], rw
-    for j, w in enumerate(widths):
-        if cur and used + gap + w > WIDTH:
-            chunks.append(cur)
-            cur, used = [], rw
-        cur.append(j)
-        used += gap + w
-    if cur:
-        chunks.append(cur)
-    out = []
-    for chunk in chunks:
-        head = " " * rw + "".join(" " * gap + (colnames[j].rjust(widths[j]) if right else colnames[j].ljust(widths[j]))
-                                  for j in chunk)
-        out.append(head + " ")
-        for rn, r in zip(rownames, rows, strict=True):
-            out.append(rn.ljust(rw) + "".join(" " * gap + r[j].rjust(widths[j]) for j in chunk) + " ")
-    return out
-
-
-def vector_lines(names: list[str], values: list[str], gap: int = 2) -> list[str]:
-    """metafor's `.print.vector` (+ `.print.table`'s trailing space)."""
-    widths = [max(len(n), len(v)) for n, v in zip(names, values, strict=True)]
-    head = (" " * gap).join(n.rjust(w) for n, w in zip(names, widths, strict=True))
-    row = (" " * gap).join(v.rjust(w) for v, w in zip(values, widths, strict=True))
-    return [head + " ", row + " "]
 
 
 def abbreviate(names: list[str], minlength: int = 4) -> list[str]:
@@ -194,45 +161,8 @@ def format_rma_mv(fit) -> str:  # noqa: C901 - mirrors print.rma.mv section by s
             L += ["Test for Heterogeneity:", f"Q(df = {fit.k - fit.p}) = {fcf(fit.QE)}, p-val {qp}", ""]
         else:
             L += ["Test for Residual Heterogeneity:", f"QE(df = {fit.k - fit.p}) = {fcf(fit.QE)}, p-val {qp}", ""]
-    if fit.p > 1 and not math.isnan(fit.QM):
-        btt = [b + 1 for b in fit.btt]
-        plural = " " if len(btt) == 1 else "s "
-        L.append(f"Test of Moderators (coefficient{plural}{_format_btt(btt)}):")
-        qmp = fmt_pval(fit.QMp, showeq=True, sep=" ")
-        if fit.test == "t":
-            d2 = fit.QM_df[1]
-            d2s = f"{d2:g}" if float(d2).is_integer() else f"{round(d2, 2)}"
-            L.append(f"F(df1 = {int(fit.QM_df[0])}, df2 = {d2s}) = {fcf(fit.QM)}, p-val {qmp}")
-        else:
-            L.append(f"QM(df = {int(fit.QM_df[0])}) = {fcf(fit.QM)}, p-val {qmp}")
-        L.append("")
-    L += ["Model Results:", ""]
-    t = fit.test == "t"
-    names = ["estimate", "se", "tval" if t else "zval"] + (["df"] if t else []) + ["pval", "ci.lb", "ci.ub", ""]
-    rows = []
-    for j in range(fit.p):
-        r = [fcf(fit.beta[j]), fcf(fit.se[j]), fcf(fit.zval[j])]
-        if t:
-            r.append(f"{round(float(fit.ddf[j]), 2):g}")
-        r += [fmt_pval(fit.pval[j]), fcf(fit.ci_lb[j]), fcf(fit.ci_ub[j]), signif_stars(fit.pval[j])]
-        rows.append(r)
-    if fit.int_only:
-        L += vector_lines(names, rows[0])
-    else:
-        L += matrix_lines(list(fit.coef_names), names, rows)
-    L += ["", "---", SIGNIF_LEGEND, ""]
+    L += coefficient_lines(fit, [b + 1 for b in fit.btt], t_test=fit.test == "t", ddf=fit.ddf)
     return "\n".join(L) + "\n"
-
-
-def _format_btt(btt: list[int]) -> str:
-    parts, i = [], 0
-    while i < len(btt):
-        j = i
-        while j + 1 < len(btt) and btt[j + 1] == btt[j] + 1:
-            j += 1
-        parts.append(f"{btt[i]}:{btt[j]}" if j > i else f"{btt[i]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def format_confint(parts) -> str:

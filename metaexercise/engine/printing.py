@@ -63,22 +63,34 @@ def _vector_table(names: list[str], values: list[str]) -> list[str]:
     return [head + " ", row + " "]
 
 
-def _frame_table(rownames: list[str], names: list[str], rows: list[list[str]]) -> list[str]:
-    """R's `print.data.frame(right=TRUE, print.gap=2)` at width 80: columns that do not fit go to a further
-    block, as R's printMatrix splits them (+ `.print.table`'s trailing space on every line)."""
-    rw = max(len(r) for r in rownames)
-    widths = [max(len(n), *(len(r[j]) for r in rows)) + 2 for j, n in enumerate(names)]
-    out, j0 = [], 0
-    while j0 < len(names):
-        j1, width = j0 + 1, rw + widths[j0]
-        while j1 < len(names) and width + widths[j1] < R_WIDTH:
-            width += widths[j1]
-            j1 += 1
-        out.append(" " * rw + "".join(names[j].rjust(widths[j]) for j in range(j0, j1)) + " ")
-        for rn, r in zip(rownames, rows):
-            out.append(rn.ljust(rw) + "".join(r[j].rjust(widths[j]) for j in range(j0, j1)) + " ")
-        j0 = j1
+def matrix_lines(rownames: list[str], names: list[str], rows: list[list[str]], gap: int = 2,
+                 right: bool = True) -> list[str]:
+    """R's print of a character matrix or data frame (`print.data.frame(right=TRUE, print.gap=gap)`), wrapped
+    as R's printMatrix wraps it: a column joins the current block while the block stays narrower than R's
+    width of 80, else starts a new block; each line with `.print.table`'s trailing space."""
+    rw = max((len(r) for r in rownames), default=0)
+    widths = [max(len(n), *(len(r[j]) for r in rows)) if rows else len(n) for j, n in enumerate(names)]
+    blocks: list[list[int]] = []
+    used = rw
+    for j, w in enumerate(widths):
+        if blocks and used + gap + w < R_WIDTH:
+            blocks[-1].append(j)
+            used += gap + w
+        else:
+            blocks.append([j])
+            used = rw + gap + w
+    out = []
+    for cols in blocks:
+        out.append(" " * rw + "".join(" " * gap + (names[j].rjust(widths[j]) if right else names[j].ljust(widths[j]))
+                                      for j in cols) + " ")
+        for rn, r in zip(rownames, rows, strict=True):
+            out.append(rn.ljust(rw) + "".join(" " * gap + r[j].rjust(widths[j]) for j in cols) + " ")
     return out
+
+
+def _frame_table(rownames: list[str], names: list[str], rows: list[list[str]]) -> list[str]:
+    """R's `print.data.frame(right=TRUE, print.gap=2)` (`matrix_lines`)."""
+    return matrix_lines(rownames, names, rows)
 
 
 def format_rma(fit) -> str:  # noqa: C901 - mirrors print.rma.uni section by section
@@ -124,11 +136,20 @@ def format_rma(fit) -> str:  # noqa: C901 - mirrors print.rma.uni section by sec
         L += ["Test for Residual Heterogeneity:", f"QE(df = {df}) = {fcf(fit.QE)}, p-val {qp}", ""]
     # the coefficients QM tests (metafor's btt, 1-based): all but the intercept, or all without one
     btt = [b + 1 for b in getattr(fit, "btt", ())] or list(range(2, fit.p + 1))
+    L += coefficient_lines(fit, btt, t_test=fit.test == "knha", ddf=[fit.ddf] * fit.p)
+    return "\n".join(L) + "\n"
+
+
+def coefficient_lines(fit, btt: list[int], *, t_test: bool, ddf) -> list[str]:
+    """The "Test of Moderators" block (when p > 1; `btt` 1-based) and the "Model Results" table with the signif.
+    legend, as metafor's print.rma.uni and print.rma.mv end: z or t tests (`t_test`, with `ddf` per
+    coefficient), a vector for an intercept-only model, a wrapped table otherwise."""
+    L: list[str] = []
     if fit.p > 1 and not math.isnan(fit.QM):
         plural = " " if len(btt) == 1 else "s "
         L.append(f"Test of Moderators (coefficient{plural}{_format_btt(btt)}):")
         qmp = fmt_pval(fit.QMp, showeq=True, sep=" ")
-        if fit.test == "knha":
+        if t_test:
             d2 = fit.QM_df[1]
             d2s = f"{d2:g}" if float(d2).is_integer() else f"{round(d2, 2)}"
             L.append(f"F(df1 = {int(fit.QM_df[0])}, df2 = {d2s}) = {fcf(fit.QM)}, p-val {qmp}")
@@ -136,47 +157,23 @@ def format_rma(fit) -> str:  # noqa: C901 - mirrors print.rma.uni section by sec
             L.append(f"QM(df = {int(fit.QM_df[0])}) = {fcf(fit.QM)}, p-val {qmp}")
         L.append("")
     L += ["Model Results:", ""]
-    knha = fit.test == "knha"
-    names = ["estimate", "se", "tval" if knha else "zval"] + (["df"] if knha else []) + ["pval", "ci.lb", "ci.ub", ""]
+    names = ["estimate", "se", "tval" if t_test else "zval"] + (["df"] if t_test else []) + ["pval", "ci.lb",
+                                                                                             "ci.ub", ""]
     rows = []
     for j in range(fit.p):
         r = [fcf(fit.beta[j]), fcf(fit.se[j]), fcf(fit.zval[j])]
-        if knha:
-            r.append(f"{round(fit.ddf, 2):g}")
+        if t_test:
+            r.append(f"{round(float(ddf[j]), 2):g}")
         r += [fmt_pval(fit.pval[j]), fcf(fit.ci_lb[j]), fcf(fit.ci_ub[j]), signif_stars(fit.pval[j])]
         rows.append(r)
-    if fit.int_only:
-        L += _vector_table(names, rows[0])
-    else:
-        L += _frame_table(list(fit.coef_names), names, rows)
-    L += ["", "---", SIGNIF_LEGEND, ""]
-    return "\n".join(L) + "\n"
+    L += _vector_table(names, rows[0]) if fit.int_only else matrix_lines(list(fit.coef_names), names, rows)
+    return L + ["", "---", SIGNIF_LEGEND, ""]
 
 
 # -- anova (metafor's print.anova.rma) --------------------------------------------------------------------------
-R_WIDTH = 80  # R's getOption("width"): print.data.frame wraps its columns into blocks narrower than this
-
-
 def _r_data_frame(rownames: list[str], names: list[str], rows: list[list[str]], gap: int = 1) -> list[str]:
-    """R's `print.data.frame(right=TRUE)` of string cells (one space between columns; wrapped into blocks of
-    columns that fit R's width of 80), each line with `.print.table`'s trailing space."""
-    rw = max(len(r) for r in rownames)
-    widths = [max(len(n), *(len(r[j]) for r in rows)) for j, n in enumerate(names)]
-    blocks: list[list[int]] = []
-    used = rw
-    for j, w in enumerate(widths):
-        if blocks and used + gap + w < R_WIDTH:
-            blocks[-1].append(j)
-            used += gap + w
-        else:
-            blocks.append([j])
-            used = rw + gap + w
-    out = []
-    for cols in blocks:
-        out.append(" " * rw + "".join(" " * gap + names[j].rjust(widths[j]) for j in cols) + " ")
-        for rn, r in zip(rownames, rows):
-            out.append(rn.ljust(rw) + "".join(" " * gap + r[j].rjust(widths[j]) for j in cols) + " ")
-    return out
+    """R's `print.data.frame(right=TRUE)` of string cells with one space between columns (`matrix_lines`)."""
+    return matrix_lines(rownames, names, rows, gap=gap)
 
 
 def _qm_line(test: str, QM: float, QM_df, QMp: float) -> str:
