@@ -111,6 +111,12 @@ def escape_frame(frame, *, headers: bool = False):
     return _map_text(frame, csv_cell, headers)
 
 
+def csv_text(frame, *, headers: bool = True, float_format: str | None = None) -> str:
+    """The toolkit's CSV text of a DataFrame: `escape_frame` (column names too unless `headers=False`), no
+    index, LF line ends; `float_format` as pandas' `to_csv`. `read_csv` reads it back unescaped."""
+    return escape_frame(frame, headers=headers).to_csv(index=False, lineterminator="\n", float_format=float_format)
+
+
 def unescape_frame(frame, *, headers: bool = False):
     """A copy of a pandas DataFrame with `unescape_cell` applied to every text cell (and to the column names
     when `headers`)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from metaexercise.atomic import write_bytes
 from metaexercise.errors import MetaexerciseError
 from metaexercise.review.project import project_from_args
-from metaexercise.spreadsheet_safety import escape_frame
+from metaexercise.spreadsheet_safety import csv_text
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +44,7 @@ def run(args) -> int:
     if args.all:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     if args.csv is not None:
-        text = escape_frame(table, headers=True).to_csv(index=False, lineterminator="\n", float_format="%.12g")
-        write_bytes(args.csv, text.encode("utf-8"))
+        write_bytes(args.csv, csv_text(table, float_format="%.12g").encode("utf-8"))
         print(f"wrote {args.csv}", file=sys.stderr)
     return 0
 

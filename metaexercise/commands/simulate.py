@@ -16,7 +16,7 @@ from pathlib import Path
 from metaexercise.atomic import write_text
 from metaexercise.engine import simulate
 from metaexercise.review.project import project_from_args
-from metaexercise.spreadsheet_safety import escape_frame
+from metaexercise.spreadsheet_safety import csv_text
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +70,7 @@ def run(args) -> int:
         if cluster is not None:
             client.close()
             cluster.close()
-    write_text(out, escape_frame(result.table, headers=True).to_csv(index=False, float_format="%.10g"))
+    write_text(out, csv_text(result.table, float_format="%.10g"))
     print(f"wrote {out}", file=sys.stderr)
     if args.plot:
         from metaexercise.atomic import atomic_path

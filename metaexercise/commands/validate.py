@@ -29,7 +29,7 @@ from metaexercise.extraction.vocabulary import DEFAULT_VOCABULARY, SheetVocabula
 from metaexercise.review.declaration import FILE_NAME as REVIEW_FILE
 from metaexercise.review.declaration import load_review
 from metaexercise.review.project import Project, project_from_args
-from metaexercise.spreadsheet_safety import escape_frame
+from metaexercise.spreadsheet_safety import csv_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ def run(args) -> int:
     problems = validate(path, **read)
     if args.csv_out is not None:
         # the problem table quotes the cells it complains about: neutralise formulas (a title "=cmd|...")
-        atomic.write_text(args.csv_out, escape_frame(problems).to_csv(index=False, lineterminator="\n"))
+        atomic.write_text(args.csv_out, csv_text(problems, headers=False))
     errors = int((problems["severity"] == Severity.ERROR).sum())
     warnings = len(problems) - errors
     print(format_problems(problems))

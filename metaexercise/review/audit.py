@@ -40,7 +40,7 @@ from metaexercise.review.published import (
     Scale,
     load_published,
 )
-from metaexercise.spreadsheet_safety import escape_frame
+from metaexercise.spreadsheet_safety import csv_text
 from metaexercise.vocabulary import codes
 
 log = logging.getLogger(__name__)
@@ -738,5 +738,5 @@ def run_audit(project) -> pd.DataFrame:
     registry = load_published(path, project.review)
     frame = findings_frame(audit_registry(registry))
     write_text(Path(project.results) / "audit.csv",
-               escape_frame(frame, headers=True).to_csv(index=False, lineterminator="\n"))
+               csv_text(frame))
     return frame

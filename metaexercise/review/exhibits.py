@@ -380,9 +380,9 @@ def write_simulation(project: Project, reps: int, seed: int) -> Path:
     simulation study), in this process with a fixed seed, so every build shows the same table."""
     from metaexercise.atomic import write_text
     from metaexercise.engine.simulate import review_preset, run_simulation
-    from metaexercise.spreadsheet_safety import escape_frame
+    from metaexercise.spreadsheet_safety import csv_text
 
     result = run_simulation(review_preset(), reps, seed, scheduler="synchronous")
     target = project.results / "simulation.csv"
-    write_text(target, escape_frame(result.table, headers=True).to_csv(index=False, lineterminator="\n"))
+    write_text(target, csv_text(result.table))
     return target

@@ -83,7 +83,7 @@ from metaexercise.review.run import FLOAT_FORMAT
 from metaexercise.review.specs import ROB_OVERALL, AnalysisSpec, load_specs
 from metaexercise.review.vas import pooled_sd
 from metaexercise.review.vocabulary import AnalysisKind, AnalysisStatus
-from metaexercise.spreadsheet_safety import escape_frame
+from metaexercise.spreadsheet_safety import csv_text
 from metaexercise.vocabulary import DataSource, RobJudgement
 
 #: The values each choice may take.
@@ -717,8 +717,7 @@ def table_csv(mv: Multiverse, data_label: str) -> bytes:
     """The table as CSV bytes, the ``data`` column first, floats as results/analyses.csv writes them."""
     frame = mv.table.copy()
     frame.insert(0, "data", data_label)
-    text = escape_frame(frame, headers=True).to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
-    return text.encode("utf-8")
+    return csv_text(frame, float_format=FLOAT_FORMAT).encode("utf-8")
 
 
 def write(project: Project, source: DataSource | str, analysis_id: str, files: dict[str, bytes]) -> Path:

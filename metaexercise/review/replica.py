@@ -56,7 +56,7 @@ from metaexercise.engine.model import rma
 from metaexercise.extraction import schema
 from metaexercise.extraction.schema import Design, InclusionStatus, ReportedAs, ValueKind
 from metaexercise.review.declaration import Review
-from metaexercise.spreadsheet_safety import escape_frame
+from metaexercise.spreadsheet_safety import csv_text
 from metaexercise.vocabulary import SYNTHETIC_LABEL, RobJudgement
 
 #: Seed of the committed replica. Change it and every replica number changes.
@@ -427,7 +427,7 @@ def write(replica: Replica, folder: str | Path) -> list[Path]:
     written = []
     for name, frame in replica.sheets().items():
         path = folder / schema.csv_name(name)
-        atomic.write_text(path, escape_frame(frame, headers=True).to_csv(index=False, lineterminator="\n"))
+        atomic.write_text(path, csv_text(frame))
         written.append(path)
     readme = folder / "README.md"
     atomic.write_text(readme, f"# {LABEL.capitalize()}\n\n"

@@ -73,7 +73,7 @@ from metaexercise.review.explain import explain_registry
 from metaexercise.review.project import Project
 from metaexercise.review.specs import load_specs
 from metaexercise.review.vocabulary import AnalysisKind, main_ids
-from metaexercise.spreadsheet_safety import escape_frame, read_csv
+from metaexercise.spreadsheet_safety import csv_text, read_csv
 from metaexercise.vocabulary import DataSource, codes
 
 Source = DataSource
@@ -163,8 +163,7 @@ def _csv(frame: pd.DataFrame) -> bytes:
     """The table as CSV bytes; text a spreadsheet would run as a formula (e.g. "-0.55 (-0.81 to -0.30)"),
     in a cell or a column name, gets a leading `'` (`metaexercise.spreadsheet_safety`); numbers stay
     numbers. `RunOutput.frame` and `spreadsheet_safety.read_csv` read it back unescaped."""
-    text = escape_frame(frame, headers=True).to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
-    return text.encode("utf-8")
+    return csv_text(frame, float_format=FLOAT_FORMAT).encode("utf-8")
 
 
 def _json(content: dict) -> bytes:
