@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import special
 
-from metaexercise.engine.model import Coef, coef_vector
+from metaexercise.engine.model import Coef, _coefs, _pval_t, coef_vector
 
 if TYPE_CHECKING:  # pandas only when a table is asked for
     import pandas as pd
@@ -214,18 +214,9 @@ def _cluster_sums(U: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
     return np.add.reduceat(U[:, order], starts, axis=1)
 
 
-def _pval_t(t, df):
-    return 2 * special.stdtr(df, -np.abs(t))
-
-
 def _t_crit(level: float, df):
     """Upper (1 − α/2) t quantile, α = 1 − level/100 (R's ``qt(α/2, df, lower.tail=FALSE)``)."""
     return -special.stdtrit(df, (1 - level / 100) / 2)
-
-
-def _coefs(a) -> np.ndarray | Coef:
-    a = np.asarray(a, dtype=float).reshape(-1)
-    return Coef(a[0]) if a.size == 1 else a
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -530,13 +521,6 @@ def _as_character(x: float) -> str:
     return f"{x:.15g}"
 
 
-def _frame_lines(rownames: list[str], names: list[str], rows: list[list[str]]) -> list[str]:
-    """R's ``print.data.frame`` at width 80 (`metaexercise.engine.printing._frame_table`)."""
-    from metaexercise.engine.printing import _frame_table
-
-    return _frame_table(rownames, names, rows)
-
-
 def format_robust(r: RobustResult) -> str:
     """Render a `RobustResult` as metafor 3.8 prints a robust.rma object (default digits, signif stars)."""
     from metaexercise.engine.printing import (
@@ -545,6 +529,7 @@ def format_robust(r: RobustResult) -> str:
         _vector_table,
         fcf,
         fmt_pval,
+        matrix_lines,
         signif_stars,
     )
 
@@ -572,7 +557,7 @@ def format_robust(r: RobustResult) -> str:
     if r.int_only:
         L += _vector_table(names, rows[0])
     else:
-        L += _frame_lines(list(r.coef_names), names, rows)
+        L += matrix_lines(list(r.coef_names), names, rows)
     tests = "t-test and confidence interval" if r.int_only else "t/F-tests and confidence intervals"
     dfs = "residual method" if r.robumethod == "default" else "Satterthwaite approx"
     L += ["", "---", SIGNIF_LEGEND, "",

@@ -85,10 +85,6 @@ NOT_AVAILABLE: tuple[str, ...] = ("PHI", "RTET", "PBIT", "OR2D", "OR2DN", "OR2DL
 #: Measures whose default ``add`` is 0 in metafor (add=1/2 otherwise).
 ZERO_ADD: tuple[str, ...] = ("AS", "PHI", "RTET", "IRSD", "PAS", "PFT", "IRS", "IRFT")
 
-_VECTORS = ("ai", "bi", "ci", "di", "n1i", "n2i", "x1i", "x2i", "t1i", "t2i", "m1i", "m2i", "sd1i", "sd2i", "xi",
-            "mi", "ri", "ti", "sdi", "r2i", "ni", "yi", "vi", "sei", "ci_lb", "ci_ub")
-
-
 @dataclass(frozen=True, slots=True)
 class EffectSizes:
     """Observed effects ``yi`` and sampling variances ``vi`` (1-D float arrays of equal length), the measure,

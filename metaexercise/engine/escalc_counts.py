@@ -34,18 +34,15 @@ import warnings
 
 import numpy as np
 
+from metaexercise.engine.escalc_common import INF_WARNING, TO_CHOICES, VTYPES, wmean
+
 COUNT_MEASURES: tuple[str, ...] = ("RR", "OR", "RD", "AS", "PETO", "YUQ", "YUY")
 RATE_MEASURES: tuple[str, ...] = ("IRR", "IRD", "IRSD")
 MEASURES: tuple[str, ...] = COUNT_MEASURES + RATE_MEASURES
-TOS: tuple[str, ...] = ("all", "only0", "if0all", "none")
-#: every vtype metafor's `escalc` knows; RD uses UB, LS and AV, the other measures here ignore it (as metafor)
-VTYPES: tuple[str, ...] = ("UB", "LS", "LS2", "HO", "ST", "CS", "AV", "AVHO")
+#: RD uses the vtypes UB, LS and AV; the other measures here ignore vtype (as metafor)
 RD_VTYPES: tuple[str, ...] = ("UB", "LS", "AV")
 #: measures whose ``add`` defaults to 0 when not given (metafor 3.8 `escalc`)
 _ADD0: tuple[str, ...] = ("AS", "IRSD")
-
-INF_WARNING = "Some 'yi' and/or 'vi' values equal to +-Inf. Recoded to NAs."
-
 
 def as_counts(name: str, value, k: int | None, caller: str) -> np.ndarray:
     """One count or person-time argument as a 1-D float array (NaN = missing), checked for length."""
@@ -128,8 +125,8 @@ def default_add(measure: str, add: float | None, caller: str = "escalc") -> floa
 
 
 def check_to(to: str, caller: str = "escalc") -> str:
-    if to not in TOS:
-        raise ValueError(f"{caller}: unknown 'to' {to!r}; choose one of {TOS}")
+    if to not in TO_CHOICES:
+        raise ValueError(f"{caller}: unknown 'to' {to!r}; choose one of {TO_CHOICES}")
     return to
 
 
@@ -159,12 +156,6 @@ def add_to(cells: list[np.ndarray], zero: np.ndarray, add: float, to: str) -> li
     return cells
 
 
-def _wmean(x: np.ndarray, w: np.ndarray) -> float:
-    """metafor's `.wmean(x, w, na.rm=TRUE)`."""
-    ok = ~(np.isnan(x) | np.isnan(w))
-    return float(np.sum(x[ok] * w[ok]) / np.sum(w[ok]))
-
-
 def count_effects(measure, a, b, c, d, add, to, drop00, vtype):
     k = a.size
     if drop00:
@@ -190,7 +181,7 @@ def count_effects(measure, a, b, c, d, add, to, drop00, vtype):
         ub = p1 * (1 - p1) / (n1 - 1) + p2 * (1 - p2) / (n2 - 1)
         vi = np.where(vt == "UB", ub, ls)
         if (vt == "AV").any():
-            m1, m2 = _wmean(p1, n1), _wmean(p2, n2)
+            m1, m2 = wmean(p1, n1), wmean(p2, n2)
             vi = np.where(vt == "AV", m1 * (1 - m1) / n1 + m2 * (1 - m2) / n2, vi)
     elif measure == "PETO":
         ni = n1 + n2

@@ -216,11 +216,8 @@ def gosh(fit: RMAResult, subsets: float | None = None, seed=None) -> GoshResult:
     if method in ("EE", "DL") and not fit.tau2_fixed:
         # closed form, vectorised over subsets (no iteration to batch): metafor's own shortcut for these two
         qe, tau2, est = _closed_form(incl, yi, vi, method, ks)
-        ok = np.ones(n, dtype=bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            i2 = np.where(ks > 1, np.maximum(0.0, 100 * (qe - (ks - 1)) / qe), 0.0)  # Q = 0: max(0, -Inf)
-            h2 = np.where(ks > 1, qe / (ks - 1), 1.0)
-        return _result(incl, ks, qe, i2, h2, tau2, est, ok, k, method, exact, fit)
+        i2, h2 = _q_based(qe, ks)
+        return _result(incl, ks, qe, i2, h2, tau2, est, np.ones(n, dtype=bool), k, method, exact, fit)
     # The fixed-effect Q (and every estimator's fit) from the batched engine; DL also for EE/fixed τ², whose
     # estimates and I^2 do not need τ^2 estimated but whose Q the engine computes accurately (no cancellation).
     batch_method = method if method in kernels.BATCH_METHODS and not (fit.tau2_fixed and method != "DL") else "DL"
@@ -229,16 +226,10 @@ def gosh(fit: RMAResult, subsets: float | None = None, seed=None) -> GoshResult:
     qe = b.QE.copy()
     ok = b.converged.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        if method in ("EE", "DL"):
-            # metafor's shortcut (.profile.rma.uni, model 1 and 2): Q-based I^2 and H^2
-            i2 = np.where(ks > 1, np.maximum(0.0, 100 * (qe - (ks - 1)) / qe), 0.0)  # Q = 0: max(0, -Inf)
-            h2 = np.where(ks > 1, qe / (ks - 1), 1.0)
-            if method == "EE":
-                tau2 = np.zeros(n)
-                est = _subset_sums(incl, np.column_stack([w * yi]))[:, 0] / sw0
-            else:
-                tau2 = b.tau2.copy()
-                est = b.estimate.copy()
+        if method == "DL":  # here only with a fixed tau^2: metafor still takes the DL shortcut
+            i2, h2 = _q_based(qe, ks)
+            tau2 = b.tau2.copy()
+            est = b.estimate.copy()
         else:
             if fit.tau2_fixed:
                 t = float(fit.tau2)
@@ -253,6 +244,14 @@ def gosh(fit: RMAResult, subsets: float | None = None, seed=None) -> GoshResult:
             i2 = np.where(ks > 1, 100 * tau2 / (s2 + tau2), 0.0)
             h2 = np.where(ks > 1, tau2 / s2 + 1, 1.0)
     return _result(incl, ks, qe, i2, h2, tau2, est, ok, k, method, exact, fit)
+
+
+def _q_based(qe: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """metafor's shortcut for EE and DL (.profile.rma.uni, models 1 and 2): Q-based I² and H²."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        i2 = np.where(ks > 1, np.maximum(0.0, 100 * (qe - (ks - 1)) / qe), 0.0)  # Q = 0: max(0, -Inf)
+        h2 = np.where(ks > 1, qe / (ks - 1), 1.0)
+    return i2, h2
 
 
 def _closed_form(incl: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str, ks: np.ndarray):

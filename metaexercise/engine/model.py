@@ -799,7 +799,7 @@ def _fit(y, v, X, names, *, weights, method, test, level, tau2, control, positio
     ddf: float | None = None
     if test == "knha":
         rss = f.rss  # metafor's RSS.knha: from the inverse-variance weighted fit, also with user weights
-        s2w = 0.0 if rss <= np.finfo(float).eps else rss / (k - p) if k > p else np.nan
+        s2w = kernels.knha_factor(rss, k - p) if k > p or rss <= kernels.KNHA_RSS_EPS else np.nan
         vb = s2w * vb
         ddf = float(k - p)
     se = np.sqrt(np.diag(vb))

@@ -147,10 +147,6 @@ class RMAMVResult:
         return len(self.h_names) > 0
 
     @property
-    def s_nlevels_dict(self) -> dict[str, int]:
-        return dict(zip(self.s_names, self.s_nlevels, strict=True))
-
-    @property
     def n_clusters(self) -> int:
         return int(self.clusters.max()) + 1 if len(self.clusters) else 0
 

@@ -16,10 +16,6 @@ from metaexercise.engine.printing import _vector_table as vector_lines
 from metaexercise.engine.printing import coefficient_lines, fcf, fmt_pval, matrix_lines
 
 
-def _fcf_vec(values, digits: int = 4) -> list[str]:
-    return [fcf(float(v), digits) for v in np.atleast_1d(values)]
-
-
 def abbreviate(names: list[str], minlength: int = 4) -> list[str]:
     """R's `abbreviate(names, minlength)` (method "left.kept", use.classes TRUE): drop lower-case vowels from the right,
     then lower-case letters, then anything but first letters, until short enough; lengthen duplicates."""

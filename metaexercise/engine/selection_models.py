@@ -91,10 +91,7 @@ _SPECS: dict[str, _Spec] = {
 
 def selmodel_pvalues(yi, vi, alternative: str = "greater") -> np.ndarray:
     """One- or two-sided p-values of z = yi/sqrt(vi) (metafor's `.selmodel.pval`)."""
-    z = np.asarray(yi, dtype=float) / np.sqrt(np.asarray(vi, dtype=float))
-    if alternative == "two.sided":
-        return 2 * special.ndtr(-np.abs(z))
-    return special.ndtr(-z) if alternative == "greater" else special.ndtr(z)
+    return _pval_of_t(np.asarray(yi, dtype=float) / np.sqrt(np.asarray(vi, dtype=float)), alternative)
 
 
 def weight_function(type: str, p, delta, preci=1.0, steps=None) -> np.ndarray:

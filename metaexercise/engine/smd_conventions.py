@@ -23,12 +23,6 @@ from metaexercise.engine.effects import hedges_correction
 
 SmdBasis = Literal["exact", "revman5", "cohen"]
 SMD_BASES: tuple[str, ...] = ("exact", "revman5", "cohen")
-#: One line per basis, for tables and the explainer's text.
-SMD_BASIS_LABELS: dict[str, str] = {
-    "exact": "Hedges' g, exact correction, large-sample variance (metafor escalc SMD)",
-    "revman5": "Hedges' g, approximate correction 1 - 3/(4N - 9), variance with N - 3.94 (RevMan 5)",
-    "cohen": "Cohen's d, uncorrected, large-sample variance",
-}
 
 
 def smd(basis: SmdBasis, m1i, sd1i, n1i, m2i, sd2i, n2i) -> tuple[np.ndarray, np.ndarray]:
