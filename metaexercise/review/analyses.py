@@ -192,22 +192,31 @@ def _control_types(spec: AnalysisSpec, types: tuple[str, ...] | None, extraction
     return out
 
 
-def _built(spec: AnalysisSpec, extraction: Extraction, review: Review,
-           cache: dict | None) -> tuple[pd.DataFrame, list[tuple[str, str, str, str]]]:
+_SPEC_WINDOW = object()  # `stacked_comparisons`' default: the spec's own window
+
+
+def stacked_comparisons(spec: AnalysisSpec, extraction: Extraction, review: Review, cache: dict | None = None,
+                        *, window=_SPEC_WINDOW, window_rule: str = "closest",
+                        **options) -> tuple[pd.DataFrame, list[tuple[str, str, str, str]]]:
     """The comparisons of every class the spec stacks, before filters, and what each build left out:
-    [(study_id, arm_id, category, reason)]."""
+    [(study_id, arm_id, category, reason)]. `window` (default: the spec's), `window_rule` (`FollowUpWindow.rule`)
+    and `options` (`build_comparisons`' multiarm, shared_n, correlation) let the sensitivity analyses
+    (dependence, multiverse) build the same stack under other choices; `cache` keys include all of them."""
     frames, skipped = [], []
+    window = spec.window if window is _SPEC_WINDOW else window
     rules = rules_for(review, spec.outcome)
+    if window_rule != "closest":
+        rules = replace(rules, windows={w: replace(win, rule=window_rule) for w, win in rules.windows.items()})
     for klass, declared in _classes(spec, review):
         types = _control_types(spec, declared, extraction)
         if not types:
             continue
-        key = (spec.outcome, spec.window, spec.timepoint, frozenset(types))
+        key = (spec.outcome, window, spec.timepoint, frozenset(types), window_rule, tuple(sorted(options.items())))
         if cache is not None and key in cache:
             comp, skips = cache[key]
         else:
-            comp = build_comparisons(extraction, outcome=spec.outcome, window=spec.window, comparators=types,
-                                     rules=rules, timepoint=spec.timepoint)
+            comp = build_comparisons(extraction, outcome=spec.outcome, window=window, comparators=types,
+                                     rules=rules, timepoint=spec.timepoint, **options)
             skips = comp.attrs.get("skipped")
             comp.attrs = {}  # its table of skipped studies; pd.concat cannot compare DataFrame attrs
             skips = [] if skips is None else list(skips.itertuples(index=False, name=None))
@@ -281,7 +290,7 @@ def comparisons_for(spec: AnalysisSpec, extraction: Extraction, review: Review,
 
 
 def _comparisons(spec, extraction, review, cache) -> tuple[pd.DataFrame, list[tuple[str, str, str, str]]]:
-    frame, skipped = _built(spec, extraction, review, cache)
+    frame, skipped = stacked_comparisons(spec, extraction, review, cache)
     if frame.empty:
         return frame, _unaccounted(spec, extraction, frame, skipped)
     keep, why = _filter_mask(spec, frame)

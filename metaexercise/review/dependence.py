@@ -43,16 +43,13 @@ from scipy import sparse
 from metaexercise.engine.cluster_robust import robust
 from metaexercise.engine.mv import rma_mv
 from metaexercise.engine.sampling_vcov import gleser_olkin_smd_cov, vcalc
-from metaexercise.extraction.comparisons import build_comparisons
 from metaexercise.extraction.sheets import Extraction
 from metaexercise.review.analyses import (
     AnalysisResult,
-    _classes,
-    _control_types,
     _filter_mask,
     _with_effects,
     check_not_mixed,
-    rules_for,
+    stacked_comparisons,
 )
 from metaexercise.review.declaration import Review
 from metaexercise.review.specs import AnalysisSpec
@@ -92,25 +89,11 @@ def dependence_effects(spec: AnalysisSpec, extraction: Extraction, review: Revie
     window, shared arms with their whole n; the spec's filters applied, `yi`/`vi` as the main analysis computes
     them (`metaexercise.review.analyses`). Added columns: ``window`` (id, "" without windows), ``study``,
     ``es`` (the effect's id), ``arm1``/``arm2`` (the experimental and the control arm)."""
-    windows = review.window_ids or (None,)
-    rules = rules_for(review, spec.outcome)
     frames = []
-    for window in windows:
-        for klass, declared in _classes(spec, review):
-            types = _control_types(spec, declared, extraction)
-            if not types:
-                continue
-            key = ("dependence", spec.outcome, window, spec.timepoint, frozenset(types))
-            if cache is not None and key in cache:
-                comp = cache[key]
-            else:
-                comp = build_comparisons(extraction, outcome=spec.outcome, window=window, comparators=types,
-                                         rules=rules, timepoint=spec.timepoint, multiarm="split", shared_n="keep")
-                comp.attrs = {}  # the skipped table; pd.concat cannot compare DataFrame attrs
-                if cache is not None:
-                    cache[key] = comp
-            comp = comp.rename(columns={"comparator": "control_type"})
-            comp.insert(3, "comparator", klass)
+    for window in review.window_ids or (None,):
+        comp, _ = stacked_comparisons(spec, extraction, review, cache, window=window, multiarm="split",
+                                      shared_n="keep")
+        if len(comp):
             comp.insert(4, "window", window or "")
             frames.append(comp)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -48,7 +48,7 @@ import itertools
 import math
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +62,17 @@ from metaexercise.engine.kernels import BATCH_METHODS
 from metaexercise.engine.model import rma
 from metaexercise.engine.smd_conventions import SMD_BASES, smd
 from metaexercise.errors import ExtractionError, SpecError
-from metaexercise.extraction.comparisons import WINDOW_RULES, build_comparisons, estimate_change_correlation
+from metaexercise.extraction.comparisons import WINDOW_RULES, estimate_change_correlation
 from metaexercise.extraction.schema import ValueKind
 from metaexercise.extraction.sheets import Extraction, load_extraction
 from metaexercise.review import replica
 from metaexercise.review.analyses import (
-    _classes,
-    _control_types,
     _filter_mask,
     _flagged,
     _with_effects,
     check_not_mixed,
-    rules_for,
     run_analysis,
+    stacked_comparisons,
 )
 from metaexercise.review.declaration import Review
 from metaexercise.review.multiverse_columns import CHOICE_COLUMNS, COLUMNS, DATA_CHOICES, OK
@@ -229,23 +227,10 @@ class DataSet:
 
 def _stacked(spec: AnalysisSpec, extraction: Extraction, review: Review, window_rule: str, multiarm: str,
              correlation: float | None) -> pd.DataFrame:
-    """The comparisons of every class the spec stacks, as `metaexercise.review.analyses._built` builds them,
+    """The comparisons of every class the spec stacks (`metaexercise.review.analyses.stacked_comparisons`)
     under the given window rule, multi-arm handling and correlation."""
-    rules = rules_for(review, spec.outcome)
-    if window_rule != "closest":
-        rules = replace(rules, windows={w: replace(win, rule=window_rule) for w, win in rules.windows.items()})
-    frames = []
-    for klass, declared in _classes(spec, review):
-        types = _control_types(spec, declared, extraction)
-        if not types:
-            continue
-        comp = build_comparisons(extraction, outcome=spec.outcome, window=spec.window, comparators=types,
-                                 rules=rules, timepoint=spec.timepoint, multiarm=multiarm, correlation=correlation)
-        comp.attrs = {}
-        comp = comp.rename(columns={"comparator": "control_type"})
-        comp.insert(3, "comparator", klass)
-        frames.append(comp)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return stacked_comparisons(spec, extraction, review, window_rule=window_rule, multiarm=multiarm,
+                               correlation=correlation)[0]
 
 
 def _effects(frame: pd.DataFrame, basis: str, measure: str) -> pd.DataFrame:
