@@ -349,28 +349,53 @@ class BaselineSD(NamedTuple):
     source: str
 
 
-def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: OutcomeDecl) -> BaselineSD:
+class BaselineSDIndex:
+    """The baseline SDs (rescaled to `outcome`'s common scale) and n of a comparison's arms, looked up once per
+    (study, instrument, arms) from an index of the extraction's baseline rows in sheet order, so that
+    `baseline_sd` over many data sets of one outcome (the multiverse) costs a dict lookup per comparison."""
+
+    def __init__(self, extraction: Extraction, outcome: OutcomeDecl):
+        self.extraction = extraction
+        self.width = outcome.common_max - outcome.common_min if outcome.normalised else float("nan")
+        o = extraction.outcomes
+        base = o.loc[o["value_kind"].eq(ValueKind.BASELINE), ["study_id", "instrument", "arm_id", "sd", "n"]]
+        self.base: dict[tuple, list[tuple]] = {}
+        for sid, instrument, arm, sd, n in base.itertuples(index=False):
+            self.base.setdefault((sid, instrument), []).append((arm, sd, n))
+        self.rows: dict[tuple, tuple[list[float], list[float]]] = {}
+
+    def arms(self, sid, instrument, arms) -> tuple[list[float], list[float]]:
+        """(SDs on the common scale, n) of the arms named in `arms` ("a+b vs c"), in sheet order."""
+        key = (sid, instrument, arms)
+        if key not in self.rows:
+            sds: list[float] = []
+            ns: list[float] = []
+            inst = self.extraction.registry.get(instrument)
+            if inst.has_range:
+                arm_ids = {a for side in str(arms).split(" vs ") for a in side.split("+")}
+                for arm, sd, n in self.base.get((sid, instrument), ()):
+                    if arm in arm_ids and pd.notna(sd) and pd.notna(n):
+                        sds.append(float(np.asarray(float(sd), dtype=float) * (self.width / inst.width)))
+                        ns.append(float(n))
+            self.rows[key] = (sds, ns)
+        return self.rows[key]
+
+
+def baseline_sd(extraction: Extraction, comps: pd.DataFrame, outcome: OutcomeDecl,
+                index: BaselineSDIndex | None = None) -> BaselineSD:
     """Pooled patient-level baseline SD on the outcome's common scale over every arm of the analysis's
     comparisons (`metaexercise.review.vas.pooled_sd`), else the typical SD the outcome declares, else NaN.
-    Without a common scale an SMD cannot be re-expressed in one unit: NaN."""
+    Without a common scale an SMD cannot be re-expressed in one unit: NaN. `index`: a `BaselineSDIndex` of the
+    same extraction and outcome to reuse across calls."""
     if not outcome.normalised:
         return BaselineSD(float("nan"), f"{outcome.id} has no common scale: no re-expression in points")
-    width = outcome.common_max - outcome.common_min
     scale = f"{outcome.common_min:g}-{outcome.common_max:g}"
-    o = extraction.outcomes
-    base = o[o["value_kind"].eq(ValueKind.BASELINE)]
+    index = BaselineSDIndex(extraction, outcome) if index is None else index
     sds, ns = [], []
-    for _, c in comps.iterrows():
-        arm_ids = {a for side in str(c["arms"]).split(" vs ") for a in side.split("+")}
-        rows = base[base["study_id"].eq(c["study_id"]) & base["instrument"].eq(c["instrument"])
-                    & base["arm_id"].isin(arm_ids)]
-        inst = extraction.registry.get(c["instrument"])
-        if not inst.has_range:
-            continue
-        for _, r in rows.iterrows():
-            if pd.notna(r["sd"]) and pd.notna(r["n"]):
-                sds.append(float(np.asarray(float(r["sd"]), dtype=float) * (width / inst.width)))
-                ns.append(float(r["n"]))
+    for sid, instrument, arms in zip(comps["study_id"], comps["instrument"], comps["arms"], strict=True):
+        a, b = index.arms(sid, instrument, arms)
+        sds += a
+        ns += b
     if sds:
         return BaselineSD(pooled_sd(sds, ns), f"pooled baseline SD of {len(sds)} arms ({scale} scale)")
     t = outcome.typical_sd

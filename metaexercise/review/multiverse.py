@@ -63,13 +63,14 @@ from metaexercise.engine.model import rma
 from metaexercise.engine.smd_conventions import SMD_BASES, smd
 from metaexercise.errors import ExtractionError, SpecError
 from metaexercise.extraction.comparisons import WINDOW_RULES, estimate_change_correlation
-from metaexercise.extraction.schema import ValueKind
 from metaexercise.extraction.sheets import Extraction, load_extraction
 from metaexercise.review import replica
 from metaexercise.review.analyses import (
+    BaselineSDIndex,
     _filter_mask,
     _flagged,
     _with_effects,
+    baseline_sd,
     check_not_mixed,
     run_analysis,
     stacked_comparisons,
@@ -79,7 +80,6 @@ from metaexercise.review.multiverse_columns import CHOICE_COLUMNS, COLUMNS, DATA
 from metaexercise.review.project import Project
 from metaexercise.review.run import FLOAT_FORMAT
 from metaexercise.review.specs import ROB_OVERALL, AnalysisSpec, load_specs
-from metaexercise.review.vas import pooled_sd
 from metaexercise.review.vocabulary import AnalysisKind, AnalysisStatus
 from metaexercise.spreadsheet_safety import csv_text
 from metaexercise.vocabulary import DataSource, RobJudgement
@@ -266,53 +266,20 @@ def _flags(frame: pd.DataFrame, spec: AnalysisSpec, cache: dict) -> tuple[np.nda
 
 
 class _BaselineSD:
-    """`metaexercise.review.analyses.baseline_sd` for many data sets of one outcome: each comparison row's
-    baseline SDs (rescaled to the common scale) and n are looked up once, then pooled (`pooled_sd`) in the
-    rows' order, so the result is baseline_sd's to the bit (tests compare them)."""
+    """`metaexercise.review.analyses.baseline_sd` for many data sets of one outcome, on one `BaselineSDIndex`;
+    an MD on a common scale needs no SD (1)."""
 
     def __init__(self, extraction: Extraction, review: Review, outcome: str):
         self.extraction = extraction
         self.outcome = review.outcome(outcome)
         self.md = review.measure == "MD"
-        o = extraction.outcomes
-        base = o.loc[o["value_kind"].eq(ValueKind.BASELINE), ["study_id", "instrument", "arm_id", "sd", "n"]]
-        self.base: dict[tuple, list[tuple]] = {}
-        for sid, instrument, arm, sd, n in base.itertuples(index=False):  # in the sheet's order, as baseline_sd
-            self.base.setdefault((sid, instrument), []).append((arm, sd, n))
-        self.rows: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
-
-    def _row(self, sid, instrument, arms) -> tuple[list[float], list[float]]:
-        key = (sid, instrument, arms)
-        if key not in self.rows:
-            sds: list[float] = []
-            ns: list[float] = []
-            inst = self.extraction.registry.get(instrument)
-            if inst.has_range:
-                width = self.outcome.common_max - self.outcome.common_min
-                arm_ids = {a for side in str(arms).split(" vs ") for a in side.split("+")}
-                for arm, sd, n in self.base.get((sid, instrument), ()):
-                    if arm in arm_ids and pd.notna(sd) and pd.notna(n):
-                        sds.append(float(np.asarray(float(sd), dtype=float) * (width / inst.width)))
-                        ns.append(float(n))
-            self.rows[key] = (sds, ns)
-        return self.rows[key]
+        self.index = BaselineSDIndex(extraction, self.outcome)
 
     def sd(self, frame: pd.DataFrame) -> float:
         """The SD re-expressing this data set's SMD in points (NaN: none); an MD on a common scale: 1."""
         if self.md:
             return 1.0 if self.outcome.normalised else math.nan
-        if not self.outcome.normalised:
-            return math.nan
-        sds: list[float] = []
-        ns: list[float] = []
-        for sid, instrument, arms in zip(frame["study_id"], frame["instrument"], frame["arms"], strict=True):
-            a, b = self._row(sid, instrument, arms)
-            sds += a
-            ns += b
-        if sds:
-            return pooled_sd(sds, ns)
-        t = self.outcome.typical_sd
-        return t.value if t is not None else math.nan
+        return baseline_sd(self.extraction, frame, self.outcome, self.index).sd
 
 
 def build_data_sets(spec: AnalysisSpec, extraction: Extraction, review: Review, grid: Grid, window_rule: str,
