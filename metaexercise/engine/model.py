@@ -711,7 +711,7 @@ def rma(
 
 
 def _fit(y, v, X, names, *, weights, method, test, level, tau2, control, positions=None, k_all=None, subset=None,
-         not_na=None, formula=None, skip_r2: bool = False) -> RMAResult:
+         not_na=None, formula=None) -> RMAResult:
     """The fit itself, on finite, complete data (metafor `rma.uni` from its check of the parameter count on)."""
     k = y.shape[0]
     positions = np.arange(k) if positions is None else positions
@@ -862,17 +862,19 @@ def _fit(y, v, X, names, *, weights, method, test, level, tau2, control, positio
 
     # Pseudo-R2 for mixed-effects models (metafor r2def "1"); adjusted weighted R2 for EE models.
     R2: float | None = None
-    if not int_only and int_incl and not skip_r2:
+    if not int_only and int_incl:
         if method == "EE":
             # R's max(0, NaN) is NaN: a saturated fit (k = p) has no adjusted R² (metafor prints "NA%")
             adj = 0.0 if np.var(y) == 0 else _adj_r2_weighted(y, X, w if weights is None else weights)
             R2 = adj if np.isnan(adj) else max(0.0, 100 * adj)
         else:
-            try:
-                with warnings.catch_warnings():
+            try:  # tau^2 of the intercept-only model: the estimator alone (a whole nested fit cost ~2.5x more)
+                ctrl = control if allvipos else replace(control, ll0check=False)
+                with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
                     warnings.simplefilter("ignore")
-                    t2_re = _fit(y, v, np.ones((k, 1)), ("intrcpt",), weights=weights, method=method, test=test,
-                                 level=level, tau2=None, control=control, skip_r2=True).tau2
+                    t2_re = ESTIMATORS[method](y, v, np.ones((k, 1)), ctrl).tau2
+                if not (np.isfinite(t2_re) and np.all(v + t2_re > 0)):
+                    raise ValueError("the intercept-only model cannot be fitted")
                 R2 = 0.0 if t2_re == 0 else max(0.0, 100 * (t2_re - t2) / t2_re)
             except Exception:  # noqa: BLE001 - metafor sets R2 to NA when the reduced model fails
                 R2 = np.nan
