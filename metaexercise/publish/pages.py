@@ -422,13 +422,28 @@ def results_dir(source: str = REAL) -> Path:
 
 
 # --------------------------------------------------------------------------------- results files
+def run_command(source: str = REAL) -> str:
+    """The command that writes the results of `source`."""
+    return "metaexercise run" + (f" --source {DataSource.REPLICA}" if DataSource.parse(source).synthetic else "")
+
+
+def optional_table(name: str, source: str = REAL) -> pd.DataFrame | None:
+    """results/<name> as `read_table` reads it, or None when the run wrote none."""
+    return read_table(name, source) if (results_dir(source) / name).is_file() else None
+
+
+def missing_note(name: str, source: str = REAL) -> _HTML:
+    """A warning that results/<name> of `source` is not there yet, and the command that writes it."""
+    return note(f"No results/{name} for the {DataSource.parse(source).description} yet: run "
+                f"`{run_command(source)}`.", "warning")
+
+
 def read_table(name: str, source: str = REAL, *, text: bool = False) -> pd.DataFrame:
     """results/<name> (results/replica/<name> for the replica), as `metaexercise run` wrote it. `text=True`
     reads every cell as text ("" where blank), so a value such as "NA" or "-0.67" stays as written."""
     path = results_dir(source) / name
     if not path.is_file():
-        command = "metaexercise run" + (f" --source {DataSource.REPLICA}" if DataSource.parse(source).synthetic else "")
-        raise FileNotFoundError(f"{path} missing; run `{command}` first")
+        raise FileNotFoundError(f"{path} missing; run `{run_command(source)}` first")
     # results/ is written with OWASP formula neutralisation (a leading ' before =, +, -, @ text); undo it here
     if text:
         return read_csv(path, dtype=str, keep_default_na=False)
@@ -1654,8 +1669,7 @@ def simulation_report() -> list:
 # --------------------------------------------------------------------------- dependence (contrast, sensitivity)
 def dependence_rows(source: str = REAL) -> pd.DataFrame | None:
     """results/dependence.csv (`metaexercise.review.dependence`), or None when this run wrote none."""
-    path = results_dir(source) / "dependence.csv"
-    return read_table("dependence.csv", source) if path.is_file() else None
+    return optional_table("dependence.csv", source)
 
 
 def _dependence_source() -> str:
@@ -1696,8 +1710,7 @@ def dependence_report(analysis_id: str, source: str = REAL) -> list:
     what = DataSource.parse(source).description
     rows = dependence_rows(source)
     if rows is None:
-        command = "metaexercise run" + (" --source replica" if DataSource.parse(source).synthetic else "")
-        return [note(f"No results/dependence.csv for the {what} yet: run `{command}`.", "warning")]
+        return [missing_note("dependence.csv", source)]
     mine = rows[rows["analysis_id"] == analysis_id]
     if mine.empty:
         return [note(f"results/dependence.csv ({what}) has no row for {analysis_id}.", "warning")]
@@ -1754,8 +1767,7 @@ def dependence_overview(source: str = REAL) -> list:
     out: list = [synthetic_banner()] if synthetic else []
     rows = dependence_rows(source)
     if rows is None:
-        command = "metaexercise run" + (" --source replica" if synthetic else "")
-        return [*out, note(f"No results/dependence.csv for the {what} yet: run `{command}`.", "warning")]
+        return [*out, missing_note("dependence.csv", source)]
     measure = declaration().measure
     frame = pd.DataFrame({
         "contrast": [short_label(a) for a in rows["analysis_id"]],
@@ -1788,8 +1800,7 @@ def dependence_overview(source: str = REAL) -> list:
 # --------------------------------------------------------------------------- Bayesian random effects (contrast pages)
 def bayes_rows(source: str = REAL) -> pd.DataFrame | None:
     """results/bayes.csv (`metaexercise.review.bayes_summary`), or None when this run wrote none."""
-    path = results_dir(source) / "bayes.csv"
-    return read_table("bayes.csv", source) if path.is_file() else None
+    return optional_table("bayes.csv", source)
 
 
 def _text(value) -> str:
@@ -1829,11 +1840,9 @@ def bayes_report(analysis_id: str, source: str = REAL) -> list:
     the prediction interval of a new study's effect, and the probabilities that μ lies beyond 0 and beyond the
     minimal important difference in the direction of benefit; or why there is none."""
     what = DataSource.parse(source).description
-    synthetic = DataSource.parse(source).synthetic
     rows = bayes_rows(source)
     if rows is None:
-        command = "metaexercise run" + (" --source replica" if synthetic else "")
-        return [note(f"No results/bayes.csv for the {what} yet: run `{command}`.", "warning")]
+        return [missing_note("bayes.csv", source)]
     mine = rows[rows["analysis_id"] == analysis_id]
     if mine.empty:
         return [note(f"results/bayes.csv ({what}) has no row for {analysis_id}.", "warning")]
@@ -1939,8 +1948,7 @@ def prediction_interval_statement() -> _HTML:
 
 def pi_coverage_rows() -> pd.DataFrame | None:
     """results/pi_coverage.csv (written by `metaexercise run` for the real extraction), or None."""
-    path = results_dir(REAL) / "pi_coverage.csv"
-    return read_table("pi_coverage.csv", REAL) if path.is_file() else None
+    return optional_table("pi_coverage.csv", REAL)
 
 
 def pi_coverage_figure(cov: pd.DataFrame, column: str = "coverage_expected"):
@@ -2045,8 +2053,7 @@ def prediction_overview(source: str = REAL) -> list:
     out: list = [synthetic_banner()] if synthetic else []
     rows = bayes_rows(source)
     if rows is None:
-        command = "metaexercise run" + (" --source replica" if synthetic else "")
-        return [*out, note(f"No results/bayes.csv for the {what} yet: run `{command}`.", "warning")]
+        return [*out, missing_note("bayes.csv", source)]
     ok = rows["status"] == StatusKind.OK
     frame = pd.DataFrame({
         "contrast": [short_label(a) for a in rows["analysis_id"]],
