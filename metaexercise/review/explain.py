@@ -223,6 +223,22 @@ def registry_effects(project) -> tuple[Entry, ...]:
     return tuple(e for e in registry.entries if e.kind == EntryKind.EFFECT)
 
 
+def _pooled_studies(result) -> pd.DataFrame:
+    """The studies an analysis pooled (those it excluded as outliers left out), indexed 0..k-1."""
+    studies = result.studies
+    if len(studies) and "excluded_as_outlier" in studies:
+        studies = studies[~studies["excluded_as_outlier"].astype(bool)]
+    return studies.reset_index(drop=True)
+
+
+def _k_note(entry: Entry, k: int) -> str:
+    """Why a match would mean little when the data hold another number of studies than the paper pooled."""
+    if entry.k is None or entry.k.value == k:
+        return ""
+    return (f"the paper pooled k = {entry.k.text} studies, the extraction gives {k}: a convention that reproduces "
+            "the printed digits from other studies would be a coincidence")
+
+
 def explain_entry(project, label: str, *, level: float = 95) -> Explanation:
     """Explain the published pooled effect `label` (a registry entry id such as ``pain_active_short.results``,
     or a contrast id when it has exactly one pooled-effect entry) from the project's real extraction: the
@@ -255,19 +271,12 @@ def explain_entry(project, label: str, *, level: float = 95) -> Explanation:
                         f"so the data behind {entry.id!r} are not declared")
     extraction = load_extraction(project.extraction, vocabulary=review.sheet_vocabulary())
     result = run_analysis(spec, extraction, review, {})
-    studies = result.studies
-    if len(studies) and "excluded_as_outlier" in studies:
-        studies = studies[~studies["excluded_as_outlier"].astype(bool)]
-    printed = printed_numbers(entry)
+    studies = _pooled_studies(result)
     k_printed = f" (the paper pooled k = {entry.k.text})" if entry.k is not None else ""
     if len(studies) < 2:
         raise ValueError(f"explain {entry.id}: the extraction gives analysis {spec.id!r} k = {len(studies)} "
                          f"studies{k_printed}; at least 2 are needed. {result.status}")
-    note = ""
-    if entry.k is not None and entry.k.value != len(studies):
-        note = (f"the paper pooled k = {entry.k.text} studies, the extraction gives {len(studies)}: a convention "
-                "that reproduces the printed digits from other studies would be a coincidence")
-    return explain_numbers(entry.id, studies.reset_index(drop=True), printed, level=level, note=note)
+    return explain_numbers(entry.id, studies, printed_numbers(entry), level=level, note=_k_note(entry, len(studies)))
 
 
 #: Columns of results/explain.csv, the audit's section on conventions.
@@ -290,17 +299,13 @@ def explain_registry(project, results) -> pd.DataFrame:
         if result is None or result.regression is not None:
             rows.append({**row, "status": "no analysis declared for this contrast"})
             continue
-        studies = result.studies
-        if len(studies) and "excluded_as_outlier" in studies:
-            studies = studies[~studies["excluded_as_outlier"].astype(bool)]
+        studies = _pooled_studies(result)
         row["k_data"] = len(studies)
         if len(studies) < 2:
             rows.append({**row, "status": f"insufficient data (k={len(studies)})"})
             continue
-        ex = explain_numbers(entry.id, studies.reset_index(drop=True), printed_numbers(entry))
-        if entry.k is not None and entry.k.value != len(studies):
-            row["note"] = (f"the paper pooled k = {entry.k.text}, the extraction gives {len(studies)}: a match would "
-                           "be a coincidence")
+        ex = explain_numbers(entry.id, studies, printed_numbers(entry))
+        row["note"] = _k_note(entry, len(studies))
         m = ex.matches
         row.update(conventions=len(m), tried=len(ex.table),
                    status="reproduced" if len(m) else "not reproduced by any convention tried",
