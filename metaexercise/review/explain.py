@@ -44,7 +44,7 @@ FIELDS: tuple[str, ...] = ("estimate", "ci_lb", "ci_ub", "i2", "q", "p", "pi_lb"
 GIVEN = "as given"
 
 LABELS = {
-    "basis": "effect basis", "method": "tau^2 estimator", "ci": "CI", "i2_def": "I^2", "pi": "PI",
+    "basis": "effect basis", "method": "τ² estimator", "ci": "CI", "i2_def": "I²", "pi": "PI",
 }
 
 
